@@ -1,0 +1,67 @@
+/**
+ * Every error this package throws is a {@link PsUsageError}; subclasses carry a stable `code`
+ * so callers can branch without parsing messages.
+ */
+export class PsUsageError extends Error {
+  /** A stable, machine-readable code, e.g. `PS_USAGE_VALIDATION`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** One problem with one field of an input. `index` is the item's position in a batch. */
+export interface FieldIssue {
+  readonly field: string;
+  readonly reason: string;
+  readonly index?: number;
+}
+
+/** The input was rejected before anything was written; `issues` lists every bad field. */
+export class UsageValidationError extends PsUsageError {
+  readonly issues: readonly FieldIssue[];
+  constructor(issues: readonly FieldIssue[]) {
+    const shown = issues
+      .slice(0, 10)
+      .map((i) => `${i.index === undefined ? "" : `[${i.index}].`}${i.field}: ${i.reason}`)
+      .join("; ");
+    const more = issues.length > 10 ? `; and ${issues.length - 10} more` : "";
+    super("PS_USAGE_VALIDATION", `Invalid usage input: ${shown}${more}`);
+    this.issues = issues;
+  }
+}
+
+/** A referenced agent, connector, model or external API does not exist; nothing was written. */
+export class UnknownReferenceError extends PsUsageError {
+  readonly table: string;
+  readonly id: number | null;
+  constructor(table: string, id: number | null, options?: { cause?: unknown }) {
+    super(
+      "PS_USAGE_UNKNOWN_REFERENCE",
+      id === null ? `A referenced row in ${table} does not exist` : `No row with id ${id} in ${table}`,
+      options,
+    );
+    this.table = table;
+    this.id = id;
+  }
+}
+
+/** The database could not be opened or reached. `target` names what was tried (password hidden). */
+export class DatabaseConnectionError extends PsUsageError {
+  readonly target: string;
+  constructor(target: string, reason: string, options?: { cause?: unknown }) {
+    super("PS_USAGE_CONNECTION", `Cannot open database ${target}: ${reason}`, options);
+    this.target = target;
+  }
+}
+
+/** The migrator refused to run, or a migration failed; the database was left as it was. */
+export class MigrationError extends PsUsageError {
+  readonly migration?: string;
+  constructor(message: string, migration?: string, options?: { cause?: unknown }) {
+    super("PS_USAGE_MIGRATION", message, options);
+    this.migration = migration;
+  }
+}

@@ -1,0 +1,1 @@
+export * from "./errors"; export * from "./db"; export * from "./migrate";

@@ -1,0 +1,214 @@
+import { createHash, randomUUID } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import type { Database, SqlSession } from "./db";
+import { MigrationError } from "./errors";
+
+/** The package's root directory, found from this file whether it runs from src/ or dist/src/. */
+function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, "prisma", "migrations"))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, "..", "..");
+  }
+}
+
+/** The migrations shipped with the package (`prisma/migrations`). */
+export const DEFAULT_MIGRATIONS_DIR = path.join(packageRoot(), "prisma", "migrations");
+
+/**
+ * The advisory lock key Prisma Migrate takes on PostgreSQL. Taking the same one makes this
+ * migrator and `prisma migrate deploy` exclude each other as well as themselves.
+ */
+export const MIGRATION_LOCK_KEY = 72707369;
+
+// Prisma Migrate's own table definition (schema engine, PostgreSQL flavour).
+const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum"              VARCHAR(64) NOT NULL,
+    "finished_at"           TIMESTAMPTZ,
+    "migration_name"        VARCHAR(255) NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        TIMESTAMPTZ,
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
+);`;
+
+/** A migration directory on disk. */
+export interface MigrationFile {
+  readonly name: string;
+  readonly checksum: string;
+  readonly sql: string;
+}
+
+/** A row of `_prisma_migrations` as the migrator reads it. */
+export interface AppliedMigration {
+  readonly name: string;
+  readonly checksum: string;
+  readonly startedAt: Date;
+  readonly finishedAt: Date | null;
+  readonly rolledBackAt: Date | null;
+}
+
+/** What {@link migrationStatus} reports. */
+export interface MigrationStatus {
+  /** Which database: the redacted URL or the PGlite directory. */
+  readonly target: string;
+  /** Applied and finished, in the order they were applied. */
+  readonly applied: readonly AppliedMigration[];
+  /** On disk and not applied yet, in the order they would be applied. */
+  readonly pending: readonly string[];
+  /** Recorded as started but never finished nor rolled back (Prisma's P3009 state). */
+  readonly failed: readonly string[];
+  /** Applied, but the file on disk no longer has the checksum that was applied. */
+  readonly modified: readonly string[];
+  /** Applied, but no longer on disk. */
+  readonly missing: readonly string[];
+}
+
+/** What {@link migrate} did. */
+export interface MigrateResult {
+  /** The migrations this call applied (empty when all were already applied). */
+  readonly applied: readonly string[];
+}
+
+/** Options for {@link migrate} and {@link migrationStatus}. */
+export interface MigrateOptions {
+  /** Where the migration directories are. Default: the package's own `prisma/migrations`. */
+  readonly migrationsDir?: string;
+}
+
+/** Reads the migration directories in the order Prisma applies them (by name). */
+export function readMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): MigrationFile[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    throw new MigrationError(`Cannot read migrations directory ${dir}: ${(err as Error).message}`, undefined, { cause: err });
+  }
+  return entries
+    .filter((e) => e.isDirectory() && fs.existsSync(path.join(dir, e.name, "migration.sql")))
+    .map((e) => e.name)
+    .sort()
+    .map((name) => {
+      const bytes = fs.readFileSync(path.join(dir, name, "migration.sql"));
+      return { name, checksum: createHash("sha256").update(bytes).digest("hex"), sql: bytes.toString("utf8") };
+    });
+}
+
+async function readApplied(session: SqlSession): Promise<AppliedMigration[]> {
+  const exists = await session.query<{ t: string | null }>(`SELECT to_regclass('"_prisma_migrations"')::text AS t`);
+  if (!exists[0]?.t) return [];
+  const rows = await session.query<{
+    migration_name: string;
+    checksum: string;
+    started_at: Date;
+    finished_at: Date | null;
+    rolled_back_at: Date | null;
+  }>(
+    `SELECT migration_name, checksum, started_at, finished_at, rolled_back_at
+       FROM "_prisma_migrations" ORDER BY started_at, migration_name`,
+  );
+  return rows.map((r) => ({
+    name: r.migration_name,
+    checksum: r.checksum,
+    startedAt: new Date(r.started_at),
+    finishedAt: r.finished_at === null ? null : new Date(r.finished_at),
+    rolledBackAt: r.rolled_back_at === null ? null : new Date(r.rolled_back_at),
+  }));
+}
+
+function compare(target: string, files: readonly MigrationFile[], rows: readonly AppliedMigration[]): MigrationStatus {
+  // A rolled-back row (`prisma migrate resolve --rolled-back`) no longer counts, as in Prisma.
+  const live = rows.filter((r) => r.rolledBackAt === null);
+  const applied = live.filter((r) => r.finishedAt !== null);
+  const failed = live.filter((r) => r.finishedAt === null).map((r) => r.name);
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const appliedNames = new Set(applied.map((r) => r.name));
+  return {
+    target,
+    applied,
+    pending: files.filter((f) => !appliedNames.has(f.name) && !failed.includes(f.name)).map((f) => f.name),
+    failed,
+    modified: applied.filter((r) => byName.has(r.name) && byName.get(r.name)!.checksum !== r.checksum).map((r) => r.name),
+    missing: applied.filter((r) => !byName.has(r.name)).map((r) => r.name),
+  };
+}
+
+/**
+ * Lists applied, pending, failed and modified migrations, reading `_prisma_migrations` as
+ * Prisma Migrate does. Changes nothing.
+ *
+ * @example
+ * const s = await migrationStatus(db);
+ * console.log(s.applied.map((m) => m.name), s.pending);
+ */
+export async function migrationStatus(db: Database, options: MigrateOptions = {}): Promise<MigrationStatus> {
+  const files = readMigrations(options.migrationsDir);
+  const rows = await db.driver.withSession(readApplied);
+  return compare(db.target, files, rows);
+}
+
+/**
+ * Applies pending migrations in order, each in its own transaction, and records each in
+ * `_prisma_migrations` exactly as Prisma Migrate does (checksum = sha256 hex of the file), so
+ * a database migrated by this function and one migrated by `prisma migrate deploy` are each
+ * up to date for the other tool.
+ *
+ * It holds Prisma's PostgreSQL advisory lock while it runs, so concurrent migrators (this one
+ * or Prisma's) apply each migration once. It refuses with a {@link MigrationError}, changing
+ * nothing, when an applied migration's file was modified or a failed migration is recorded.
+ *
+ * @example
+ * const db = await openDatabase();
+ * const { applied } = await migrate(db);   // [] when everything was already applied
+ */
+export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const files = readMigrations(options.migrationsDir);
+  return db.driver.withSession(async (session) => {
+    await session.query(`SELECT pg_advisory_lock($1)`, [MIGRATION_LOCK_KEY]);
+    try {
+      await session.exec(CREATE_MIGRATIONS_TABLE);
+      const status = compare(db.target, files, await readApplied(session));
+      if (status.failed.length > 0) {
+        throw new MigrationError(
+          `Migration ${status.failed.join(", ")} is recorded as failed in _prisma_migrations of ${db.target}. ` +
+            `Fix the database, then mark it with \`prisma migrate resolve --rolled-back <name>\` (or --applied). Nothing was changed.`,
+          status.failed[0],
+        );
+      }
+      if (status.modified.length > 0) {
+        throw new MigrationError(
+          `Migration ${status.modified.join(", ")} was modified after it was applied to ${db.target}: ` +
+            `the checksum of migration.sql differs from the one recorded in _prisma_migrations. Nothing was changed.`,
+          status.modified[0],
+        );
+      }
+      const applied: string[] = [];
+      for (const name of status.pending) {
+        const file = files.find((f) => f.name === name)!;
+        await session.exec("BEGIN");
+        try {
+          await session.exec(file.sql);
+          await session.query(
+            `INSERT INTO "_prisma_migrations"
+               (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
+             VALUES ($1, $2, now(), $3, NULL, NULL, now(), 1)`,
+            [randomUUID(), file.checksum, file.name],
+          );
+          await session.exec("COMMIT");
+        } catch (err) {
+          await session.exec("ROLLBACK").catch(() => undefined);
+          throw new MigrationError(
+            `Migration ${name} failed on ${db.target} and was rolled back: ${(err as Error).message}`,
+            name,
+            { cause: err },
+          );
+        }
+        applied.push(name);
+      }
+      return { applied };
+    } finally {
+      await session.query(`SELECT pg_advisory_unlock($1)`, [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    }
+  });
+}

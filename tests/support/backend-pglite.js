@@ -1,0 +1,1 @@
+process.env.PS_USAGE_TEST_BACKEND = "pglite";
