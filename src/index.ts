@@ -1,1 +1,2 @@
 export * from "./errors"; export * from "./db"; export * from "./migrate";
+export * from "./types";
