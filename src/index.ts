@@ -1,2 +1,3 @@
 export * from "./errors"; export * from "./db"; export * from "./migrate";
 export * from "./types";
+export * from "./studio";

@@ -1,0 +1,76 @@
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import type { Database } from "./db";
+import { PsUsageError } from "./errors";
+
+/** Options for {@link startStudio}. */
+export interface StudioOptions {
+  /** Port for Prisma Studio's web page. Default: 5555. */
+  readonly port?: number;
+  /** Browser to open (`none` opens nothing). Default: `none`. */
+  readonly browser?: string;
+  /** The PostgreSQL URL to hand to Studio; needed when `db` is a PostgreSQL database. */
+  readonly url?: string;
+}
+
+/** A running Prisma Studio; `done` settles when it exits. */
+export interface StudioHandle {
+  /** The address of Studio's web page. */
+  readonly studioUrl: string;
+  /** What Studio is connected to: the PostgreSQL URL (password hidden) or the PGlite socket. */
+  readonly databaseUrl: string;
+  readonly done: Promise<number>;
+  stop(): Promise<void>;
+}
+
+function packageRoot(): string {
+  // dist/src/studio.js or src/studio.ts -> the package root holds prisma.config.ts.
+  const up = path.basename(path.dirname(__dirname)) === "dist" ? ["..", ".."] : [".."];
+  return path.resolve(__dirname, ...up);
+}
+
+/**
+ * Starts Prisma Studio on the same database as `db`. For the embedded PGlite database it first
+ * serves PGlite on a local socket (`@electric-sql/pglite-socket`), since Studio speaks the
+ * PostgreSQL wire protocol.
+ *
+ * @example
+ * const db = await openDatabase();
+ * const studio = await startStudio(db, { port: 5555 });
+ * console.log(studio.studioUrl);   // http://localhost:5555
+ * await studio.done;
+ */
+export async function startStudio(db: Database, options: StudioOptions = {}): Promise<StudioHandle> {
+  let server: PGLiteSocketServer | undefined;
+  let url = options.url;
+  if (db.kind === "pglite") {
+    server = new PGLiteSocketServer({ db: db.pglite!, port: 0, host: "127.0.0.1", maxConnections: 8 });
+    await server.start();
+    const conn = server.getServerConn(); // "127.0.0.1:PORT"
+    url = `postgresql://postgres@${conn}/postgres?sslmode=disable`;
+  }
+  if (!url) throw new PsUsageError("PS_USAGE_STUDIO", "startStudio needs options.url for a PostgreSQL database");
+  const root = packageRoot();
+  const port = options.port ?? 5555;
+  const prismaCli = require.resolve("prisma/build/index.js", { paths: [root] });
+  const child = spawn(
+    process.execPath,
+    [prismaCli, "studio", "--config", path.join(root, "prisma.config.ts"), "--url", url, "--port", String(port), "--browser", options.browser ?? "none"],
+    { cwd: root, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, PRISMA_HIDE_UPDATE_MESSAGE: "1" } },
+  );
+  const done = new Promise<number>((resolve) => {
+    child.on("exit", (code) => resolve(code ?? 0));
+    child.on("error", () => resolve(1));
+  });
+  done.finally(() => server?.stop());
+  return {
+    studioUrl: `http://localhost:${port}`,
+    databaseUrl: db.kind === "pglite" ? url : db.target,
+    done,
+    async stop() {
+      child.kill("SIGTERM");
+      await done;
+    },
+  };
+}
