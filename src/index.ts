@@ -1,3 +1,4 @@
 export * from "./errors"; export * from "./db"; export * from "./migrate";
 export * from "./types";
 export * from "./studio";
+export * from "./prices";

@@ -1,0 +1,605 @@
+/**
+ * Price history. A price period holds a model's (or external API's) prices from its
+ * `effectiveFrom` until the next period of the same model (or API), so usage is priced at the
+ * rates in force when it happened and a price change never re-prices history.
+ *
+ * Rates are exact decimals: they are taken as numbers or decimal strings, turned into decimal
+ * text without float arithmetic (`String(0.075)` is `"0.075"`), stored as `numeric(24,12)` and
+ * returned as exact decimal strings.
+ */
+import type { Database } from "./db";
+import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
+import { Prisma, type PrismaClient } from "./generated/prisma/client";
+import { MAX_INT32 } from "./types";
+
+/** A price given as a number (`0.075`) or a decimal string (`"0.075"`). */
+export type DecimalInput = number | string;
+
+/**
+ * A model's prices in PolicySynth's `ps_ai_models.configuration.prices` shape (all rates per
+ * million tokens), plus three optional rates of this package's own for reasoning, audio and image
+ * output. `null` or a missing optional rate falls back as the cost rules say (see `costReport`).
+ */
+export interface ModelPriceInput {
+  readonly currency: string;
+  readonly costInTokensPerMillion: DecimalInput;
+  readonly costOutTokensPerMillion: DecimalInput;
+  readonly costInCachedContextTokensPerMillion?: DecimalInput | null;
+  /** Cache-write input tokens cost the input rate times this. */
+  readonly cacheWriteInputCostMultiplier?: DecimalInput | null;
+  /** Kept for reference; the recorder (not the pricing) decides which tokens are long context. */
+  readonly longContextTokenThreshold?: number | null;
+  readonly longContextCostInTokensPerMillion?: DecimalInput | null;
+  readonly longContextCostInCachedContextTokensPerMillion?: DecimalInput | null;
+  readonly longContextCostOutTokensPerMillion?: DecimalInput | null;
+  readonly costOutReasoningTokensPerMillion?: DecimalInput | null;
+  readonly costOutAudioTokensPerMillion?: DecimalInput | null;
+  readonly costOutImageTokensPerMillion?: DecimalInput | null;
+}
+
+/** An external API's price in PolicySynth's `ps_external_apis.price_adapter` shape. */
+export interface ExternalApiPriceInput {
+  /** What one unit is (e.g. `"call"`, `"search"`); each unit of `call_count` costs `pricePerUnit`. */
+  readonly unitType: string;
+  readonly pricePerUnit: DecimalInput;
+  readonly currency: string;
+}
+
+/** A stored model price period. Rates are exact decimal strings; unset optional rates are null. */
+export interface ModelPricePeriod {
+  readonly id: number;
+  readonly modelId: number;
+  readonly effectiveFrom: Date;
+  /** The next period's `effectiveFrom`, or null while this period is the latest. */
+  readonly effectiveTo: Date | null;
+  readonly currency: string;
+  readonly costInTokensPerMillion: string;
+  readonly costOutTokensPerMillion: string;
+  readonly costInCachedContextTokensPerMillion: string | null;
+  readonly cacheWriteInputCostMultiplier: string | null;
+  readonly longContextTokenThreshold: number | null;
+  readonly longContextCostInTokensPerMillion: string | null;
+  readonly longContextCostInCachedContextTokensPerMillion: string | null;
+  readonly longContextCostOutTokensPerMillion: string | null;
+  readonly costOutReasoningTokensPerMillion: string | null;
+  readonly costOutAudioTokensPerMillion: string | null;
+  readonly costOutImageTokensPerMillion: string | null;
+  readonly createdAt: Date;
+}
+
+/** A stored external API price period; `pricePerUnit` is an exact decimal string. */
+export interface ExternalApiPricePeriod {
+  readonly id: number;
+  readonly externalApiId: number;
+  readonly effectiveFrom: Date;
+  /** The next period's `effectiveFrom`, or null while this period is the latest. */
+  readonly effectiveTo: Date | null;
+  readonly unitType: string;
+  readonly pricePerUnit: string;
+  readonly currency: string;
+  readonly createdAt: Date;
+}
+
+/** Options of {@link syncPricesFromConfiguration}. */
+export interface SyncPricesOptions {
+  /** When a changed price takes effect. Default: now (the database's clock). */
+  readonly effectiveFrom?: Date;
+  /**
+   * Where the first period of a model or API that has none starts. Default: 1970-01-01T00:00Z,
+   * so usage recorded before prices were first synced is priced at the configured prices (the
+   * best price known for it) rather than left unpriced.
+   */
+  readonly firstPeriodFrom?: Date;
+}
+
+/** What {@link syncPricesFromConfiguration} did. */
+export interface PriceSyncResult {
+  /** Periods created because a model's configured prices differ from the period in force. */
+  readonly modelPeriods: readonly ModelPricePeriod[];
+  /** Periods created because an API's `price_adapter` differs from the period in force. */
+  readonly externalApiPeriods: readonly ExternalApiPricePeriod[];
+  /** Models and APIs whose configured price equals the period in force: nothing written. */
+  readonly unchanged: number;
+  /** Models with no `configuration.prices`: their usage stays unpriced until a price is set. */
+  readonly modelsWithoutPrices: readonly number[];
+  /** External APIs with an empty `price_adapter`. */
+  readonly externalApisWithoutPrices: readonly number[];
+}
+
+type Tx = Prisma.TransactionClient | PrismaClient;
+
+const DECIMAL_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+/** numeric(24,12): 12 digits before the point, 12 after. */
+const MAX_SCALE = 12;
+const MAX_VALUE = new Prisma.Decimal("1e12");
+/** The start of the first period `syncPricesFromConfiguration` creates for a model or API. */
+const EPOCH = new Date(0);
+
+/** The optional decimal rates of a model price, in the order of the table. */
+const OPTIONAL_MODEL_RATES = [
+  "costInCachedContextTokensPerMillion",
+  "cacheWriteInputCostMultiplier",
+  "longContextCostInTokensPerMillion",
+  "longContextCostInCachedContextTokensPerMillion",
+  "longContextCostOutTokensPerMillion",
+  "costOutReasoningTokensPerMillion",
+  "costOutAudioTokensPerMillion",
+  "costOutImageTokensPerMillion",
+] as const;
+
+type OptionalModelRate = (typeof OPTIONAL_MODEL_RATES)[number];
+
+/** A validated model price: rates as canonical decimal strings. */
+interface ModelPriceRow {
+  currency: string;
+  costInTokensPerMillion: string;
+  costOutTokensPerMillion: string;
+  longContextTokenThreshold: number | null;
+  rates: Record<OptionalModelRate, string | null>;
+}
+
+interface ExternalApiPriceRow {
+  unitType: string;
+  pricePerUnit: string;
+  currency: string;
+}
+
+/**
+ * Parses a non-negative decimal without float arithmetic: a number goes through `String(n)`
+ * (its shortest round-trip text), a string is checked against a decimal pattern.
+ */
+function parseDecimal(value: unknown, field: string, issues: FieldIssue[]): string | undefined {
+  let text: string;
+  if (typeof value === "number") {
+    if (Number.isNaN(value)) {
+      issues.push({ field, reason: "is NaN" });
+      return undefined;
+    }
+    if (!Number.isFinite(value)) {
+      issues.push({ field, reason: "must be finite" });
+      return undefined;
+    }
+    text = String(value);
+  } else if (typeof value === "string") {
+    text = value.trim();
+    if (!DECIMAL_TEXT.test(text)) {
+      issues.push({ field, reason: `must be a decimal number, got ${JSON.stringify(value)}` });
+      return undefined;
+    }
+  } else {
+    issues.push({ field, reason: "must be a number or a decimal string" });
+    return undefined;
+  }
+  const d = new Prisma.Decimal(text);
+  if (d.isNegative() && !d.isZero()) {
+    issues.push({ field, reason: "must not be negative" });
+    return undefined;
+  }
+  if (d.decimalPlaces() > MAX_SCALE) {
+    issues.push({ field, reason: `has more than ${MAX_SCALE} decimal places` });
+    return undefined;
+  }
+  if (d.gte(MAX_VALUE)) {
+    issues.push({ field, reason: "is too large (at most 12 digits before the decimal point)" });
+    return undefined;
+  }
+  return d.abs().toFixed();
+}
+
+function parseCurrency(value: unknown, field: string, issues: FieldIssue[]): string | undefined {
+  if (value === undefined || value === null || (typeof value === "string" && value.trim() === "")) {
+    issues.push({ field, reason: "is missing" });
+    return undefined;
+  }
+  if (typeof value !== "string" || !/^[A-Za-z0-9_]{1,16}$/.test(value.trim())) {
+    issues.push({ field, reason: "must be a currency code of 1-16 letters or digits, e.g. USD" });
+    return undefined;
+  }
+  // Upper case, so "usd" and "USD" are one currency in the reports.
+  return value.trim().toUpperCase();
+}
+
+function checkObject(value: unknown, field: string, issues: FieldIssue[]): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    issues.push({ field, reason: "must be an object" });
+    return false;
+  }
+  return true;
+}
+
+function validateModelPrice(prices: unknown, prefix: string, issues: FieldIssue[]): ModelPriceRow | undefined {
+  if (!checkObject(prices, prefix || "prices", issues)) return undefined;
+  const f = (name: string) => (prefix ? `${prefix}.${name}` : name);
+  const before = issues.length;
+  const currency = parseCurrency(prices.currency, f("currency"), issues);
+  const required = (name: "costInTokensPerMillion" | "costOutTokensPerMillion") => {
+    if (prices[name] === undefined || prices[name] === null) {
+      issues.push({ field: f(name), reason: "is missing" });
+      return undefined;
+    }
+    return parseDecimal(prices[name], f(name), issues);
+  };
+  const costIn = required("costInTokensPerMillion");
+  const costOut = required("costOutTokensPerMillion");
+  const rates = {} as Record<OptionalModelRate, string | null>;
+  for (const name of OPTIONAL_MODEL_RATES) {
+    const v = prices[name];
+    rates[name] = v === undefined || v === null ? null : (parseDecimal(v, f(name), issues) ?? null);
+  }
+  let threshold: number | null = null;
+  const t = prices.longContextTokenThreshold;
+  if (t !== undefined && t !== null) {
+    if (typeof t !== "number" || !Number.isInteger(t) || t <= 0 || t > MAX_INT32) {
+      issues.push({ field: f("longContextTokenThreshold"), reason: `must be a positive integer up to ${MAX_INT32}` });
+    } else {
+      threshold = t;
+    }
+  }
+  if (issues.length > before) return undefined;
+  return {
+    currency: currency!,
+    costInTokensPerMillion: costIn!,
+    costOutTokensPerMillion: costOut!,
+    longContextTokenThreshold: threshold,
+    rates,
+  };
+}
+
+function validateExternalApiPrice(adapter: unknown, prefix: string, issues: FieldIssue[]): ExternalApiPriceRow | undefined {
+  if (!checkObject(adapter, prefix || "priceAdapter", issues)) return undefined;
+  const f = (name: string) => (prefix ? `${prefix}.${name}` : name);
+  const before = issues.length;
+  let unitType: string | undefined;
+  const u = adapter.unitType;
+  if (typeof u !== "string" || u.trim() === "") {
+    issues.push({ field: f("unitType"), reason: u === undefined || u === null ? "is missing" : "must be a non-empty string" });
+  } else if (u.trim().length > 64) {
+    issues.push({ field: f("unitType"), reason: "is longer than 64 characters" });
+  } else {
+    unitType = u.trim();
+  }
+  let pricePerUnit: string | undefined;
+  if (adapter.pricePerUnit === undefined || adapter.pricePerUnit === null) {
+    issues.push({ field: f("pricePerUnit"), reason: "is missing" });
+  } else {
+    pricePerUnit = parseDecimal(adapter.pricePerUnit, f("pricePerUnit"), issues);
+  }
+  const currency = parseCurrency(adapter.currency, f("currency"), issues);
+  if (issues.length > before) return undefined;
+  return { unitType: unitType!, pricePerUnit: pricePerUnit!, currency: currency! };
+}
+
+function checkId(value: unknown, field: string, issues: FieldIssue[]): void {
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0 || value > MAX_INT32) {
+    issues.push({ field, reason: "must be a positive integer id" });
+  }
+}
+
+function checkDate(value: unknown, field: string, issues: FieldIssue[]): void {
+  if (value === undefined) return;
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
+    issues.push({ field, reason: "must be a valid Date" });
+  }
+}
+
+async function databaseNow(tx: Tx): Promise<Date> {
+  // The database's clock, the same one that stamps usage rows by default.
+  const rows = await tx.$queryRaw<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
+  return rows[0].now;
+}
+
+const dec = (v: Prisma.Decimal | null): string | null => (v === null ? null : v.toFixed());
+
+type ModelPeriodRow = Awaited<ReturnType<PrismaClient["psAiModelPricePeriod"]["findFirstOrThrow"]>>;
+type ApiPeriodRow = Awaited<ReturnType<PrismaClient["psExternalApiPricePeriod"]["findFirstOrThrow"]>>;
+
+function toModelPeriod(r: ModelPeriodRow, effectiveTo: Date | null): ModelPricePeriod {
+  return {
+    id: r.id,
+    modelId: r.modelId,
+    effectiveFrom: r.effectiveFrom,
+    effectiveTo,
+    currency: r.currency,
+    costInTokensPerMillion: r.costInTokensPerMillion.toFixed(),
+    costOutTokensPerMillion: r.costOutTokensPerMillion.toFixed(),
+    costInCachedContextTokensPerMillion: dec(r.costInCachedContextTokensPerMillion),
+    cacheWriteInputCostMultiplier: dec(r.cacheWriteInputCostMultiplier),
+    longContextTokenThreshold: r.longContextTokenThreshold,
+    longContextCostInTokensPerMillion: dec(r.longContextCostInTokensPerMillion),
+    longContextCostInCachedContextTokensPerMillion: dec(r.longContextCostInCachedContextTokensPerMillion),
+    longContextCostOutTokensPerMillion: dec(r.longContextCostOutTokensPerMillion),
+    costOutReasoningTokensPerMillion: dec(r.costOutReasoningTokensPerMillion),
+    costOutAudioTokensPerMillion: dec(r.costOutAudioTokensPerMillion),
+    costOutImageTokensPerMillion: dec(r.costOutImageTokensPerMillion),
+    createdAt: r.createdAt,
+  };
+}
+
+function toApiPeriod(r: ApiPeriodRow, effectiveTo: Date | null): ExternalApiPricePeriod {
+  return {
+    id: r.id,
+    externalApiId: r.externalApiId,
+    effectiveFrom: r.effectiveFrom,
+    effectiveTo,
+    unitType: r.unitType,
+    pricePerUnit: r.pricePerUnit.toFixed(),
+    currency: r.currency,
+    createdAt: r.createdAt,
+  };
+}
+
+function isForeignKeyError(err: unknown): boolean {
+  return err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2003";
+}
+
+async function nextModelPeriodStart(tx: Tx, modelId: number, after: Date): Promise<Date | null> {
+  const next = await tx.psAiModelPricePeriod.findFirst({
+    where: { modelId, effectiveFrom: { gt: after } },
+    orderBy: { effectiveFrom: "asc" },
+    select: { effectiveFrom: true },
+  });
+  return next?.effectiveFrom ?? null;
+}
+
+async function nextApiPeriodStart(tx: Tx, externalApiId: number, after: Date): Promise<Date | null> {
+  const next = await tx.psExternalApiPricePeriod.findFirst({
+    where: { externalApiId, effectiveFrom: { gt: after } },
+    orderBy: { effectiveFrom: "asc" },
+    select: { effectiveFrom: true },
+  });
+  return next?.effectiveFrom ?? null;
+}
+
+async function writeModelPeriod(tx: Tx, modelId: number, p: ModelPriceRow, effectiveFrom: Date): Promise<ModelPricePeriod> {
+  const data = {
+    currency: p.currency,
+    costInTokensPerMillion: p.costInTokensPerMillion,
+    costOutTokensPerMillion: p.costOutTokensPerMillion,
+    longContextTokenThreshold: p.longContextTokenThreshold,
+    ...p.rates,
+  };
+  const row = await tx.psAiModelPricePeriod.upsert({
+    where: { modelId_effectiveFrom: { modelId, effectiveFrom } },
+    create: { modelId, effectiveFrom, ...data },
+    update: data,
+  });
+  return toModelPeriod(row, await nextModelPeriodStart(tx, modelId, effectiveFrom));
+}
+
+async function writeApiPeriod(tx: Tx, externalApiId: number, p: ExternalApiPriceRow, effectiveFrom: Date): Promise<ExternalApiPricePeriod> {
+  const row = await tx.psExternalApiPricePeriod.upsert({
+    where: { externalApiId_effectiveFrom: { externalApiId, effectiveFrom } },
+    create: { externalApiId, effectiveFrom, ...p },
+    update: p,
+  });
+  return toApiPeriod(row, await nextApiPeriodStart(tx, externalApiId, effectiveFrom));
+}
+
+/**
+ * Sets a model's prices from `effectiveFrom` (default: now, by the database's clock) until the
+ * model's next price period. Usage before `effectiveFrom` keeps the price it had. Setting a price
+ * at exactly the start of an existing period replaces that period's prices (to correct a typo).
+ *
+ * Throws {@link UsageValidationError} (nothing written) for a negative, NaN or malformed rate,
+ * a missing currency or required rate, or a bad date, and {@link UnknownReferenceError} when
+ * the model does not exist.
+ *
+ * @example
+ * await setModelPrice(db, gpt4oId, {
+ *   currency: "USD",
+ *   costInTokensPerMillion: 2.5,            // numbers are taken as their decimal text: exactly 2.5
+ *   costOutTokensPerMillion: "10",
+ *   costInCachedContextTokensPerMillion: "1.25",
+ * }, new Date("2025-06-01T00:00:00Z"));
+ */
+export async function setModelPrice(
+  db: Database,
+  modelId: number,
+  prices: ModelPriceInput,
+  effectiveFrom?: Date,
+): Promise<ModelPricePeriod> {
+  const issues: FieldIssue[] = [];
+  checkId(modelId, "modelId", issues);
+  checkDate(effectiveFrom, "effectiveFrom", issues);
+  const row = validateModelPrice(prices, "", issues);
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  return db.prisma.$transaction(async (tx) => {
+    const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
+    if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
+    try {
+      return await writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
+    } catch (err) {
+      if (isForeignKeyError(err)) throw new UnknownReferenceError("ps_ai_models", modelId, { cause: err });
+      throw err;
+    }
+  });
+}
+
+/**
+ * Sets an external API's price per unit from `effectiveFrom` (default: now, by the database's
+ * clock) until its next price period. Each unit of `call_count` costs `pricePerUnit`. Setting a
+ * price at exactly the start of an existing period replaces that period.
+ *
+ * Throws {@link UsageValidationError} for a bad price or date and {@link UnknownReferenceError}
+ * when the API does not exist; nothing is written then.
+ *
+ * @example
+ * await setExternalApiPrice(db, searchApiId, { unitType: "search", pricePerUnit: "0.005", currency: "USD" });
+ */
+export async function setExternalApiPrice(
+  db: Database,
+  externalApiId: number,
+  priceAdapter: ExternalApiPriceInput,
+  effectiveFrom?: Date,
+): Promise<ExternalApiPricePeriod> {
+  const issues: FieldIssue[] = [];
+  checkId(externalApiId, "externalApiId", issues);
+  checkDate(effectiveFrom, "effectiveFrom", issues);
+  const row = validateExternalApiPrice(priceAdapter, "", issues);
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  return db.prisma.$transaction(async (tx) => {
+    const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
+    if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
+    try {
+      return await writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
+    } catch (err) {
+      if (isForeignKeyError(err)) throw new UnknownReferenceError("ps_external_apis", externalApiId, { cause: err });
+      throw err;
+    }
+  });
+}
+
+function sameDecimal(a: string | null, b: Prisma.Decimal | null): boolean {
+  if (a === null || b === null) return a === null && b === null;
+  return b.eq(a);
+}
+
+function sameModelPrice(p: ModelPriceRow, r: ModelPeriodRow): boolean {
+  return (
+    p.currency === r.currency &&
+    sameDecimal(p.costInTokensPerMillion, r.costInTokensPerMillion) &&
+    sameDecimal(p.costOutTokensPerMillion, r.costOutTokensPerMillion) &&
+    p.longContextTokenThreshold === r.longContextTokenThreshold &&
+    OPTIONAL_MODEL_RATES.every((name) => sameDecimal(p.rates[name], r[name]))
+  );
+}
+
+function sameApiPrice(p: ExternalApiPriceRow, r: ApiPeriodRow): boolean {
+  return p.currency === r.currency && p.unitType === r.unitType && sameDecimal(p.pricePerUnit, r.pricePerUnit);
+}
+
+function isEmptyObject(v: unknown): boolean {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+}
+
+/**
+ * Records the prices the host application keeps in `ps_ai_models.configuration.prices` and
+ * `ps_external_apis.price_adapter` as price periods: wherever the configured price differs from
+ * the period in force at `effectiveFrom`, a new period starts at `effectiveFrom` (default: now).
+ * A model or API with no period yet gets one from `firstPeriodFrom` (default 1970-01-01), so
+ * its earlier usage is priced too. Run it after editing prices (or before each report) and the
+ * history is kept from then on; running it again without a change writes nothing.
+ *
+ * Models without `configuration.prices` and APIs with an empty `price_adapter` are skipped and
+ * listed. A malformed price anywhere throws {@link UsageValidationError} naming the row and
+ * field (e.g. `ps_ai_models[3].configuration.prices.currency`), and nothing is written.
+ * The `price_adapter.formula` of PolicySynth is not evaluated: each unit costs `pricePerUnit`.
+ *
+ * @example
+ * await db.prisma.psAiModel.update({ where: { id }, data: { configuration: { prices: { ...newPrices } } } });
+ * const { modelPeriods, unchanged } = await syncPricesFromConfiguration(db);
+ */
+export async function syncPricesFromConfiguration(db: Database, options: SyncPricesOptions = {}): Promise<PriceSyncResult> {
+  const issues: FieldIssue[] = [];
+  checkDate(options.effectiveFrom, "effectiveFrom", issues);
+  checkDate(options.firstPeriodFrom, "firstPeriodFrom", issues);
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  return db.prisma.$transaction(async (tx) => {
+    const [models, apis] = await Promise.all([
+      tx.psAiModel.findMany({ select: { id: true, configuration: true }, orderBy: { id: "asc" } }),
+      tx.psExternalApi.findMany({ select: { id: true, priceAdapter: true }, orderBy: { id: "asc" } }),
+    ]);
+    const modelPrices: { id: number; price: ModelPriceRow }[] = [];
+    const modelsWithoutPrices: number[] = [];
+    for (const m of models) {
+      const config = m.configuration as Record<string, unknown> | null;
+      const prices = config && typeof config === "object" && !Array.isArray(config) ? config.prices : undefined;
+      if (prices === undefined || prices === null) {
+        modelsWithoutPrices.push(m.id);
+        continue;
+      }
+      const price = validateModelPrice(prices, `ps_ai_models[${m.id}].configuration.prices`, issues);
+      if (price) modelPrices.push({ id: m.id, price });
+    }
+    const apiPrices: { id: number; price: ExternalApiPriceRow }[] = [];
+    const externalApisWithoutPrices: number[] = [];
+    for (const a of apis) {
+      if (a.priceAdapter === null || isEmptyObject(a.priceAdapter)) {
+        externalApisWithoutPrices.push(a.id);
+        continue;
+      }
+      const price = validateExternalApiPrice(a.priceAdapter, `ps_external_apis[${a.id}].price_adapter`, issues);
+      if (price) apiPrices.push({ id: a.id, price });
+    }
+    if (issues.length > 0) throw new UsageValidationError(issues);
+
+    const at = options.effectiveFrom ?? (await databaseNow(tx));
+    const first = options.firstPeriodFrom ?? EPOCH;
+    let unchanged = 0;
+    const modelPeriods: ModelPricePeriod[] = [];
+    for (const { id, price } of modelPrices) {
+      const current = await tx.psAiModelPricePeriod.findFirst({
+        where: { modelId: id, effectiveFrom: { lte: at } },
+        orderBy: { effectiveFrom: "desc" },
+      });
+      if (current && sameModelPrice(price, current)) {
+        unchanged++;
+        continue;
+      }
+      const any = current ?? (await tx.psAiModelPricePeriod.findFirst({ where: { modelId: id }, select: { id: true } }));
+      modelPeriods.push(await writeModelPeriod(tx, id, price, any ? at : first));
+    }
+    const externalApiPeriods: ExternalApiPricePeriod[] = [];
+    for (const { id, price } of apiPrices) {
+      const current = await tx.psExternalApiPricePeriod.findFirst({
+        where: { externalApiId: id, effectiveFrom: { lte: at } },
+        orderBy: { effectiveFrom: "desc" },
+      });
+      if (current && sameApiPrice(price, current)) {
+        unchanged++;
+        continue;
+      }
+      const any = current ?? (await tx.psExternalApiPricePeriod.findFirst({ where: { externalApiId: id }, select: { id: true } }));
+      externalApiPeriods.push(await writeApiPeriod(tx, id, price, any ? at : first));
+    }
+    return { modelPeriods, externalApiPeriods, unchanged, modelsWithoutPrices, externalApisWithoutPrices };
+  });
+}
+
+/** Pairs each period with the start of the next one of the same owner (rows sorted by owner, time). */
+function withEffectiveTo<R extends { effectiveFrom: Date }, T>(rows: R[], owner: (r: R) => number, map: (r: R, to: Date | null) => T): T[] {
+  return rows.map((r, i) => {
+    const next = rows[i + 1];
+    return map(r, next && owner(next) === owner(r) ? next.effectiveFrom : null);
+  });
+}
+
+/**
+ * The price history of one model, or of every model: periods sorted by model and
+ * `effectiveFrom`, each with the `effectiveTo` where the next one starts.
+ *
+ * @example
+ * const history = await listModelPrices(db, { modelId: gpt4oId });
+ * // [{ effectiveFrom: 2025-01-01, effectiveTo: 2025-06-01, costInTokensPerMillion: "5", ... }, ...]
+ */
+export async function listModelPrices(db: Database, options: { readonly modelId?: number } = {}): Promise<ModelPricePeriod[]> {
+  const issues: FieldIssue[] = [];
+  if (options.modelId !== undefined) checkId(options.modelId, "modelId", issues);
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  const rows = await db.prisma.psAiModelPricePeriod.findMany({
+    where: options.modelId === undefined ? {} : { modelId: options.modelId },
+    orderBy: [{ modelId: "asc" }, { effectiveFrom: "asc" }],
+  });
+  return withEffectiveTo(rows, (r) => r.modelId, toModelPeriod);
+}
+
+/**
+ * The price history of one external API, or of every API, sorted by API and `effectiveFrom`.
+ *
+ * @example
+ * const history = await listExternalApiPrices(db, { externalApiId: searchApiId });
+ * console.log(history.at(-1)?.pricePerUnit); // "0.005"
+ */
+export async function listExternalApiPrices(
+  db: Database,
+  options: { readonly externalApiId?: number } = {},
+): Promise<ExternalApiPricePeriod[]> {
+  const issues: FieldIssue[] = [];
+  if (options.externalApiId !== undefined) checkId(options.externalApiId, "externalApiId", issues);
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  const rows = await db.prisma.psExternalApiPricePeriod.findMany({
+    where: options.externalApiId === undefined ? {} : { externalApiId: options.externalApiId },
+    orderBy: [{ externalApiId: "asc" }, { effectiveFrom: "asc" }],
+  });
+  return withEffectiveTo(rows, (r) => r.externalApiId, toApiPeriod);
+}
