@@ -16,7 +16,8 @@ module.exports = {
       ...base,
       displayName: "pglite",
       testMatch: ["**/*.test.ts"],
-      testPathIgnorePatterns: ["\\.pg\\.test\\.ts$"],
+      // Keep jest's default /node_modules/ too (tests/prisma-migrate-compat has its own).
+      testPathIgnorePatterns: ["/node_modules/", "\\.pg\\.test\\.ts$"],
       setupFiles: ["<rootDir>/tests/support/backend-pglite.js"],
     },
     {

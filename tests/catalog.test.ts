@@ -1,0 +1,274 @@
+// The migrated catalog, read back from PostgreSQL's own catalog and compared with a definition
+// written out here from the contract (seeds + PolicySynth notes), not derived from the
+// migration files: a migration that drifts from PolicySynth's tables fails this test.
+import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+
+let t: TestDatabase;
+beforeAll(async () => {
+  t = await openTestDatabase();
+});
+afterAll(() => t.dispose());
+
+// Sequelize's DATE is `timestamp with time zone`; Prisma writes the precision out as (6),
+// which is PostgreSQL's default (microseconds), so both store the same values.
+const TIMESTAMPTZ = "timestamp(6) with time zone";
+const TIMESTAMPS = [
+  `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+  `updated_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+];
+const serialId = (table: string) => `id integer NOT NULL DEFAULT nextval('${table}_id_seq'::regclass)`;
+const counter = (name: string) => `${name} integer NOT NULL DEFAULT 0`;
+
+/** Every column, in table order: `name type [NOT NULL] [DEFAULT expr]`. */
+const EXPECTED_COLUMNS: Record<string, string[]> = {
+  ps_ai_models: [
+    serialId("ps_ai_models"),
+    "uuid uuid NOT NULL DEFAULT gen_random_uuid()",
+    "user_id integer NOT NULL",
+    "organization_id integer",
+    "name character varying(255) NOT NULL",
+    "configuration jsonb NOT NULL DEFAULT '{}'::jsonb",
+    ...TIMESTAMPS,
+  ],
+  ps_external_apis: [
+    serialId("ps_external_apis"),
+    "uuid uuid NOT NULL DEFAULT gen_random_uuid()",
+    "user_id integer NOT NULL",
+    "organization_id integer",
+    "type character varying(255) NOT NULL",
+    "price_adapter jsonb NOT NULL DEFAULT '{}'::jsonb",
+    ...TIMESTAMPS,
+  ],
+  ps_agents: [
+    serialId("ps_agents"),
+    "uuid uuid NOT NULL DEFAULT gen_random_uuid()",
+    "user_id integer NOT NULL",
+    "class_id integer NOT NULL",
+    "group_id integer NOT NULL",
+    "configuration jsonb NOT NULL DEFAULT '{}'::jsonb",
+    "parent_agent_id integer",
+    ...TIMESTAMPS,
+  ],
+  ps_agent_connectors: [
+    serialId("ps_agent_connectors"),
+    "uuid uuid NOT NULL DEFAULT gen_random_uuid()",
+    "user_id integer NOT NULL",
+    "class_id integer NOT NULL",
+    "group_id integer NOT NULL",
+    "configuration jsonb NOT NULL DEFAULT '{}'::jsonb",
+    ...TIMESTAMPS,
+  ],
+  ps_model_usage: [
+    serialId("ps_model_usage"),
+    "user_id integer NOT NULL",
+    ...TIMESTAMPS,
+    "model_id integer NOT NULL",
+    counter("token_in_count"),
+    counter("token_in_cached_context_count"),
+    counter("token_in_cache_write_count"),
+    counter("long_context_token_in_count"),
+    counter("long_context_token_in_cached_context_count"),
+    counter("long_context_token_in_cache_write_count"),
+    counter("token_out_count"),
+    counter("token_out_reasoning_count"),
+    counter("token_out_audio_count"),
+    counter("token_out_image_count"),
+    counter("long_context_token_out_count"),
+    counter("long_context_token_out_reasoning_count"),
+    counter("long_context_token_out_audio_count"),
+    counter("long_context_token_out_image_count"),
+    "agent_id integer",
+    "connector_id integer",
+  ],
+  ps_external_api_usage: [
+    serialId("ps_external_api_usage"),
+    "user_id integer NOT NULL",
+    ...TIMESTAMPS,
+    "external_api_id integer NOT NULL",
+    // PolicySynth gives call_count no default: a row must say how many calls it counts.
+    "call_count integer NOT NULL",
+    "agent_id integer",
+    "connector_id integer",
+  ],
+  // Second migration: ps-usage's own tables.
+  ps_usage_idempotency_keys: [
+    "key character varying(255) NOT NULL",
+    "model_usage_id integer",
+    "external_api_usage_id integer",
+    `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+  ],
+  ps_ai_model_price_periods: [
+    serialId("ps_ai_model_price_periods"),
+    "model_id integer NOT NULL",
+    `effective_from ${TIMESTAMPTZ} NOT NULL`,
+    "currency character varying(16) NOT NULL",
+    "cost_in_tokens_per_million numeric(24,12) NOT NULL",
+    "cost_out_tokens_per_million numeric(24,12) NOT NULL",
+    "cost_in_cached_context_tokens_per_million numeric(24,12)",
+    "cache_write_input_cost_multiplier numeric(24,12)",
+    "long_context_token_threshold integer",
+    "long_context_cost_in_tokens_per_million numeric(24,12)",
+    "long_context_cost_in_cached_context_tokens_per_million numeric(24,12)",
+    "long_context_cost_out_tokens_per_million numeric(24,12)",
+    "cost_out_reasoning_tokens_per_million numeric(24,12)",
+    "cost_out_audio_tokens_per_million numeric(24,12)",
+    "cost_out_image_tokens_per_million numeric(24,12)",
+    `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+  ],
+  ps_external_api_price_periods: [
+    serialId("ps_external_api_price_periods"),
+    "external_api_id integer NOT NULL",
+    `effective_from ${TIMESTAMPTZ} NOT NULL`,
+    "unit_type character varying(64) NOT NULL",
+    "price_per_unit numeric(24,12) NOT NULL",
+    "currency character varying(16) NOT NULL",
+    `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+  ],
+};
+
+/** Every index: `[UNIQUE ]name (columns)`, grouped by table. Sequelize names: `<table>_<column>`. */
+const EXPECTED_INDEXES: Record<string, string[]> = {
+  ps_ai_models: ["UNIQUE ps_ai_models_pkey (id)", "UNIQUE ps_ai_models_uuid_key (uuid)"],
+  ps_external_apis: ["UNIQUE ps_external_apis_pkey (id)", "UNIQUE ps_external_apis_uuid_key (uuid)"],
+  ps_agents: ["ps_agents_parent_agent_id (parent_agent_id)", "UNIQUE ps_agents_pkey (id)", "UNIQUE ps_agents_uuid_key (uuid)"],
+  ps_agent_connectors: ["UNIQUE ps_agent_connectors_pkey (id)", "UNIQUE ps_agent_connectors_uuid_key (uuid)"],
+  ps_model_usage: [
+    "ps_model_usage_agent_id (agent_id)",
+    "ps_model_usage_connector_id (connector_id)",
+    "ps_model_usage_created_at_id (created_at, id)",
+    "ps_model_usage_model_id (model_id)",
+    "ps_model_usage_user_id (user_id)",
+    "UNIQUE ps_model_usage_pkey (id)",
+  ],
+  ps_external_api_usage: [
+    "ps_external_api_usage_agent_id (agent_id)",
+    "ps_external_api_usage_connector_id (connector_id)",
+    "ps_external_api_usage_created_at_id (created_at, id)",
+    "ps_external_api_usage_external_api_id (external_api_id)",
+    "ps_external_api_usage_user_id (user_id)",
+    "UNIQUE ps_external_api_usage_pkey (id)",
+  ],
+  ps_usage_idempotency_keys: [
+    "UNIQUE ps_usage_idempotency_keys_external_api_usage_id_key (external_api_usage_id)",
+    "UNIQUE ps_usage_idempotency_keys_model_usage_id_key (model_usage_id)",
+    "UNIQUE ps_usage_idempotency_keys_pkey (key)",
+  ],
+  ps_ai_model_price_periods: [
+    "UNIQUE ps_ai_model_price_periods_model_id_effective_from (model_id, effective_from)",
+    "UNIQUE ps_ai_model_price_periods_pkey (id)",
+  ],
+  ps_external_api_price_periods: [
+    "UNIQUE ps_external_api_price_periods_external_api_id_effective_from (external_api_id, effective_from)",
+    "UNIQUE ps_external_api_price_periods_pkey (id)",
+  ],
+};
+
+/** Every foreign key: `table.column -> table.column ON DELETE x ON UPDATE y`. */
+const EXPECTED_FOREIGN_KEYS = [
+  // A nullable belongsTo in Sequelize: the parent's deletion detaches, never deletes.
+  "ps_agents.parent_agent_id -> ps_agents.id ON DELETE SET NULL ON UPDATE CASCADE (ps_agents_parent_agent_id_fkey)",
+  // Usage survives its agent or connector (the reference becomes null)...
+  "ps_model_usage.agent_id -> ps_agents.id ON DELETE SET NULL ON UPDATE CASCADE (ps_model_usage_agent_id_fkey)",
+  "ps_model_usage.connector_id -> ps_agent_connectors.id ON DELETE SET NULL ON UPDATE CASCADE (ps_model_usage_connector_id_fkey)",
+  // ...but a model or an API with usage cannot be deleted: that would lose what was spent.
+  "ps_model_usage.model_id -> ps_ai_models.id ON DELETE RESTRICT ON UPDATE CASCADE (ps_model_usage_model_id_fkey)",
+  "ps_external_api_usage.agent_id -> ps_agents.id ON DELETE SET NULL ON UPDATE CASCADE (ps_external_api_usage_agent_id_fkey)",
+  "ps_external_api_usage.connector_id -> ps_agent_connectors.id ON DELETE SET NULL ON UPDATE CASCADE (ps_external_api_usage_connector_id_fkey)",
+  "ps_external_api_usage.external_api_id -> ps_external_apis.id ON DELETE RESTRICT ON UPDATE CASCADE (ps_external_api_usage_external_api_id_fkey)",
+  // ps-usage's own tables follow the rows they belong to.
+  "ps_usage_idempotency_keys.model_usage_id -> ps_model_usage.id ON DELETE CASCADE ON UPDATE CASCADE (ps_usage_idempotency_keys_model_usage_id_fkey)",
+  "ps_usage_idempotency_keys.external_api_usage_id -> ps_external_api_usage.id ON DELETE CASCADE ON UPDATE CASCADE (ps_usage_idempotency_keys_external_api_usage_id_fkey)",
+  "ps_ai_model_price_periods.model_id -> ps_ai_models.id ON DELETE CASCADE ON UPDATE CASCADE (ps_ai_model_price_periods_model_id_fkey)",
+  "ps_external_api_price_periods.external_api_id -> ps_external_apis.id ON DELETE CASCADE ON UPDATE CASCADE (ps_external_api_price_periods_external_api_id_fkey)",
+].sort();
+
+test("the public schema holds exactly the mirrored tables, ps-usage's own tables and _prisma_migrations", async () => {
+  const rows = await t.db.prisma.$queryRaw<{ name: string }[]>`
+    SELECT tablename::text AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`;
+  expect(rows.map((r) => r.name)).toEqual([...Object.keys(EXPECTED_COLUMNS), "_prisma_migrations"].sort());
+});
+
+test("every column has the contract's type, nullability and default, in table order", async () => {
+  const rows = await t.db.prisma.$queryRaw<{ table_name: string; definition: string }[]>`
+    SELECT c.relname::text AS table_name,
+           a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+             || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+             || COALESCE(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') AS definition
+      FROM pg_attribute a
+      JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> '_prisma_migrations'
+       AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY c.relname, a.attnum`;
+  const actual: Record<string, string[]> = {};
+  for (const r of rows) (actual[r.table_name] ??= []).push(r.definition);
+  expect(actual).toEqual(EXPECTED_COLUMNS);
+});
+
+test("every index has the Sequelize-style name and the expected columns, and there are no others", async () => {
+  const rows = await t.db.prisma.$queryRaw<{ table_name: string; definition: string }[]>`
+    SELECT tc.relname::text AS table_name,
+           CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || ic.relname || ' ('
+             || (SELECT string_agg(a.attname::text, ', ' ORDER BY k.ord)
+                   FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
+             || ')' AS definition
+      FROM pg_index i
+      JOIN pg_class ic ON ic.oid = i.indexrelid
+      JOIN pg_class tc ON tc.oid = i.indrelid
+      JOIN pg_namespace n ON n.oid = tc.relnamespace
+     WHERE n.nspname = 'public' AND tc.relname <> '_prisma_migrations'
+     ORDER BY tc.relname, 2`;
+  const actual: Record<string, string[]> = {};
+  for (const r of rows) (actual[r.table_name] ??= []).push(r.definition);
+  for (const list of Object.values(actual)) list.sort();
+  const expected = Object.fromEntries(Object.entries(EXPECTED_INDEXES).map(([k, v]) => [k, [...v].sort()]));
+  expect(actual).toEqual(expected);
+});
+
+test("primary keys are on id (key for idempotency keys)", async () => {
+  const rows = await t.db.prisma.$queryRaw<{ definition: string }[]>`
+    SELECT con.conrelid::regclass::text || ' ' || con.conname || ' ' || pg_get_constraintdef(con.oid) AS definition
+      FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
+     WHERE n.nspname = 'public' AND con.contype = 'p' AND con.conrelid::regclass::text <> '_prisma_migrations'
+     ORDER BY 1`;
+  const expected = Object.keys(EXPECTED_COLUMNS)
+    .map((table) => `${table} ${table}_pkey PRIMARY KEY (${table === "ps_usage_idempotency_keys" ? "key" : "id"})`)
+    .sort();
+  expect(rows.map((r) => r.definition)).toEqual(expected);
+});
+
+test("every foreign key points at the expected table with the expected ON DELETE / ON UPDATE actions", async () => {
+  const rows = await t.db.prisma.$queryRaw<{ definition: string }[]>`
+    SELECT src.relname || '.' || sa.attname || ' -> ' || dst.relname || '.' || da.attname
+             || ' ON DELETE ' || (CASE con.confdeltype::text WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT'
+                  WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END)
+             || ' ON UPDATE ' || (CASE con.confupdtype::text WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT'
+                  WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END)
+             || ' (' || con.conname || ')' AS definition
+      FROM pg_constraint con
+      JOIN pg_namespace n ON n.oid = con.connamespace
+      JOIN pg_class src ON src.oid = con.conrelid
+      JOIN pg_class dst ON dst.oid = con.confrelid
+      JOIN pg_attribute sa ON sa.attrelid = con.conrelid AND sa.attnum = con.conkey[1]
+      JOIN pg_attribute da ON da.attrelid = con.confrelid AND da.attnum = con.confkey[1]
+     WHERE n.nspname = 'public' AND con.contype = 'f' AND cardinality(con.conkey) = 1
+     ORDER BY 1`;
+  expect(rows.map((r) => r.definition)).toEqual(EXPECTED_FOREIGN_KEYS);
+  // No composite foreign keys hide behind the single-column query above.
+  const [{ n }] = await t.db.prisma.$queryRaw<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM pg_constraint con JOIN pg_namespace ns ON ns.oid = con.connamespace
+     WHERE ns.nspname = 'public' AND con.contype = 'f'`;
+  expect(n).toBe(EXPECTED_FOREIGN_KEYS.length);
+});
+
+test("no check constraints or triggers were added beyond the contract", async () => {
+  const [{ checks, triggers }] = await t.db.prisma.$queryRaw<{ checks: number; triggers: number }[]>`
+    SELECT (SELECT count(*)::int FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
+             WHERE n.nspname = 'public' AND con.contype = 'c') AS checks,
+           (SELECT count(*)::int FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND NOT tg.tgisinternal) AS triggers`;
+  expect({ checks, triggers }).toEqual({ checks: 0, triggers: 0 });
+});
