@@ -2,3 +2,5 @@ export * from "./errors"; export * from "./db"; export * from "./migrate";
 export * from "./types";
 export * from "./studio";
 export * from "./prices";
+export * from "./modelUsage";
+export * from "./externalApiUsage";

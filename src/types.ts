@@ -111,3 +111,159 @@ export type ModelUsageGroupBy = "userId" | "agentId" | "connectorId" | "modelId"
 
 /** Dimensions external API usage can be grouped by. */
 export type ExternalApiUsageGroupBy = "userId" | "agentId" | "connectorId" | "externalApiId";
+
+// --- Recording in batches, raw model calls, finding (appended by the record/query repository) ---
+
+/** Options of a batch record call. */
+export interface BatchRecordOptions {
+  /**
+   * Rows per INSERT statement (default {@link DEFAULT_BATCH_CHUNK_SIZE}, at most
+   * {@link MAX_BATCH_CHUNK_SIZE}). A larger batch is split into several statements inside one
+   * transaction, still all or nothing.
+   */
+  readonly chunkSize?: number;
+  /** Also return the new rows' ids, in input order. Default false (a little slower). */
+  readonly returnIds?: boolean;
+}
+
+/** Rows per INSERT statement of a batch unless `chunkSize` says otherwise. */
+export const DEFAULT_BATCH_CHUNK_SIZE = 20_000;
+
+/** The largest `chunkSize` a batch accepts. */
+export const MAX_BATCH_CHUNK_SIZE = 100_000;
+
+/** What a batch record call returns. */
+export interface BatchRecordResult {
+  /** Rows written (the batch's length). */
+  readonly count: number;
+  /** The new rows' ids in input order, when `returnIds` was asked for. */
+  readonly ids?: readonly number[];
+}
+
+/**
+ * One model call as a provider reports it, for `recordModelCall`. Input tokens are split the way
+ * the columns are: `inputTokens` are the uncached ones, `cachedInputTokens` were read from the
+ * prompt cache, `cacheWriteInputTokens` were written to it. Reasoning, audio and image tokens are
+ * counted apart from `outputTokens` (each has its own column and price).
+ */
+export interface ModelCallInput {
+  readonly userId: number;
+  readonly modelId: number;
+  readonly agentId?: number | null;
+  readonly connectorId?: number | null;
+  readonly createdAt?: Date;
+  readonly inputTokens: number;
+  readonly cachedInputTokens?: number;
+  readonly cacheWriteInputTokens?: number;
+  readonly outputTokens: number;
+  readonly reasoningTokens?: number;
+  readonly audioTokens?: number;
+  readonly imageTokens?: number;
+}
+
+/** Options of `recordModelCall`. */
+export interface ModelCallOptions extends RecordOptions {
+  /**
+   * The model's `longContextTokenThreshold` (PolicySynth's `configuration.prices`). A call whose
+   * total input (`inputTokens + cachedInputTokens + cacheWriteInputTokens`) reaches it is
+   * recorded entirely in the `long_context_*` columns. Absent, null or 0: never long context.
+   */
+  readonly longContextTokenThreshold?: number | null;
+}
+
+/** Sort order of a find: `newest` first (default) or `oldest` first, by `(createdAt, id)`. */
+export type UsageOrder = "newest" | "oldest";
+
+/** Paging of a find. */
+export interface PageOptions {
+  /** Rows per page: default {@link DEFAULT_PAGE_SIZE}, at most {@link MAX_PAGE_SIZE}. */
+  readonly limit?: number;
+  /** The `nextCursor` of the previous page (opaque). */
+  readonly cursor?: string;
+  readonly order?: UsageOrder;
+}
+
+/** Rows per page unless `limit` says otherwise. */
+export const DEFAULT_PAGE_SIZE = 100;
+
+/** The largest page a find returns. */
+export const MAX_PAGE_SIZE = 1000;
+
+/** Paging of `findModelUsage`, and which related rows to include. */
+export interface ModelUsagePageOptions extends PageOptions {
+  readonly include?: { readonly agent?: boolean; readonly connector?: boolean; readonly model?: boolean };
+}
+
+/** Paging of `findExternalApiUsage`, and which related rows to include. */
+export interface ExternalApiUsagePageOptions extends PageOptions {
+  readonly include?: { readonly agent?: boolean; readonly connector?: boolean; readonly externalApi?: boolean };
+}
+
+/** One page of a find. `nextCursor` is null on the last page. */
+export interface UsagePage<T> {
+  readonly items: readonly T[];
+  readonly nextCursor: string | null;
+}
+
+/** A `ps_agents` row. */
+export interface AgentRecord {
+  readonly id: number;
+  readonly uuid: string;
+  readonly userId: number;
+  readonly classId: number;
+  readonly groupId: number;
+  readonly parentAgentId: number | null;
+  readonly configuration: unknown;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** A `ps_agent_connectors` row. */
+export interface ConnectorRecord {
+  readonly id: number;
+  readonly uuid: string;
+  readonly userId: number;
+  readonly classId: number;
+  readonly groupId: number;
+  readonly configuration: unknown;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** A `ps_ai_models` row. */
+export interface AiModelRecord {
+  readonly id: number;
+  readonly uuid: string;
+  readonly userId: number;
+  readonly organizationId: number | null;
+  readonly name: string;
+  readonly configuration: unknown;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** A `ps_external_apis` row. */
+export interface ExternalApiRecord {
+  readonly id: number;
+  readonly uuid: string;
+  readonly userId: number;
+  readonly organizationId: number | null;
+  readonly type: string;
+  readonly priceAdapter: unknown;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** A model usage row from a find; related rows are present only when included. */
+export type FoundModelUsage = ModelUsageRecord & {
+  readonly agent?: AgentRecord | null;
+  readonly connector?: ConnectorRecord | null;
+  readonly model?: AiModelRecord;
+};
+
+/** An external API usage row from a find; related rows are present only when included. */
+export type FoundExternalApiUsage = ExternalApiUsageRecord & {
+  readonly agent?: AgentRecord | null;
+  readonly connector?: ConnectorRecord | null;
+  readonly externalApi?: ExternalApiRecord;
+};

@@ -1,0 +1,292 @@
+/**
+ * `ps_external_api_usage`: record external API calls (one row per event, append only) and find
+ * them page by page.
+ */
+import type { Database } from "./db";
+import { UnknownReferenceError, type FieldIssue } from "./errors";
+import { Prisma } from "./generated/prisma/client";
+import {
+  DEFAULT_BATCH_CHUNK_SIZE,
+  DEFAULT_PAGE_SIZE,
+  type BatchRecordOptions,
+  type BatchRecordResult,
+  type ExternalApiUsageFilter,
+  type ExternalApiUsageInput,
+  type ExternalApiUsagePageOptions,
+  type ExternalApiUsageRecord,
+  type FoundExternalApiUsage,
+  type RecordOptions,
+  type UsagePage,
+} from "./types";
+import {
+  EXTERNAL_API_USAGE_INPUT,
+  checkBatch,
+  checkBatchOptions,
+  checkFilter,
+  checkInput,
+  checkPageOptions,
+  checkRecordOptions,
+  pageOrder,
+  throwIfIssues,
+} from "./validation";
+import {
+  decodeCursor,
+  encodeCursor,
+  findMissingReference,
+  recordOnce,
+  runChunks,
+  toAgentRecord,
+  toConnectorRecord,
+  toExternalApiRecord,
+  translateDatabaseError,
+  type ReferenceColumn,
+} from "./usageShared";
+
+/** Reference columns of `ps_external_api_usage` and the input fields that fill them. */
+const EXTERNAL_API_USAGE_REFERENCES: readonly (readonly [ReferenceColumn, string])[] = [
+  ["external_api_id", "externalApiId"],
+  ["agent_id", "agentId"],
+  ["connector_id", "connectorId"],
+];
+
+type PrismaExternalApiUsageRow = Prisma.PsExternalApiUsageGetPayload<object>;
+
+/** A Prisma row as the package's plain record. */
+function toExternalApiUsageRecord(row: PrismaExternalApiUsageRow): ExternalApiUsageRecord {
+  return {
+    id: row.id,
+    userId: row.userId,
+    externalApiId: row.externalApiId,
+    callCount: row.callCount,
+    agentId: row.agentId,
+    connectorId: row.connectorId,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+function singleReferenceError(input: ExternalApiUsageInput) {
+  return async (column: ReferenceColumn | null) => {
+    if (column === "agent_id") return new UnknownReferenceError("ps_agents", input.agentId ?? null);
+    if (column === "connector_id") return new UnknownReferenceError("ps_agent_connectors", input.connectorId ?? null);
+    if (column === "external_api_id") return new UnknownReferenceError("ps_external_apis", input.externalApiId);
+    return new UnknownReferenceError("a referenced table", null);
+  };
+}
+
+/**
+ * Records one external API usage event (`callCount` calls or units of one API): one new row.
+ * `callCount` is required (PolicySynth's column has no default); `createdAt` defaults to the
+ * database's now.
+ *
+ * Throws {@link UsageValidationError} listing every bad field and {@link UnknownReferenceError}
+ * when the external API, agent or connector does not exist; either way nothing is written.
+ * `options.idempotencyKey` works as for `recordModelUsage`: the same key again returns the first
+ * row; a key used for model usage or by another user is a {@link UsageValidationError}.
+ *
+ * @example
+ * const row = await recordExternalApiUsage(db, { userId: 42, externalApiId: 2, agentId: 7, callCount: 5 });
+ * await recordExternalApiUsage(db, { userId: 42, externalApiId: 2, callCount: 1 }, { idempotencyKey: "search-77" });
+ */
+export async function recordExternalApiUsage(
+  db: Database,
+  input: ExternalApiUsageInput,
+  options?: RecordOptions,
+): Promise<ExternalApiUsageRecord> {
+  const issues: FieldIssue[] = [];
+  checkInput(input, EXTERNAL_API_USAGE_INPUT, issues);
+  checkRecordOptions(options, issues);
+  throwIfIssues(issues);
+
+  const data: Prisma.PsExternalApiUsageUncheckedCreateInput = {
+    userId: input.userId,
+    externalApiId: input.externalApiId,
+    callCount: input.callCount,
+    agentId: input.agentId ?? null,
+    connectorId: input.connectorId ?? null,
+  };
+  if (input.createdAt !== undefined) data.createdAt = input.createdAt;
+  const key = options?.idempotencyKey;
+  try {
+    if (key === undefined) return toExternalApiUsageRecord(await db.prisma.psExternalApiUsage.create({ data }));
+    return await recordOnce(
+      key,
+      input.userId,
+      "external API usage",
+      async () =>
+        toExternalApiUsageRecord(await db.prisma.psExternalApiUsage.create({ data: { ...data, idempotencyKey: { create: { key } } } })),
+      async () => {
+        const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { externalApiUsage: true } });
+        if (!stored) return null;
+        return {
+          modelUsageId: stored.modelUsageId,
+          externalApiUsageId: stored.externalApiUsageId,
+          row: stored.externalApiUsage ? toExternalApiUsageRecord(stored.externalApiUsage) : null,
+        };
+      },
+    );
+  } catch (err) {
+    throw await translateDatabaseError(db, err, singleReferenceError(input));
+  }
+}
+
+/** Array literal of checked integers; see the note in modelUsage.ts on why literals. */
+function intArrayLiteral(
+  items: readonly ExternalApiUsageInput[],
+  start: number,
+  end: number,
+  field: "userId" | "externalApiId" | "callCount" | "agentId" | "connectorId",
+): string {
+  const parts = new Array<string | number>(end - start);
+  for (let i = start; i < end; i++) {
+    const v = items[i][field];
+    parts[i - start] = v === undefined || v === null ? "NULL" : v;
+  }
+  return `{${parts.join(",")}}`;
+}
+
+function timestampArrayLiteral(items: readonly ExternalApiUsageInput[], start: number, end: number): string {
+  const parts = new Array<string>(end - start);
+  for (let i = start; i < end; i++) {
+    const v = items[i].createdAt;
+    parts[i - start] = v === undefined ? "NULL" : v.toISOString();
+  }
+  return `{${parts.join(",")}}`;
+}
+
+function batchChunkSql(items: readonly ExternalApiUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
+  const arrays = Prisma.join([
+    Prisma.sql`${intArrayLiteral(items, start, end, "userId")}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "externalApiId")}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "callCount")}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`,
+    Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
+  ]);
+  const insert = Prisma.sql`INSERT INTO ps_external_api_usage (user_id, external_api_id, call_count, agent_id, connector_id, created_at)
+    SELECT u.user_id, u.external_api_id, u.call_count, u.agent_id, u.connector_id, COALESCE(u.created_at, now())`;
+  if (!returnIds) {
+    return Prisma.sql`${insert} FROM unnest(${arrays}) AS u(user_id, external_api_id, call_count, agent_id, connector_id, created_at)`;
+  }
+  // Ordered by position so that ids are handed out, and returned, in input order.
+  return Prisma.sql`${insert}
+    FROM unnest(${arrays}) WITH ORDINALITY AS u(user_id, external_api_id, call_count, agent_id, connector_id, created_at, ord)
+    ORDER BY u.ord RETURNING id`;
+}
+
+/**
+ * Records many external API usage events at once, all or nothing, as
+ * `INSERT … SELECT … FROM unnest(…)` statements of `options.chunkSize` rows (default 20,000) in
+ * one transaction. Every item is validated first ({@link UsageValidationError} lists each bad
+ * field with its `index`); a missing API, agent or connector is an
+ * {@link UnknownReferenceError} naming the table and the first missing id.
+ *
+ * @example
+ * const { count } = await recordExternalApiUsageBatch(db, [
+ *   { userId: 42, externalApiId: 2, callCount: 3 },
+ *   { userId: 42, externalApiId: 2, agentId: 7, callCount: 1, createdAt: new Date("2025-01-01T12:00:00Z") },
+ * ]);
+ */
+export async function recordExternalApiUsageBatch(
+  db: Database,
+  inputs: readonly ExternalApiUsageInput[],
+  options?: BatchRecordOptions,
+): Promise<BatchRecordResult> {
+  const issues: FieldIssue[] = [];
+  checkBatchOptions(options, issues);
+  checkBatch(inputs, EXTERNAL_API_USAGE_INPUT, issues);
+  throwIfIssues(issues);
+
+  const chunkSize = options?.chunkSize ?? DEFAULT_BATCH_CHUNK_SIZE;
+  const returnIds = options?.returnIds === true;
+  const chunkCount = Math.ceil(inputs.length / chunkSize);
+  try {
+    const results = await runChunks(db, chunkCount, async (client, chunk) => {
+      const start = chunk * chunkSize;
+      const sql = batchChunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
+      if (!returnIds) {
+        await client.$executeRaw(sql);
+        return [];
+      }
+      return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
+    });
+    return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
+  } catch (err) {
+    throw await translateDatabaseError(db, err, (column) =>
+      findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], EXTERNAL_API_USAGE_REFERENCES, column),
+    );
+  }
+}
+
+/** (Internal) The Prisma where clause of a checked external API usage filter. */
+function externalApiUsageWhere(filter: ExternalApiUsageFilter): Prisma.PsExternalApiUsageWhereInput {
+  const where: Prisma.PsExternalApiUsageWhereInput = {};
+  if (filter.userId !== undefined) where.userId = filter.userId;
+  if (filter.agentId !== undefined) where.agentId = typeof filter.agentId === "number" ? filter.agentId : { in: [...filter.agentId] };
+  if (filter.connectorId !== undefined) where.connectorId = filter.connectorId;
+  if (filter.externalApiId !== undefined) {
+    where.externalApiId = typeof filter.externalApiId === "number" ? filter.externalApiId : { in: [...filter.externalApiId] };
+  }
+  if (filter.from !== undefined || filter.to !== undefined) {
+    where.createdAt = {
+      ...(filter.from !== undefined ? { gte: filter.from } : {}),
+      ...(filter.to !== undefined ? { lt: filter.to } : {}),
+    };
+  }
+  return where;
+}
+
+/**
+ * Finds external API usage rows, one page at a time: filter by user, agent (one or several),
+ * connector, external API (one or several) and `createdAt` in `[from, to)`; newest first unless
+ * `page.order` is `"oldest"`; keyset paging with `nextCursor` that rows recorded meanwhile never
+ * shift; `page.limit` 100 by default, at most 1000; `page.include` adds the related agent,
+ * connector and external API. Bad filters or pages throw {@link UsageValidationError}.
+ *
+ * @example
+ * const page = await findExternalApiUsage(db, { userId: 42, externalApiId: 2 }, { limit: 50, include: { externalApi: true } });
+ * const next = page.nextCursor ? await findExternalApiUsage(db, { userId: 42, externalApiId: 2 }, { limit: 50, cursor: page.nextCursor }) : null;
+ */
+export async function findExternalApiUsage(
+  db: Database,
+  filter: ExternalApiUsageFilter = {},
+  page: ExternalApiUsagePageOptions = {},
+): Promise<UsagePage<FoundExternalApiUsage>> {
+  const issues: FieldIssue[] = [];
+  checkFilter(filter, "externalApiId", issues);
+  checkPageOptions(page, ["agent", "connector", "externalApi"], issues);
+  throwIfIssues(issues);
+  const order = pageOrder(page.order);
+  const cursorId = page.cursor === undefined ? null : decodeCursor(page.cursor, "externalApi", order, issues);
+  throwIfIssues(issues);
+
+  const limit = page.limit ?? DEFAULT_PAGE_SIZE;
+  const direction = order === "newest" ? "desc" : "asc";
+  const include = page.include ?? {};
+  const where = externalApiUsageWhere(filter);
+  try {
+    const rows = await db.prisma.psExternalApiUsage.findMany({
+      where: cursorId === null ? where : { AND: [where, { id: { not: cursorId } }] },
+      orderBy: [{ createdAt: direction }, { id: direction }],
+      take: limit + 1,
+      ...(cursorId === null ? {} : { cursor: { id: cursorId } }),
+      include: { agent: include.agent === true, connector: include.connector === true, externalApi: include.externalApi === true },
+    });
+    const more = rows.length > limit;
+    const pageRows = more ? rows.slice(0, limit) : rows;
+    const items = pageRows.map((row): FoundExternalApiUsage => {
+      const item: FoundExternalApiUsage = toExternalApiUsageRecord(row);
+      if (include.agent !== true && include.connector !== true && include.externalApi !== true) return item;
+      return {
+        ...item,
+        ...(include.agent === true ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
+        ...(include.connector === true ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
+        ...(include.externalApi === true && row.externalApi ? { externalApi: toExternalApiRecord(row.externalApi) } : {}),
+      };
+    });
+    const last = pageRows[pageRows.length - 1];
+    return { items, nextCursor: more && last ? encodeCursor({ table: "externalApi", order, id: last.id }) : null };
+  } catch (err) {
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
+  }
+}

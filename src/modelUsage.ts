@@ -1,0 +1,404 @@
+/**
+ * `ps_model_usage`: record model usage (one row per event, append only), record a raw model
+ * call the way PolicySynth splits long context, and find usage page by page.
+ */
+import type { Database } from "./db";
+import { UnknownReferenceError, type FieldIssue } from "./errors";
+import { Prisma } from "./generated/prisma/client";
+import {
+  DEFAULT_BATCH_CHUNK_SIZE,
+  DEFAULT_PAGE_SIZE,
+  MODEL_USAGE_COUNTERS,
+  type BatchRecordOptions,
+  type BatchRecordResult,
+  type FoundModelUsage,
+  type ModelCallInput,
+  type ModelCallOptions,
+  type ModelUsageFilter,
+  type ModelUsageInput,
+  type ModelUsagePageOptions,
+  type ModelUsageRecord,
+  type RecordOptions,
+  type UsagePage,
+} from "./types";
+import {
+  MODEL_CALL_INPUT,
+  MODEL_USAGE_INPUT,
+  checkBatch,
+  checkBatchOptions,
+  checkFilter,
+  checkInput,
+  checkModelCallOptions,
+  checkPageOptions,
+  checkRecordOptions,
+  pageOrder,
+  throwIfIssues,
+} from "./validation";
+import {
+  decodeCursor,
+  encodeCursor,
+  findMissingReference,
+  recordOnce,
+  runChunks,
+  toAgentRecord,
+  toAiModelRecord,
+  toConnectorRecord,
+  translateDatabaseError,
+  type ReferenceColumn,
+} from "./usageShared";
+
+/** Reference columns of `ps_model_usage` and the input fields that fill them. */
+const MODEL_USAGE_REFERENCES: readonly (readonly [ReferenceColumn, string])[] = [
+  ["model_id", "modelId"],
+  ["agent_id", "agentId"],
+  ["connector_id", "connectorId"],
+];
+
+type PrismaModelUsageRow = Prisma.PsModelUsageGetPayload<object>;
+
+/** A Prisma row as the package's plain record. */
+function toModelUsageRecord(row: PrismaModelUsageRow): ModelUsageRecord {
+  return {
+    id: row.id,
+    userId: row.userId,
+    modelId: row.modelId,
+    agentId: row.agentId,
+    connectorId: row.connectorId,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+    tokenInCount: row.tokenInCount,
+    tokenInCachedContextCount: row.tokenInCachedContextCount,
+    tokenInCacheWriteCount: row.tokenInCacheWriteCount,
+    longContextTokenInCount: row.longContextTokenInCount,
+    longContextTokenInCachedContextCount: row.longContextTokenInCachedContextCount,
+    longContextTokenInCacheWriteCount: row.longContextTokenInCacheWriteCount,
+    tokenOutCount: row.tokenOutCount,
+    tokenOutReasoningCount: row.tokenOutReasoningCount,
+    tokenOutAudioCount: row.tokenOutAudioCount,
+    tokenOutImageCount: row.tokenOutImageCount,
+    longContextTokenOutCount: row.longContextTokenOutCount,
+    longContextTokenOutReasoningCount: row.longContextTokenOutReasoningCount,
+    longContextTokenOutAudioCount: row.longContextTokenOutAudioCount,
+    longContextTokenOutImageCount: row.longContextTokenOutImageCount,
+  };
+}
+
+/** The UnknownReferenceError for a single input whose insert broke a foreign key. */
+function singleReferenceError(input: ModelUsageInput) {
+  return async (column: ReferenceColumn | null) => {
+    if (column === "agent_id") return new UnknownReferenceError("ps_agents", input.agentId ?? null);
+    if (column === "connector_id") return new UnknownReferenceError("ps_agent_connectors", input.connectorId ?? null);
+    if (column === "model_id") return new UnknownReferenceError("ps_ai_models", input.modelId);
+    return new UnknownReferenceError("a referenced table", null);
+  };
+}
+
+/**
+ * Records one model usage event: one new row (the ledger is append only, so concurrent writers
+ * never lose an update). Counters not given are 0; `createdAt` defaults to the database's now.
+ *
+ * Throws {@link UsageValidationError} listing every bad field (non-integers, negatives, values
+ * above INTEGER, ids that are not positive, missing or unknown fields, a bad `createdAt`) and
+ * {@link UnknownReferenceError} when the model, agent or connector does not exist; either way
+ * nothing is written.
+ *
+ * With `options.idempotencyKey`, the same key again (also from concurrent callers) records
+ * nothing and returns the row the first call stored. A key already used for external API usage,
+ * or by another user, is a {@link UsageValidationError} on `options.idempotencyKey`.
+ *
+ * @example
+ * const row = await recordModelUsage(db, { userId: 42, modelId: 3, agentId: 7, tokenInCount: 1000, tokenOutCount: 800 });
+ * row.tokenInCachedContextCount; // 0
+ * await recordModelUsage(db, { userId: 42, modelId: 3, tokenInCount: 5 }, { idempotencyKey: "call-8f2c" });
+ */
+export async function recordModelUsage(db: Database, input: ModelUsageInput, options?: RecordOptions): Promise<ModelUsageRecord> {
+  const issues: FieldIssue[] = [];
+  checkInput(input, MODEL_USAGE_INPUT, issues);
+  checkRecordOptions(options, issues);
+  throwIfIssues(issues);
+
+  const data: Prisma.PsModelUsageUncheckedCreateInput = {
+    userId: input.userId,
+    modelId: input.modelId,
+    agentId: input.agentId ?? null,
+    connectorId: input.connectorId ?? null,
+  };
+  if (input.createdAt !== undefined) data.createdAt = input.createdAt;
+  for (const [field] of MODEL_USAGE_COUNTERS) {
+    const value = input[field];
+    if (value !== undefined) data[field] = value;
+  }
+  const key = options?.idempotencyKey;
+  try {
+    if (key === undefined) return toModelUsageRecord(await db.prisma.psModelUsage.create({ data }));
+    return await recordOnce(
+      key,
+      input.userId,
+      "model usage",
+      async () => toModelUsageRecord(await db.prisma.psModelUsage.create({ data: { ...data, idempotencyKey: { create: { key } } } })),
+      async () => {
+        const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
+        if (!stored) return null;
+        return {
+          modelUsageId: stored.modelUsageId,
+          externalApiUsageId: stored.externalApiUsageId,
+          row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
+        };
+      },
+    );
+  } catch (err) {
+    throw await translateDatabaseError(db, err, singleReferenceError(input));
+  }
+}
+
+/** `ps_model_usage` columns a batch fills, in the order of the unnest arrays. */
+const BATCH_COLUMNS = ["user_id", "model_id", "agent_id", "connector_id", "created_at", ...MODEL_USAGE_COUNTERS.map(([, column]) => column)];
+
+/**
+ * Array parameters are sent as PostgreSQL array literals (`{1,2,NULL}`) of values already
+ * checked to be integers: Prisma serializes a JS array parameter element by element, which
+ * costs about five times the CPU of one join, and the value is still a bound parameter.
+ */
+function intArrayLiteral(items: readonly ModelUsageInput[], start: number, end: number, field: keyof ModelUsageInput, nullable: boolean): string {
+  const parts = new Array<string | number>(end - start);
+  for (let i = start; i < end; i++) {
+    const v = items[i][field] as number | null | undefined;
+    parts[i - start] = v === undefined || v === null ? (nullable ? "NULL" : 0) : v;
+  }
+  return `{${parts.join(",")}}`;
+}
+
+function timestampArrayLiteral(items: readonly { readonly createdAt?: Date }[], start: number, end: number): string {
+  const parts = new Array<string>(end - start);
+  for (let i = start; i < end; i++) {
+    const v = items[i].createdAt;
+    parts[i - start] = v === undefined ? "NULL" : v.toISOString();
+  }
+  return `{${parts.join(",")}}`;
+}
+
+const INSERT_COLUMNS = Prisma.raw(BATCH_COLUMNS.join(", "));
+const UNNEST_ALIASES = Prisma.raw(BATCH_COLUMNS.join(", "));
+const SELECT_LIST = Prisma.raw(BATCH_COLUMNS.map((c) => (c === "created_at" ? "COALESCE(u.created_at, now())" : `u.${c}`)).join(", "));
+
+function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
+  const arrays = Prisma.join([
+    Prisma.sql`${intArrayLiteral(items, start, end, "userId", false)}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "modelId", false)}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "agentId", true)}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "connectorId", true)}::int[]`,
+    Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
+    ...MODEL_USAGE_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, false)}::int[]`),
+  ]);
+  if (!returnIds) {
+    return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS}) SELECT ${SELECT_LIST} FROM unnest(${arrays}) AS u(${UNNEST_ALIASES})`;
+  }
+  // Ordered by position so that ids are handed out, and returned, in input order.
+  return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS})
+    SELECT ${SELECT_LIST} FROM unnest(${arrays}) WITH ORDINALITY AS u(${UNNEST_ALIASES}, ord) ORDER BY u.ord
+    RETURNING id`;
+}
+
+/**
+ * Records many model usage events at once, all or nothing. Each chunk of `options.chunkSize`
+ * rows (default 20,000) is one `INSERT … SELECT … FROM unnest(…)` statement; a batch of
+ * several chunks runs in one transaction. Every item is validated before anything is written:
+ * a {@link UsageValidationError} lists every bad field with its item's `index`. A missing
+ * model, agent or connector is an {@link UnknownReferenceError} naming the table and the first
+ * missing id, and nothing is written.
+ *
+ * Returns the number of rows written, and with `returnIds: true` their ids in input order.
+ *
+ * @example
+ * const { count } = await recordModelUsageBatch(db, [
+ *   { userId: 42, modelId: 3, tokenInCount: 1000, tokenOutCount: 200 },
+ *   { userId: 42, modelId: 3, agentId: 7, tokenInCount: 50, createdAt: new Date("2025-01-01T12:00:00Z") },
+ * ]);
+ * const { ids } = await recordModelUsageBatch(db, inputs, { returnIds: true });
+ */
+export async function recordModelUsageBatch(
+  db: Database,
+  inputs: readonly ModelUsageInput[],
+  options?: BatchRecordOptions,
+): Promise<BatchRecordResult> {
+  const issues: FieldIssue[] = [];
+  checkBatchOptions(options, issues);
+  checkBatch(inputs, MODEL_USAGE_INPUT, issues);
+  throwIfIssues(issues);
+
+  const chunkSize = options?.chunkSize ?? DEFAULT_BATCH_CHUNK_SIZE;
+  const returnIds = options?.returnIds === true;
+  const chunkCount = Math.ceil(inputs.length / chunkSize);
+  try {
+    const results = await runChunks(db, chunkCount, async (client, chunk) => {
+      const start = chunk * chunkSize;
+      const sql = batchChunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
+      if (!returnIds) {
+        await client.$executeRaw(sql);
+        return [];
+      }
+      return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
+    });
+    return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
+  } catch (err) {
+    throw await translateDatabaseError(db, err, (column) =>
+      findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], MODEL_USAGE_REFERENCES, column),
+    );
+  }
+}
+
+/**
+ * Turns a raw model call into the counters PolicySynth would record: when the call's total input
+ * (`inputTokens + cachedInputTokens + cacheWriteInputTokens`) reaches `longContextTokenThreshold`,
+ * all of its tokens (input, cached, cache write, output, reasoning, audio, image) go to the
+ * `long_context_*` columns; otherwise to the normal ones. A threshold that is absent, null or 0
+ * means the model has no long-context pricing. Pure: no validation, no database.
+ *
+ * @example
+ * modelCallToUsage({ userId: 1, modelId: 3, inputTokens: 150_000, outputTokens: 900 }, 128_000);
+ * // { userId: 1, modelId: 3, longContextTokenInCount: 150000, longContextTokenOutCount: 900, ...zeros }
+ */
+export function modelCallToUsage(call: ModelCallInput, longContextTokenThreshold?: number | null): ModelUsageInput {
+  const input = call.inputTokens;
+  const cached = call.cachedInputTokens ?? 0;
+  const cacheWrite = call.cacheWriteInputTokens ?? 0;
+  const longContext = !!longContextTokenThreshold && input + cached + cacheWrite >= longContextTokenThreshold;
+  const common = {
+    userId: call.userId,
+    modelId: call.modelId,
+    ...(call.agentId !== undefined ? { agentId: call.agentId } : {}),
+    ...(call.connectorId !== undefined ? { connectorId: call.connectorId } : {}),
+    ...(call.createdAt !== undefined ? { createdAt: call.createdAt } : {}),
+  };
+  const out = call.outputTokens;
+  const reasoning = call.reasoningTokens ?? 0;
+  const audio = call.audioTokens ?? 0;
+  const image = call.imageTokens ?? 0;
+  if (longContext) {
+    return {
+      ...common,
+      longContextTokenInCount: input,
+      longContextTokenInCachedContextCount: cached,
+      longContextTokenInCacheWriteCount: cacheWrite,
+      longContextTokenOutCount: out,
+      longContextTokenOutReasoningCount: reasoning,
+      longContextTokenOutAudioCount: audio,
+      longContextTokenOutImageCount: image,
+    };
+  }
+  return {
+    ...common,
+    tokenInCount: input,
+    tokenInCachedContextCount: cached,
+    tokenInCacheWriteCount: cacheWrite,
+    tokenOutCount: out,
+    tokenOutReasoningCount: reasoning,
+    tokenOutAudioCount: audio,
+    tokenOutImageCount: image,
+  };
+}
+
+/**
+ * Records one raw model call the PolicySynth way (see {@link modelCallToUsage}): with the
+ * model's `longContextTokenThreshold`, a call whose total input reaches it is recorded entirely
+ * in the `long_context_*` columns. Validation, errors and `idempotencyKey` are as for
+ * {@link recordModelUsage}; field names in errors are the call's (`inputTokens`, ...).
+ *
+ * @example
+ * await recordModelCall(
+ *   db,
+ *   { userId: 42, modelId: 3, agentId: 7, inputTokens: 180_000, cachedInputTokens: 20_000, outputTokens: 1_200 },
+ *   { longContextTokenThreshold: 200_000, idempotencyKey: "req-1" },
+ * ); // 200,000 input tokens reach the threshold: stored as long context
+ */
+export async function recordModelCall(db: Database, call: ModelCallInput, options?: ModelCallOptions): Promise<ModelUsageRecord> {
+  const issues: FieldIssue[] = [];
+  checkInput(call, MODEL_CALL_INPUT, issues);
+  checkModelCallOptions(options, issues);
+  throwIfIssues(issues);
+  const usage = modelCallToUsage(call, options?.longContextTokenThreshold);
+  return recordModelUsage(db, usage, options?.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey });
+}
+
+/** (Internal) The Prisma where clause of a checked model usage filter. */
+function modelUsageWhere(filter: ModelUsageFilter): Prisma.PsModelUsageWhereInput {
+  const where: Prisma.PsModelUsageWhereInput = {};
+  if (filter.userId !== undefined) where.userId = filter.userId;
+  if (filter.agentId !== undefined) where.agentId = typeof filter.agentId === "number" ? filter.agentId : { in: [...filter.agentId] };
+  if (filter.connectorId !== undefined) where.connectorId = filter.connectorId;
+  if (filter.modelId !== undefined) where.modelId = typeof filter.modelId === "number" ? filter.modelId : { in: [...filter.modelId] };
+  if (filter.from !== undefined || filter.to !== undefined) {
+    where.createdAt = {
+      ...(filter.from !== undefined ? { gte: filter.from } : {}),
+      ...(filter.to !== undefined ? { lt: filter.to } : {}),
+    };
+  }
+  return where;
+}
+
+/**
+ * Finds model usage rows, one page at a time. Filter by user, agent (one id or several),
+ * connector, model (one or several) and a `createdAt` range `[from, to)`; fields combine with
+ * AND. Newest first unless `page.order` is `"oldest"`, by `(createdAt, id)`.
+ *
+ * Paging is by keyset: pass `nextCursor` back as `page.cursor` for the next page. Rows recorded
+ * while you page never shift a page (a row is never returned twice nor skipped because of
+ * them). `page.limit` defaults to 100 and may be at most 1000. `page.include` adds the related
+ * agent, connector and model as plain records.
+ *
+ * Throws {@link UsageValidationError} for a bad filter or page (ids, dates, `from` not before
+ * `to`, unknown fields, a limit above 1000, a cursor this function did not make).
+ *
+ * @example
+ * let page = await findModelUsage(db, { userId: 42, agentId: [7, 8], from: new Date("2025-01-01") }, { limit: 500 });
+ * while (page.nextCursor) {
+ *   page = await findModelUsage(db, { userId: 42, agentId: [7, 8], from: new Date("2025-01-01") }, { limit: 500, cursor: page.nextCursor });
+ * }
+ * const withModel = await findModelUsage(db, { modelId: 3 }, { include: { model: true } });
+ * withModel.items[0]?.model?.name;
+ */
+export async function findModelUsage(
+  db: Database,
+  filter: ModelUsageFilter = {},
+  page: ModelUsagePageOptions = {},
+): Promise<UsagePage<FoundModelUsage>> {
+  const issues: FieldIssue[] = [];
+  checkFilter(filter, "modelId", issues);
+  checkPageOptions(page, ["agent", "connector", "model"], issues);
+  throwIfIssues(issues);
+  const order = pageOrder(page.order);
+  const cursorId = page.cursor === undefined ? null : decodeCursor(page.cursor, "model", order, issues);
+  throwIfIssues(issues);
+
+  const limit = page.limit ?? DEFAULT_PAGE_SIZE;
+  const direction = order === "newest" ? "desc" : "asc";
+  const include = page.include ?? {};
+  const where = modelUsageWhere(filter);
+  try {
+    // Prisma's cursor compares (created_at, id) with the cursor row in SQL, at full microsecond
+    // precision; the cursor row itself is excluded by id rather than by `skip: 1`.
+    const rows = await db.prisma.psModelUsage.findMany({
+      where: cursorId === null ? where : { AND: [where, { id: { not: cursorId } }] },
+      orderBy: [{ createdAt: direction }, { id: direction }],
+      take: limit + 1,
+      ...(cursorId === null ? {} : { cursor: { id: cursorId } }),
+      include: { agent: include.agent === true, connector: include.connector === true, model: include.model === true },
+    });
+    const more = rows.length > limit;
+    const pageRows = more ? rows.slice(0, limit) : rows;
+    const items = pageRows.map((row): FoundModelUsage => {
+      const item: FoundModelUsage = toModelUsageRecord(row);
+      if (include.agent !== true && include.connector !== true && include.model !== true) return item;
+      return {
+        ...item,
+        ...(include.agent === true ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
+        ...(include.connector === true ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
+        ...(include.model === true && row.model ? { model: toAiModelRecord(row.model) } : {}),
+      };
+    });
+    const last = pageRows[pageRows.length - 1];
+    return { items, nextCursor: more && last ? encodeCursor({ table: "model", order, id: last.id }) : null };
+  } catch (err) {
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
+  }
+}

@@ -1,0 +1,377 @@
+/**
+ * What the model usage and external API usage repositories share: mapping database errors to
+ * the package's typed errors, running a chunked batch in one transaction, the opaque page
+ * cursor, idempotent single records, and plain DTOs for related rows.
+ */
+import type { Database } from "./db";
+import { DatabaseConnectionError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
+import { Prisma } from "./generated/prisma/client";
+import type { AgentRecord, AiModelRecord, ConnectorRecord, ExternalApiRecord, UsageOrder } from "./types";
+
+/** A usage column that references another table, and that table. */
+export const REFERENCED_TABLES = {
+  model_id: "ps_ai_models",
+  external_api_id: "ps_external_apis",
+  agent_id: "ps_agents",
+  connector_id: "ps_agent_connectors",
+} as const;
+
+export type ReferenceColumn = keyof typeof REFERENCED_TABLES;
+
+interface AdapterCause {
+  readonly kind?: string;
+  readonly code?: string;
+  readonly originalCode?: string;
+  readonly originalMessage?: string;
+  readonly message?: string;
+  readonly constraint?: { readonly index?: string; readonly fields?: readonly string[] };
+}
+
+/** The driver adapter's description of a failed query, if Prisma kept one. */
+function adapterCause(err: unknown): AdapterCause | undefined {
+  if (!(err instanceof Prisma.PrismaClientKnownRequestError)) return undefined;
+  const adapterError = (err.meta as { driverAdapterError?: { cause?: AdapterCause } } | undefined)?.driverAdapterError;
+  return adapterError?.cause;
+}
+
+/** True for a foreign key violation (Prisma P2003, or PostgreSQL 23503 from a raw query). */
+export function isForeignKeyViolation(err: unknown): boolean {
+  if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2003") return true;
+  const cause = adapterCause(err);
+  return cause?.kind === "ForeignKeyConstraintViolation" || cause?.originalCode === "23503";
+}
+
+/** True for a unique violation (Prisma P2002, or PostgreSQL 23505). */
+export function isUniqueViolation(err: unknown): boolean {
+  if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2002") return true;
+  const cause = adapterCause(err);
+  return cause?.kind === "UniqueConstraintViolation" || cause?.originalCode === "23505";
+}
+
+/** Which reference column a foreign key violation is about, from the constraint's name. */
+export function violatedReferenceColumn(err: unknown): ReferenceColumn | null {
+  const cause = adapterCause(err);
+  const name =
+    cause?.constraint?.index ?? /foreign key constraint "([^"]+)"/.exec(cause?.originalMessage ?? (err as Error)?.message ?? "")?.[1];
+  if (!name) return null;
+  // Longest first: "external_api_id" must not be read as "api_id"-like shorter names.
+  for (const column of ["external_api_id", "connector_id", "model_id", "agent_id"] as const) {
+    if (name.endsWith(`_${column}_fkey`)) return column;
+  }
+  return null;
+}
+
+const CONNECTION_KINDS = new Set([
+  "ConnectionClosed",
+  "DatabaseNotReachable",
+  "SocketTimeout",
+  "TooManyConnections",
+  "DatabaseDoesNotExist",
+  "AuthenticationFailed",
+  "TlsConnectionError",
+  "DatabaseAccessDenied",
+]);
+const CONNECTION_PRISMA_CODES = new Set(["P1001", "P1002", "P1008", "P1017", "P2024"]);
+
+/** True when the query failed because the database went away, not because of the query. */
+export function isConnectionFailure(err: unknown): boolean {
+  if (err instanceof Prisma.PrismaClientKnownRequestError && CONNECTION_PRISMA_CODES.has(err.code)) return true;
+  if (err instanceof Prisma.PrismaClientInitializationError) return true;
+  const cause = adapterCause(err);
+  if (cause?.kind && CONNECTION_KINDS.has(cause.kind)) return true;
+  // 57P01-03: the server is shutting down or killed this backend; class 08: connection exceptions.
+  const code = cause?.originalCode ?? cause?.code;
+  if (code && (/^57P0[123]$/.test(code) || code.startsWith("08"))) return true;
+  const message = (err as Error)?.message ?? "";
+  return /Connection terminated|connection is closed|Client has encountered a connection error|ECONNREFUSED|ECONNRESET/i.test(
+    message,
+  );
+}
+
+/**
+ * Turns a database error into the package's typed error: a foreign key violation into
+ * {@link UnknownReferenceError} (`resolveReference` names the table and id), a lost connection
+ * into {@link DatabaseConnectionError}; anything else is returned as it is.
+ */
+export async function translateDatabaseError(
+  db: Database,
+  err: unknown,
+  resolveReference: (column: ReferenceColumn | null) => Promise<UnknownReferenceError>,
+): Promise<unknown> {
+  if (err instanceof UsageValidationError || err instanceof UnknownReferenceError) return err;
+  if (isForeignKeyViolation(err)) {
+    const resolved = await resolveReference(violatedReferenceColumn(err));
+    return new UnknownReferenceError(resolved.table, resolved.id, { cause: err });
+  }
+  if (isConnectionFailure(err)) {
+    const reason = adapterCause(err)?.originalMessage ?? adapterCause(err)?.kind ?? (err as Error)?.message ?? String(err);
+    return new DatabaseConnectionError(db.target, reason, { cause: err });
+  }
+  return err;
+}
+
+/** Distinct non-null ids of one field over a batch. */
+export function distinctIds(items: readonly Record<string, unknown>[], field: string): number[] {
+  const ids = new Set<number>();
+  for (let i = 0; i < items.length; i++) {
+    const v = items[i][field];
+    if (typeof v === "number") ids.add(v);
+  }
+  return [...ids];
+}
+
+/** The first of `ids` (in the order given) with no row in `table`, or null if all exist. */
+export async function firstMissingId(db: Database, table: (typeof REFERENCED_TABLES)[ReferenceColumn], ids: readonly number[]): Promise<number | null> {
+  if (ids.length === 0) return null;
+  const where = { where: { id: { in: [...ids] } }, select: { id: true as const } };
+  let found: { id: number }[];
+  switch (table) {
+    case "ps_ai_models":
+      found = await db.prisma.psAiModel.findMany(where);
+      break;
+    case "ps_external_apis":
+      found = await db.prisma.psExternalApi.findMany(where);
+      break;
+    case "ps_agents":
+      found = await db.prisma.psAgent.findMany(where);
+      break;
+    case "ps_agent_connectors":
+      found = await db.prisma.psAgentConnector.findMany(where);
+      break;
+  }
+  const present = new Set(found.map((row) => row.id));
+  return ids.find((id) => !present.has(id)) ?? null;
+}
+
+/**
+ * After a foreign key violation in a batch: the table and the first id that is missing. When
+ * the constraint name did not say which column it was, every reference column is checked.
+ */
+export async function findMissingReference(
+  db: Database,
+  items: readonly Record<string, unknown>[],
+  columns: readonly (readonly [ReferenceColumn, string])[],
+  violated: ReferenceColumn | null,
+): Promise<UnknownReferenceError> {
+  const candidates = violated ? columns.filter(([column]) => column === violated) : columns;
+  for (const [column, field] of candidates) {
+    const table = REFERENCED_TABLES[column];
+    const missing = await firstMissingId(db, table, distinctIds(items, field));
+    if (missing !== null) return new UnknownReferenceError(table, missing);
+  }
+  // The row was deleted and re-created between the failure and this check: name the table only.
+  const table = violated ? REFERENCED_TABLES[violated] : "a referenced table";
+  return new UnknownReferenceError(table, null);
+}
+
+/** How long one chunk of a batch may take before the transaction is given up. */
+const TRANSACTION_MS_PER_CHUNK = 60_000;
+
+/**
+ * Runs `chunkCount` statements all or nothing: one statement on its own is already atomic;
+ * several run in one interactive transaction.
+ */
+export async function runChunks<T>(
+  db: Database,
+  chunkCount: number,
+  runChunk: (client: Prisma.TransactionClient, chunk: number) => Promise<T>,
+): Promise<T[]> {
+  if (chunkCount === 0) return [];
+  if (chunkCount === 1) return [await runChunk(db.prisma, 0)];
+  return db.prisma.$transaction(
+    async (tx) => {
+      const results: T[] = [];
+      for (let chunk = 0; chunk < chunkCount; chunk++) results.push(await runChunk(tx, chunk));
+      return results;
+    },
+    // PGlite runs one transaction at a time, so a batch may wait for another to finish.
+    { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * chunkCount },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cursor
+// ---------------------------------------------------------------------------------------------
+
+/** Which find a cursor belongs to. */
+export type CursorTable = "model" | "externalApi";
+
+interface CursorContent {
+  readonly table: CursorTable;
+  readonly order: UsageOrder;
+  /** The last row of the page: the next page starts after it in `(createdAt, id)` order. */
+  readonly id: number;
+}
+
+const CURSOR_VERSION = "v1";
+
+/** An opaque cursor: `v1.` and base64url of a small JSON document. */
+export function encodeCursor(content: CursorContent): string {
+  const json = JSON.stringify({ t: content.table === "model" ? "m" : "e", o: content.order === "newest" ? "n" : "o", id: content.id });
+  return `${CURSOR_VERSION}.${Buffer.from(json, "utf8").toString("base64url")}`;
+}
+
+/**
+ * Reads a cursor made by {@link encodeCursor} for the same find and order; anything else (a
+ * cursor of another find, of the other order, or any other string) is a validation issue.
+ */
+export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrder, issues: FieldIssue[]): number | null {
+  const finder = table === "model" ? "findModelUsage" : "findExternalApiUsage";
+  const bad = (reason: string) => {
+    issues.push({ field: "page.cursor", reason });
+    return null;
+  };
+  const dot = cursor.indexOf(".");
+  if (cursor.length > 200 || dot < 0 || cursor.slice(0, dot) !== CURSOR_VERSION || !/^[A-Za-z0-9_-]+$/.test(cursor.slice(dot + 1))) {
+    return bad(`is not a cursor returned by ${finder}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor.slice(dot + 1), "base64url").toString("utf8"));
+  } catch {
+    return bad(`is not a cursor returned by ${finder}`);
+  }
+  const { t, o, id } = (parsed ?? {}) as { t?: unknown; o?: unknown; id?: unknown };
+  if ((t !== "m" && t !== "e") || (o !== "n" && o !== "o") || typeof id !== "number" || !Number.isInteger(id) || id < 1) {
+    return bad(`is not a cursor returned by ${finder}`);
+  }
+  if ((t === "m") !== (table === "model")) return bad(`is a cursor of ${t === "m" ? "findModelUsage" : "findExternalApiUsage"}, not of ${finder}`);
+  const cursorOrder: UsageOrder = o === "n" ? "newest" : "oldest";
+  if (cursorOrder !== order) return bad(`was made for order "${cursorOrder}", not "${order}"`);
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Related rows as plain DTOs
+// ---------------------------------------------------------------------------------------------
+
+interface AgentRow {
+  id: number;
+  uuid: string;
+  userId: number;
+  classId: number;
+  groupId: number;
+  parentAgentId: number | null;
+  configuration: unknown;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export function toAgentRecord(row: AgentRow): AgentRecord {
+  return {
+    id: row.id,
+    uuid: row.uuid,
+    userId: row.userId,
+    classId: row.classId,
+    groupId: row.groupId,
+    parentAgentId: row.parentAgentId,
+    configuration: row.configuration,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export function toConnectorRecord(row: Omit<AgentRow, "parentAgentId">): ConnectorRecord {
+  return {
+    id: row.id,
+    uuid: row.uuid,
+    userId: row.userId,
+    classId: row.classId,
+    groupId: row.groupId,
+    configuration: row.configuration,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export function toAiModelRecord(row: {
+  id: number;
+  uuid: string;
+  userId: number;
+  organizationId: number | null;
+  name: string;
+  configuration: unknown;
+  createdAt: Date;
+  updatedAt: Date;
+}): AiModelRecord {
+  return {
+    id: row.id,
+    uuid: row.uuid,
+    userId: row.userId,
+    organizationId: row.organizationId,
+    name: row.name,
+    configuration: row.configuration,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export function toExternalApiRecord(row: {
+  id: number;
+  uuid: string;
+  userId: number;
+  organizationId: number | null;
+  type: string;
+  priceAdapter: unknown;
+  createdAt: Date;
+  updatedAt: Date;
+}): ExternalApiRecord {
+  return {
+    id: row.id,
+    uuid: row.uuid,
+    userId: row.userId,
+    organizationId: row.organizationId,
+    type: row.type,
+    priceAdapter: row.priceAdapter,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotent single records
+// ---------------------------------------------------------------------------------------------
+
+/** What an idempotency key row points at. */
+export interface StoredKey<R> {
+  readonly modelUsageId: number | null;
+  readonly externalApiUsageId: number | null;
+  /** The row the key points at, in this call's table, or null when it points at the other table. */
+  readonly row: R | null;
+}
+
+/**
+ * Records once per idempotency key. `create` inserts the usage row together with its key row in
+ * one transaction (a Prisma nested create); when the key is already taken (a unique violation,
+ * possibly from a concurrent caller whose transaction has just committed), the row the key
+ * points at is returned instead. A key taken by the other usage table, or by another user, is a
+ * {@link UsageValidationError} on `options.idempotencyKey`.
+ */
+export async function recordOnce<R extends { readonly userId: number }>(
+  key: string,
+  userId: number,
+  tableLabel: string,
+  create: () => Promise<R>,
+  readKey: () => Promise<StoredKey<R> | null>,
+): Promise<R> {
+  // A key row can vanish between the conflict and the read (its usage row deleted): try again.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await create();
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+    }
+    const stored = await readKey();
+    if (stored === null) continue;
+    if (stored.row === null) {
+      throw new UsageValidationError([
+        { field: "options.idempotencyKey", reason: `was already used to record ${tableLabel === "model usage" ? "external API usage" : "model usage"}` },
+      ]);
+    }
+    if (stored.row.userId !== userId) {
+      throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used by another user" }]);
+    }
+    return stored.row;
+  }
+  throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "kept conflicting with a key that then disappeared; retry" }]);
+}

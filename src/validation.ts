@@ -1,0 +1,388 @@
+/**
+ * Input checks for the record and find functions. Every check collects {@link FieldIssue}s
+ * instead of throwing at the first one, so a caller learns every bad field at once (and, in a
+ * batch, the index of every bad item). Nothing here touches the database.
+ *
+ * The batch checks run once per row of batches of up to millions of rows, so they are written
+ * as plain loops over small constant tables, without allocating per field.
+ */
+import { UsageValidationError, type FieldIssue } from "./errors";
+import {
+  MAX_BATCH_CHUNK_SIZE,
+  MAX_INT32,
+  MAX_PAGE_SIZE,
+  MODEL_USAGE_COUNTERS,
+  type UsageOrder,
+} from "./types";
+
+/** How a field is checked. */
+const enum Kind {
+  /** A required positive INTEGER id. */
+  Id,
+  /** An optional positive id; null means "none". */
+  OptionalId,
+  /** An optional counter: 0..MAX_INT32. */
+  Count,
+  /** A required counter. */
+  RequiredCount,
+  /** An optional Date. */
+  Date,
+}
+
+type FieldSpec = readonly (readonly [field: string, kind: Kind])[];
+
+/** Fields of an input type, and the name used in "is not a field of ..." messages. */
+interface InputShape {
+  readonly name: string;
+  readonly fields: FieldSpec;
+  /** Field name -> true, without a prototype: a fast membership test for unknown fields. */
+  readonly known: Readonly<Record<string, true>>;
+}
+
+function shape(name: string, fields: FieldSpec): InputShape {
+  const known: Record<string, true> = Object.create(null);
+  for (const [field] of fields) known[field] = true;
+  return { name, fields, known };
+}
+
+const REFERENCE_FIELDS: FieldSpec = [
+  ["userId", Kind.Id],
+  ["agentId", Kind.OptionalId],
+  ["connectorId", Kind.OptionalId],
+  ["createdAt", Kind.Date],
+];
+
+/** `ModelUsageInput`: ids, createdAt and the 14 counters. */
+export const MODEL_USAGE_INPUT = shape("ModelUsageInput", [
+  ["modelId", Kind.Id],
+  ...REFERENCE_FIELDS,
+  ...MODEL_USAGE_COUNTERS.map(([field]) => [field, Kind.Count] as const),
+]);
+
+/** `ExternalApiUsageInput`: ids, createdAt and the required call count. */
+export const EXTERNAL_API_USAGE_INPUT = shape("ExternalApiUsageInput", [
+  ["externalApiId", Kind.Id],
+  ...REFERENCE_FIELDS,
+  ["callCount", Kind.RequiredCount],
+]);
+
+/** `ModelCallInput`: a raw model call for `recordModelCall`. */
+export const MODEL_CALL_INPUT = shape("ModelCallInput", [
+  ["modelId", Kind.Id],
+  ...REFERENCE_FIELDS,
+  ["inputTokens", Kind.RequiredCount],
+  ["cachedInputTokens", Kind.Count],
+  ["cacheWriteInputTokens", Kind.Count],
+  ["outputTokens", Kind.RequiredCount],
+  ["reasoningTokens", Kind.Count],
+  ["audioTokens", Kind.Count],
+  ["imageTokens", Kind.Count],
+]);
+
+/** Earliest and latest `createdAt` accepted: years 1 to 9999, which PostgreSQL and ISO 8601 both hold. */
+const EARLIEST_MS = new Date("0001-01-01T00:00:00.000Z").getTime();
+const LATEST_MS = new Date("9999-12-31T23:59:59.999Z").getTime();
+
+/** A short, safe description of a bad value for a message (huge strings are cut). */
+export function describeValue(value: unknown): string {
+  switch (typeof value) {
+    case "number":
+      return String(value);
+    case "string":
+      return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+    case "bigint":
+      return `bigint ${value.toString().slice(0, 40)}`;
+    case "boolean":
+      return `boolean ${value}`;
+    case "undefined":
+      return "undefined";
+    case "function":
+      return "a function";
+    case "symbol":
+      return "a symbol";
+    default:
+      if (value === null) return "null";
+      if (Array.isArray(value)) return "an array";
+      if (value instanceof Date) return Number.isNaN(value.getTime()) ? "Invalid Date" : `Date ${value.toISOString()}`;
+      return "an object";
+  }
+}
+
+/** Why `value` is not a counter (an integer in 0..MAX_INT32), or null when it is one. */
+export function countProblem(value: unknown): string | null {
+  if (typeof value !== "number") return `must be a number, got ${describeValue(value)}`;
+  if (!Number.isInteger(value)) {
+    return Number.isFinite(value) ? `must be an integer, got ${value}` : `must be a finite integer, got ${value}`;
+  }
+  if (value < 0) return `must not be negative, got ${value}`;
+  if (value > MAX_INT32) return `must be at most ${MAX_INT32} (PostgreSQL INTEGER), got ${value}`;
+  return null;
+}
+
+/** Why `value` is not an id (an integer in 1..MAX_INT32), or null when it is one. */
+export function idProblem(value: unknown): string | null {
+  if (typeof value !== "number") return `must be a number, got ${describeValue(value)}`;
+  if (!Number.isInteger(value)) {
+    return Number.isFinite(value) ? `must be an integer, got ${value}` : `must be a finite integer, got ${value}`;
+  }
+  if (value < 1) return `must be a positive integer, got ${value}`;
+  if (value > MAX_INT32) return `must be at most ${MAX_INT32} (PostgreSQL INTEGER), got ${value}`;
+  return null;
+}
+
+/** Why `value` is not a usable Date, or null when it is one. */
+export function dateProblem(value: unknown): string | null {
+  if (!(value instanceof Date)) return `must be a Date, got ${describeValue(value)}`;
+  const ms = value.getTime();
+  if (Number.isNaN(ms)) return "must be a valid Date, got Invalid Date";
+  if (ms < EARLIEST_MS || ms > LATEST_MS) {
+    return `must be between years 1 and 9999, got ${value.toISOString()}`;
+  }
+  return null;
+}
+
+/** The known field closest to a misspelt one, for a "did you mean" hint. */
+function closestField(field: string, known: Readonly<Record<string, true>>): string | null {
+  const lower = field.toLowerCase();
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const candidate in known) {
+    const d = editDistance(lower, candidate.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = candidate;
+    }
+  }
+  return best !== null && bestDistance <= Math.max(2, Math.floor(field.length / 4)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  if (a.length > 64 || b.length > 64) return Infinity;
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+function unknownFieldIssue(field: string, input: InputShape, index: number | undefined): FieldIssue {
+  const hint = closestField(field, input.known);
+  const reason = `is not a field of ${input.name}${hint ? ` (did you mean ${hint}?)` : ""}`;
+  return index === undefined ? { field, reason } : { field, reason, index };
+}
+
+function push(issues: FieldIssue[], field: string, reason: string, index: number | undefined): void {
+  issues.push(index === undefined ? { field, reason } : { field, reason, index });
+}
+
+/**
+ * Checks one input against its shape and appends an issue for every bad field. Returns true
+ * when the input is good. `index` is the item's position in a batch.
+ */
+export function checkInput(value: unknown, input: InputShape, issues: FieldIssue[], index?: number): boolean {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    push(issues, "input", `must be an object, got ${describeValue(value)}`, index);
+    return false;
+  }
+  const before = issues.length;
+  const record = value as Record<string, unknown>;
+  const fields = input.fields;
+  for (let f = 0; f < fields.length; f++) {
+    const field = fields[f][0];
+    const v = record[field];
+    let problem: string | null = null;
+    switch (fields[f][1]) {
+      case Kind.Id:
+        problem = v === undefined ? "is required" : idProblem(v);
+        break;
+      case Kind.OptionalId:
+        if (v !== undefined && v !== null) problem = idProblem(v);
+        break;
+      case Kind.Count:
+        if (v !== undefined) problem = countProblem(v);
+        break;
+      case Kind.RequiredCount:
+        problem = v === undefined ? "is required" : countProblem(v);
+        break;
+      case Kind.Date:
+        if (v !== undefined) problem = dateProblem(v);
+        break;
+    }
+    if (problem !== null) push(issues, field, problem, index);
+  }
+  const known = input.known;
+  for (const key in record) {
+    if (known[key] !== true) issues.push(unknownFieldIssue(key, input, index));
+  }
+  return issues.length === before;
+}
+
+/** Checks every item of a batch; issues carry the item's index. */
+export function checkBatch(values: unknown, input: InputShape, issues: FieldIssue[]): values is readonly unknown[] {
+  if (!Array.isArray(values)) {
+    push(issues, "inputs", `must be an array, got ${describeValue(values)}`, undefined);
+    return false;
+  }
+  for (let i = 0; i < values.length; i++) checkInput(values[i], input, issues, i);
+  return issues.length === 0;
+}
+
+/** Checks that `value` is undefined or a plain object with only the given keys. */
+function checkOptionsObject(
+  value: unknown,
+  name: string,
+  keys: readonly string[],
+  issues: FieldIssue[],
+): value is Record<string, unknown> | undefined {
+  if (value === undefined) return true;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    push(issues, name, `must be an object, got ${describeValue(value)}`, undefined);
+    return false;
+  }
+  for (const key in value) {
+    if (!keys.includes(key)) push(issues, `${name}.${key}`, `is not an option (known: ${keys.join(", ")})`, undefined);
+  }
+  return true;
+}
+
+/** Why `key` is not a usable idempotency key, or null when it is one. */
+export function idempotencyKeyProblem(key: unknown): string | null {
+  if (typeof key !== "string") return `must be a string, got ${describeValue(key)}`;
+  if (key.length === 0) return "must not be empty";
+  // varchar(255) counts characters; a JS length of at most 255 UTF-16 units is at most 255 of them.
+  if (key.length > 255) return `must be at most 255 characters, got ${key.length}`;
+  if (key.includes("\u0000")) return "must not contain the NUL character";
+  // A lone surrogate would be stored as U+FFFD, so two different keys could collide.
+  if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(key)) {
+    return "must be well-formed Unicode (it has a lone surrogate)";
+  }
+  return null;
+}
+
+/** Checks `RecordOptions` (`{ idempotencyKey? }`), plus any extra option names the caller allows. */
+export function checkRecordOptions(options: unknown, issues: FieldIssue[], extraKeys: readonly string[] = []): void {
+  if (!checkOptionsObject(options, "options", ["idempotencyKey", ...extraKeys], issues) || options === undefined) return;
+  const key = options.idempotencyKey;
+  if (key !== undefined) {
+    const problem = idempotencyKeyProblem(key);
+    if (problem) push(issues, "options.idempotencyKey", problem, undefined);
+  }
+}
+
+/** Checks `ModelCallOptions`. */
+export function checkModelCallOptions(options: unknown, issues: FieldIssue[]): void {
+  checkRecordOptions(options, issues, ["longContextTokenThreshold"]);
+  if (typeof options !== "object" || options === null) return;
+  const threshold = (options as Record<string, unknown>).longContextTokenThreshold;
+  if (threshold !== undefined && threshold !== null) {
+    const problem = countProblem(threshold);
+    if (problem) push(issues, "options.longContextTokenThreshold", problem, undefined);
+  }
+}
+
+/** Checks `BatchRecordOptions`. */
+export function checkBatchOptions(options: unknown, issues: FieldIssue[]): void {
+  if (!checkOptionsObject(options, "options", ["chunkSize", "returnIds"], issues) || options === undefined) return;
+  const { chunkSize, returnIds } = options;
+  if (chunkSize !== undefined) {
+    const problem = idProblem(chunkSize);
+    if (problem) push(issues, "options.chunkSize", problem, undefined);
+    else if ((chunkSize as number) > MAX_BATCH_CHUNK_SIZE) {
+      push(issues, "options.chunkSize", `must be at most ${MAX_BATCH_CHUNK_SIZE}, got ${chunkSize}`, undefined);
+    }
+  }
+  if (returnIds !== undefined && typeof returnIds !== "boolean") {
+    push(issues, "options.returnIds", `must be a boolean, got ${describeValue(returnIds)}`, undefined);
+  }
+}
+
+/** At most this many ids in one "any of" filter (`agentId: [..]`). */
+export const MAX_FILTER_IDS = 1000;
+
+function checkIdOrIds(value: unknown, field: string, issues: FieldIssue[]): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value)) {
+    const problem = idProblem(value);
+    if (problem) push(issues, `filter.${field}`, problem, undefined);
+    return;
+  }
+  if (value.length > MAX_FILTER_IDS) {
+    push(issues, `filter.${field}`, `must list at most ${MAX_FILTER_IDS} ids, got ${value.length}`, undefined);
+    return;
+  }
+  value.forEach((id, i) => {
+    const problem = idProblem(id);
+    if (problem) push(issues, `filter.${field}[${i}]`, problem, undefined);
+  });
+}
+
+/**
+ * Checks a usage filter: ids positive integers (one, or an array for `agentId` and `idField`),
+ * `from`/`to` valid Dates with `from` before `to`, no unknown fields.
+ */
+export function checkFilter(filter: unknown, idField: "modelId" | "externalApiId", issues: FieldIssue[]): void {
+  const keys = ["userId", "agentId", "connectorId", idField, "from", "to"];
+  if (!checkOptionsObject(filter, "filter", keys, issues) || filter === undefined) return;
+  for (const field of ["userId", "connectorId"]) {
+    const value = filter[field];
+    if (value !== undefined) {
+      const problem = idProblem(value);
+      if (problem) push(issues, `filter.${field}`, problem, undefined);
+    }
+  }
+  checkIdOrIds(filter.agentId, "agentId", issues);
+  checkIdOrIds(filter[idField], idField, issues);
+  let datesOk = true;
+  for (const field of ["from", "to"]) {
+    const value = filter[field];
+    if (value !== undefined) {
+      const problem = dateProblem(value);
+      if (problem) {
+        datesOk = false;
+        push(issues, `filter.${field}`, problem, undefined);
+      }
+    }
+  }
+  if (datesOk && filter.from instanceof Date && filter.to instanceof Date && filter.from.getTime() >= filter.to.getTime()) {
+    push(issues, "filter.to", `must be after filter.from (${filter.from.toISOString()}), got ${filter.to.toISOString()}`, undefined);
+  }
+}
+
+/** Checks page options; `includeKeys` are the relations this find can include. */
+export function checkPageOptions(page: unknown, includeKeys: readonly string[], issues: FieldIssue[]): void {
+  if (!checkOptionsObject(page, "page", ["limit", "cursor", "order", "include"], issues) || page === undefined) return;
+  const { limit, cursor, order, include } = page;
+  if (limit !== undefined) {
+    const problem = idProblem(limit);
+    if (problem) push(issues, "page.limit", problem, undefined);
+    else if ((limit as number) > MAX_PAGE_SIZE) push(issues, "page.limit", `must be at most ${MAX_PAGE_SIZE}, got ${limit}`, undefined);
+  }
+  if (cursor !== undefined && typeof cursor !== "string") {
+    push(issues, "page.cursor", `must be a string, got ${describeValue(cursor)}`, undefined);
+  }
+  if (order !== undefined && order !== "newest" && order !== "oldest") {
+    push(issues, "page.order", `must be "newest" or "oldest", got ${describeValue(order)}`, undefined);
+  }
+  if (checkOptionsObject(include, "page.include", includeKeys, issues) && include !== undefined) {
+    for (const key of includeKeys) {
+      const value = include[key];
+      if (value !== undefined && typeof value !== "boolean") {
+        push(issues, `page.include.${key}`, `must be a boolean, got ${describeValue(value)}`, undefined);
+      }
+    }
+  }
+}
+
+/** Throws a {@link UsageValidationError} listing `issues`, if there are any. */
+export function throwIfIssues(issues: readonly FieldIssue[]): void {
+  if (issues.length > 0) throw new UsageValidationError(issues);
+}
+
+/** The order a page is read in: `newest` unless the options say `oldest`. */
+export function pageOrder(order: UsageOrder | undefined): UsageOrder {
+  return order ?? "newest";
+}
