@@ -11,6 +11,8 @@ const base = {
 };
 
 module.exports = {
+  // testTimeout is a global option: jest ignores it inside a project's config.
+  testTimeout: 120_000,
   projects: [
     {
       ...base,
