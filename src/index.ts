@@ -4,3 +4,4 @@ export * from "./studio";
 export * from "./prices";
 export * from "./modelUsage";
 export * from "./externalApiUsage";
+export * from "./userScope";

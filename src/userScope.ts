@@ -1,0 +1,133 @@
+/**
+ * A view of the usage tables confined to one user: every write records for that user only, and
+ * every read adds `user_id = userId` whatever filter it is given.
+ */
+import type { Database } from "./db";
+import { UsageValidationError, type FieldIssue } from "./errors";
+import { findExternalApiUsage, recordExternalApiUsage, recordExternalApiUsageBatch } from "./externalApiUsage";
+import { findModelUsage, recordModelCall, recordModelUsage, recordModelUsageBatch } from "./modelUsage";
+import type {
+  BatchRecordOptions,
+  BatchRecordResult,
+  ExternalApiUsageFilter,
+  ExternalApiUsageInput,
+  ExternalApiUsagePageOptions,
+  ExternalApiUsageRecord,
+  FoundExternalApiUsage,
+  FoundModelUsage,
+  ModelCallInput,
+  ModelCallOptions,
+  ModelUsageFilter,
+  ModelUsageInput,
+  ModelUsagePageOptions,
+  ModelUsageRecord,
+  RecordOptions,
+  UsagePage,
+} from "./types";
+import { EXTERNAL_API_USAGE_INPUT, MODEL_CALL_INPUT, MODEL_USAGE_INPUT, checkInput, idProblem } from "./validation";
+
+/** An input whose `userId` may be left out: the scope fills it in. */
+export type Scoped<T extends { readonly userId: number }> = Omit<T, "userId"> & { readonly userId?: number };
+
+/** The record and find functions of this package, confined to one user. */
+export interface UserUsageScope {
+  /** The user every read and write is confined to. */
+  readonly userId: number;
+  recordModelUsage(input: Scoped<ModelUsageInput>, options?: RecordOptions): Promise<ModelUsageRecord>;
+  recordModelUsageBatch(inputs: readonly Scoped<ModelUsageInput>[], options?: BatchRecordOptions): Promise<BatchRecordResult>;
+  recordModelCall(call: Scoped<ModelCallInput>, options?: ModelCallOptions): Promise<ModelUsageRecord>;
+  recordExternalApiUsage(input: Scoped<ExternalApiUsageInput>, options?: RecordOptions): Promise<ExternalApiUsageRecord>;
+  recordExternalApiUsageBatch(inputs: readonly Scoped<ExternalApiUsageInput>[], options?: BatchRecordOptions): Promise<BatchRecordResult>;
+  findModelUsage(filter?: ModelUsageFilter, page?: ModelUsagePageOptions): Promise<UsagePage<FoundModelUsage>>;
+  findExternalApiUsage(filter?: ExternalApiUsageFilter, page?: ExternalApiUsagePageOptions): Promise<UsagePage<FoundExternalApiUsage>>;
+}
+
+type Shape = typeof MODEL_USAGE_INPUT;
+
+/**
+ * One input with the scope's user: `userId` left out is filled in, the scope's own id is kept,
+ * any other value is an issue on `userId`. Non-objects pass through for the normal checks.
+ */
+function scopeInput<T>(userId: number, input: unknown, issues: FieldIssue[], index?: number): T {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return input as T;
+  const given = (input as { userId?: unknown }).userId;
+  if (given === undefined) return { ...input, userId } as T;
+  if (given !== userId) {
+    const reason = `must be ${userId} (this view is confined to user ${userId}), got ${typeof given === "number" ? given : typeof given}`;
+    issues.push(index === undefined ? { field: "userId", reason } : { field: "userId", reason, index });
+  }
+  return input as T;
+}
+
+/** Throws the scope issues together with every other issue of the same inputs. */
+function throwScopeIssues(userId: number, inputs: readonly unknown[], shape: Shape, issues: FieldIssue[], batch: boolean): void {
+  if (issues.length === 0) return;
+  const all = [...issues];
+  inputs.forEach((input, i) => {
+    const rest: FieldIssue[] = [];
+    const asOwn = typeof input === "object" && input !== null && !Array.isArray(input) ? { ...input, userId } : input;
+    checkInput(asOwn, shape, rest, batch ? i : undefined);
+    all.push(...rest);
+  });
+  throw new UsageValidationError(all);
+}
+
+function scopeFilter<F extends { readonly userId?: number }>(userId: number, filter: F | undefined): F {
+  // Not an object: the find reports it (and no filter can widen the scope).
+  if (filter !== undefined && (typeof filter !== "object" || filter === null || Array.isArray(filter))) return filter;
+  const given = filter?.userId;
+  if (given !== undefined && given !== userId) {
+    throw new UsageValidationError([
+      { field: "filter.userId", reason: `must be ${userId} or left out (this view is confined to user ${userId}), got ${String(given)}` },
+    ]);
+  }
+  return { ...(filter ?? ({} as F)), userId };
+}
+
+/**
+ * A view whose every read and write is confined to `userId`. Records fill in `userId` when it
+ * is left out and reject any other user's id (a {@link UsageValidationError} on `userId`, with
+ * the item's `index` in a batch); finds always add `userId` to the filter, and a filter naming
+ * another user is rejected (a {@link UsageValidationError} on `filter.userId`) rather than
+ * silently returning nothing. An idempotency key already used by another user is rejected too.
+ *
+ * @example
+ * const alice = forUser(db, 42);
+ * await alice.recordModelUsage({ modelId: 3, tokenInCount: 100 });       // recorded for user 42
+ * await alice.recordModelUsage({ userId: 7, modelId: 3 });               // UsageValidationError (userId)
+ * const page = await alice.findModelUsage({ agentId: 7 });                // only user 42's rows
+ */
+export function forUser(db: Database, userId: number): UserUsageScope {
+  const problem = idProblem(userId);
+  if (problem) throw new UsageValidationError([{ field: "userId", reason: problem }]);
+
+  function one<T>(input: unknown, shape: Shape): T {
+    const issues: FieldIssue[] = [];
+    const scoped = scopeInput<T>(userId, input, issues);
+    throwScopeIssues(userId, [input], shape, issues, false);
+    return scoped;
+  }
+  function many<T>(inputs: unknown, shape: Shape): T[] {
+    // Not an array: the batch function reports it.
+    if (!Array.isArray(inputs)) return inputs as T[];
+    const issues: FieldIssue[] = [];
+    const scoped = inputs.map((input, i) => scopeInput<T>(userId, input, issues, i));
+    throwScopeIssues(userId, inputs, shape, issues, true);
+    return scoped;
+  }
+
+  return {
+    userId,
+    // async, so that a rejected input is a rejected promise like every other error.
+    recordModelUsage: async (input, options) => recordModelUsage(db, one<ModelUsageInput>(input, MODEL_USAGE_INPUT), options),
+    recordModelUsageBatch: async (inputs, options) =>
+      recordModelUsageBatch(db, many<ModelUsageInput>(inputs, MODEL_USAGE_INPUT), options),
+    recordModelCall: async (call, options) => recordModelCall(db, one<ModelCallInput>(call, MODEL_CALL_INPUT), options),
+    recordExternalApiUsage: async (input, options) =>
+      recordExternalApiUsage(db, one<ExternalApiUsageInput>(input, EXTERNAL_API_USAGE_INPUT), options),
+    recordExternalApiUsageBatch: async (inputs, options) =>
+      recordExternalApiUsageBatch(db, many<ExternalApiUsageInput>(inputs, EXTERNAL_API_USAGE_INPUT), options),
+    findModelUsage: async (filter, page) => findModelUsage(db, scopeFilter(userId, filter), page),
+    findExternalApiUsage: async (filter, page) => findExternalApiUsage(db, scopeFilter(userId, filter), page),
+  };
+}
