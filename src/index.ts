@@ -5,3 +5,4 @@ export * from "./prices";
 export * from "./modelUsage";
 export * from "./externalApiUsage";
 export * from "./userScope";
+export * from "./sums";

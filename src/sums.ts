@@ -1,0 +1,407 @@
+/**
+ * Sums of usage: totals, groups, time buckets and an agent's sub-agent tree. Every sum is one SQL
+ * statement over the usage table (a single GROUP BY scan) and comes back as an exact `bigint`:
+ * an INTEGER counter summed over a few million rows passes 2^53, where Prisma's `aggregate`
+ * (which returns `number`) fails with P2023.
+ */
+import type { Database } from "./db";
+import { UnknownReferenceError, type FieldIssue } from "./errors";
+import { Prisma } from "./generated/prisma/client";
+import {
+  MAX_INT32,
+  MODEL_USAGE_COUNTERS,
+  type ExternalApiUsageFilter,
+  type ExternalApiUsageGroupBy,
+  type ModelUsageCounter,
+  type ModelUsageFilter,
+  type ModelUsageGroupBy,
+  type TimeBucket,
+} from "./types";
+import {
+  GROUP_COLUMNS,
+  USAGE_TABLE_NAMES,
+  bucketSeriesSql,
+  checkFilledRange,
+  checkOptionNames,
+  columnSql,
+  modelUsageSumColumnsSql,
+  resolveTimeZone,
+  timeBucketSql,
+  usageFilterConditions,
+  validateBucket,
+  validateGroupBy,
+  validateUsageFilter,
+  whereSql,
+  type AnyUsageFilter,
+  type UsageTable,
+} from "./usageSql";
+import { translateDatabaseError } from "./usageShared";
+import { throwIfIssues } from "./validation";
+
+/** Every model usage counter summed, and `events`: how many rows were summed. */
+export type ModelUsageTotals = { readonly events: bigint } & { readonly [K in ModelUsageCounter]: bigint };
+
+/** External API calls summed (`callCount`), and `events`: how many rows were summed. */
+export interface ExternalApiUsageTotals {
+  readonly events: bigint;
+  readonly callCount: bigint;
+}
+
+/** The type of each model usage group key (agent and connector may be null in the data). */
+export interface ModelUsageGroupKeys {
+  readonly userId: number;
+  readonly agentId: number | null;
+  readonly connectorId: number | null;
+  readonly modelId: number;
+}
+
+/** The type of each external API usage group key. */
+export interface ExternalApiUsageGroupKeys {
+  readonly userId: number;
+  readonly agentId: number | null;
+  readonly connectorId: number | null;
+  readonly externalApiId: number;
+}
+
+/** `bucketStart` when a bucket was asked for. */
+export type BucketKey<B extends TimeBucket | undefined> = [B] extends [undefined]
+  ? unknown
+  : [B] extends [TimeBucket]
+    ? { readonly bucketStart: Date }
+    : { readonly bucketStart?: Date };
+
+/** One row of {@link sumModelUsage}: the group keys asked for, `bucketStart` if bucketed, the sums. */
+export type ModelUsageSumRow<
+  G extends ModelUsageGroupBy = ModelUsageGroupBy,
+  B extends TimeBucket | undefined = TimeBucket | undefined,
+> = Pick<ModelUsageGroupKeys, G> & BucketKey<B> & ModelUsageTotals;
+
+/** One row of {@link sumExternalApiUsage}. */
+export type ExternalApiUsageSumRow<
+  G extends ExternalApiUsageGroupBy = ExternalApiUsageGroupBy,
+  B extends TimeBucket | undefined = TimeBucket | undefined,
+> = Pick<ExternalApiUsageGroupKeys, G> & BucketKey<B> & ExternalApiUsageTotals;
+
+/** Options shared by both sums. */
+export interface SumOptions<G extends string, B extends TimeBucket | undefined> {
+  /** Group by these fields, in this order (rows are ordered by them too). None: no grouping. */
+  readonly groupBy?: readonly G[];
+  /** Also group by the local hour, day, ISO week (Monday) or month the usage happened in. */
+  readonly bucket?: B;
+  /** The IANA zone buckets are cut in, e.g. `"Europe/Berlin"`. Default `"UTC"`. */
+  readonly timeZone?: string;
+  /**
+   * Return zero rows for buckets without usage (needs `bucket`). The range runs from the bucket
+   * holding `where.from` to the bucket holding the last instant before `where.to`; a bound not
+   * given is taken from the first or last bucket that has usage. With `groupBy`, every group
+   * that has usage somewhere in the range gets every bucket.
+   */
+  readonly fillEmptyBuckets?: boolean;
+}
+
+/** Options of {@link sumModelUsage}. */
+export interface ModelUsageSumOptions<
+  G extends ModelUsageGroupBy = ModelUsageGroupBy,
+  B extends TimeBucket | undefined = TimeBucket | undefined,
+> extends SumOptions<G, B> {
+  readonly where?: ModelUsageFilter;
+}
+
+/** Options of {@link sumExternalApiUsage}. */
+export interface ExternalApiUsageSumOptions<
+  G extends ExternalApiUsageGroupBy = ExternalApiUsageGroupBy,
+  B extends TimeBucket | undefined = TimeBucket | undefined,
+> extends SumOptions<G, B> {
+  readonly where?: ExternalApiUsageFilter;
+}
+
+const SUM_OPTIONS = ["where", "groupBy", "bucket", "timeZone", "fillEmptyBuckets"];
+const MODEL_SUM_FIELDS = ["events", ...MODEL_USAGE_COUNTERS.map(([field]) => field)];
+const EXTERNAL_API_SUM_FIELDS = ["events", "callCount"];
+
+/** Runs a read, turning a lost connection into DatabaseConnectionError (reads violate no keys). */
+async function reading<T>(db: Database, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("ps_agents", null));
+  }
+}
+
+function quoted(field: string): Prisma.Sql {
+  // Only field names from the whitelists reach here.
+  return Prisma.raw(`"${field}"`);
+}
+
+/** Checks the options of a sum; throws UsageValidationError listing every bad one. */
+async function checkSumOptions(
+  db: Database,
+  table: UsageTable,
+  options: SumOptions<string, TimeBucket | undefined> & { readonly where?: AnyUsageFilter },
+): Promise<{ groupBy: string[]; bucket?: TimeBucket; timeZone: string; fill: boolean }> {
+  const issues: FieldIssue[] = [];
+  checkOptionNames(options, SUM_OPTIONS, issues);
+  if (typeof options !== "object" || options === null) throwIfIssues(issues);
+  validateUsageFilter(table, options.where, issues);
+  const groupBy = validateGroupBy(table, options.groupBy, issues);
+  const bucket = validateBucket(options.bucket, issues);
+  const fill = options.fillEmptyBuckets;
+  if (fill !== undefined && typeof fill !== "boolean") {
+    issues.push({ field: "fillEmptyBuckets", reason: `must be true or false, got ${String(fill)}` });
+  } else if (fill && options.bucket === undefined) {
+    issues.push({ field: "fillEmptyBuckets", reason: "needs a bucket to fill" });
+  } else if (fill && bucket && issues.length === 0) {
+    checkFilledRange(bucket, options.where, issues);
+  }
+  const timeZone = await resolveTimeZone(db, options.timeZone, issues);
+  throwIfIssues(issues);
+  return { groupBy, bucket, timeZone: timeZone as string, fill: fill === true };
+}
+
+/**
+ * The one statement of a sum: `SELECT keys, bucket, count(*), SUM(...) FROM table WHERE ...
+ * GROUP BY keys ORDER BY keys`. With `fill`, that grouped result is a CTE joined to the series of
+ * buckets (and the distinct groups), missing buckets getting zeros.
+ */
+function sumSql(
+  table: UsageTable,
+  shape: { groupBy: readonly string[]; bucket?: TimeBucket; timeZone: string; fill: boolean },
+  where: AnyUsageFilter | undefined,
+  sumColumns: Prisma.Sql,
+  sumFields: readonly string[],
+): Prisma.Sql {
+  const columns = GROUP_COLUMNS[table];
+  const keys = shape.groupBy.map((field) => Prisma.sql`${columnSql(columns[field])} AS ${quoted(field)}`);
+  if (shape.bucket) keys.push(Prisma.sql`${timeBucketSql(shape.bucket, shape.timeZone)} AS "bucketStart"`);
+  // Positions, not expressions: the bucket expression carries a bound parameter, and PostgreSQL
+  // does not see `$1` in SELECT and `$2` in GROUP BY as the same expression.
+  const positions = Prisma.raw(keys.map((_, i) => i + 1).join(", "));
+  const grouped = Prisma.sql`SELECT ${Prisma.join([...keys, Prisma.sql`count(*) AS events`, sumColumns], ", ")}
+    FROM ${Prisma.raw(USAGE_TABLE_NAMES[table])} ${whereSql(usageFilterConditions(where))}
+    ${keys.length > 0 ? Prisma.sql`GROUP BY ${positions}` : Prisma.empty}`;
+  if (!shape.fill || !shape.bucket) {
+    return keys.length > 0 ? Prisma.sql`${grouped} ORDER BY ${positions}` : grouped;
+  }
+
+  const first = where?.from ? Prisma.sql`${where.from}::timestamptz` : Prisma.sql`(SELECT min("bucketStart") FROM sums)`;
+  const last = where?.to
+    ? Prisma.sql`${where.to}::timestamptz - interval '1 microsecond'`
+    : Prisma.sql`(SELECT max("bucketStart") FROM sums)`;
+  const series = bucketSeriesSql(shape.bucket, shape.timeZone, first, last);
+  const zeroFilled = Prisma.join(
+    sumFields.map((field) => Prisma.sql`COALESCE(s.${quoted(field)}, 0)::bigint AS ${quoted(field)}`),
+    ", ",
+  );
+  if (shape.groupBy.length === 0) {
+    return Prisma.sql`WITH sums AS (${grouped})
+      SELECT b."bucketStart", ${zeroFilled}
+      FROM ${series} AS b LEFT JOIN sums s ON s."bucketStart" = b."bucketStart"
+      ORDER BY 1`;
+  }
+  const groupKeys = Prisma.join(shape.groupBy.map((field) => Prisma.sql`g.${quoted(field)}`), ", ");
+  const distinctKeys = Prisma.join(shape.groupBy.map(quoted), ", ");
+  // Ids are positive, so 0 stands for NULL and the join stays an equi-join (hashable).
+  const sameGroup = shape.groupBy.map(
+    (field) => Prisma.sql`COALESCE(s.${quoted(field)}, 0) = COALESCE(g.${quoted(field)}, 0)`,
+  );
+  return Prisma.sql`WITH sums AS (${grouped})
+    SELECT ${groupKeys}, b."bucketStart", ${zeroFilled}
+    FROM (SELECT DISTINCT ${distinctKeys} FROM sums) AS g CROSS JOIN ${series} AS b
+    LEFT JOIN sums s ON ${Prisma.join([...sameGroup, Prisma.sql`s."bucketStart" = b."bucketStart"`], " AND ")}
+    ORDER BY ${Prisma.raw(Array.from({ length: shape.groupBy.length + 1 }, (_, i) => i + 1).join(", "))}`;
+}
+
+/**
+ * Sums model usage: every token counter as an exact `bigint`, plus `events` (rows summed),
+ * optionally grouped by user, agent, connector and/or model and by a time bucket in an IANA time
+ * zone. Without `groupBy` and `bucket` it returns exactly one total row (zeros when nothing
+ * matches). Buckets without usage are absent unless `fillEmptyBuckets`. Rows are ordered by the
+ * group keys in the order given (nulls last), then by bucket. `bucketStart` is the instant the
+ * local bucket starts (a day across a DST change is 23 or 25 hours; weeks start on Monday).
+ *
+ * @throws UsageValidationError for an unknown group field, bucket, time zone or option, a bad
+ * filter id or date, or `from` not before `to`.
+ *
+ * @example
+ * const [total] = await sumModelUsage(db, { where: { userId: 7 } });
+ * console.log(total.tokenInCount, total.events); // 123456n 42n
+ *
+ * const perAgentPerDay = await sumModelUsage(db, {
+ *   where: { from: new Date("2026-03-01T00:00:00Z"), to: new Date("2026-04-01T00:00:00Z") },
+ *   groupBy: ["agentId"],
+ *   bucket: "day",
+ *   timeZone: "Europe/Berlin",
+ * });
+ * // [{ agentId: 3, bucketStart: 2026-02-28T23:00:00.000Z, events: 5n, tokenInCount: 900n, ... }, ...]
+ */
+export async function sumModelUsage<G extends ModelUsageGroupBy = never, B extends TimeBucket | undefined = undefined>(
+  db: Database,
+  options: ModelUsageSumOptions<G, B> = {},
+): Promise<ModelUsageSumRow<G, B>[]> {
+  return reading(db, async () => {
+    const shape = await checkSumOptions(db, "modelUsage", options);
+    return db.prisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
+      sumSql("modelUsage", shape, options.where, modelUsageSumColumnsSql(), MODEL_SUM_FIELDS),
+    );
+  });
+}
+
+/**
+ * Sums external API usage: `callCount` as an exact `bigint` and `events` (rows summed),
+ * optionally grouped by user, agent, connector and/or external API and by a time bucket; the
+ * same rules as {@link sumModelUsage}.
+ *
+ * @example
+ * const perApi = await sumExternalApiUsage(db, { groupBy: ["externalApiId"], where: { agentId: [3, 4] } });
+ * // [{ externalApiId: 1, events: 12n, callCount: 40n }, { externalApiId: 2, events: 1n, callCount: 1n }]
+ *
+ * const monthly = await sumExternalApiUsage(db, { bucket: "month", timeZone: "America/New_York" });
+ */
+export async function sumExternalApiUsage<
+  G extends ExternalApiUsageGroupBy = never,
+  B extends TimeBucket | undefined = undefined,
+>(db: Database, options: ExternalApiUsageSumOptions<G, B> = {}): Promise<ExternalApiUsageSumRow<G, B>[]> {
+  return reading(db, async () => {
+    const shape = await checkSumOptions(db, "externalApiUsage", options);
+    return db.prisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
+      sumSql(
+        "externalApiUsage",
+        shape,
+        options.where,
+        Prisma.sql`COALESCE(SUM(call_count), 0)::bigint AS "callCount"`,
+        EXTERNAL_API_SUM_FIELDS,
+      ),
+    );
+  });
+}
+
+/**
+ * Which usage an agent tree sum covers. The agents come from the tree, so there is no `agentId`;
+ * `modelId` narrows the model usage and `externalApiId` the external API usage.
+ */
+export interface AgentTreeUsageFilter {
+  readonly userId?: number;
+  readonly connectorId?: number;
+  readonly modelId?: number | readonly number[];
+  readonly externalApiId?: number | readonly number[];
+  readonly from?: Date;
+  readonly to?: Date;
+}
+
+/** Options of {@link sumAgentTreeUsage}. */
+export interface AgentTreeUsageOptions {
+  readonly where?: AgentTreeUsageFilter;
+}
+
+/** One agent of the tree with its own usage (not its sub-agents'). */
+export interface AgentTreeUsageRow {
+  readonly agentId: number;
+  readonly parentAgentId: number | null;
+  /** 0 for the root, 1 for its sub-agents, and so on. */
+  readonly depth: number;
+  readonly modelUsage: ModelUsageTotals;
+  readonly externalApiUsage: ExternalApiUsageTotals;
+}
+
+/** An agent tree's usage: one row per agent, and the whole tree's total. */
+export interface AgentTreeUsage {
+  readonly rootAgentId: number;
+  /** Depth-first: each agent before its sub-agents, siblings by id. */
+  readonly agents: readonly AgentTreeUsageRow[];
+  readonly total: {
+    readonly modelUsage: ModelUsageTotals;
+    readonly externalApiUsage: ExternalApiUsageTotals;
+  };
+}
+
+const TREE_FILTER_FIELDS = ["userId", "connectorId", "modelId", "externalApiId", "from", "to"];
+
+type TreeSqlRow = { agentId: number; parentAgentId: number | null; depth: number; apiEvents: bigint; callCount: bigint } & Record<
+  string,
+  unknown
+>;
+
+function zeroModelTotals(): Record<string, bigint> {
+  return Object.fromEntries(MODEL_SUM_FIELDS.map((field) => [field, 0n]));
+}
+
+/**
+ * Sums the usage of an agent and all its sub-agents (via `parent_agent_id`, any depth) in one
+ * recursive query: a row per agent with its own model usage and external API calls, and the
+ * tree's total. Bad data with a cycle (`a -> b -> a`, or an agent its own parent) cannot hang it:
+ * each path stops at an agent it has already visited, so every agent is counted once. `where`
+ * narrows the usage (time range, user, connector, model, API), not the tree.
+ *
+ * @throws UnknownReferenceError when the root agent does not exist.
+ * @throws UsageValidationError for a bad agent id or filter.
+ *
+ * @example
+ * const tree = await sumAgentTreeUsage(db, 3, { where: { from: new Date("2026-03-01T00:00:00Z") } });
+ * for (const a of tree.agents) console.log("  ".repeat(a.depth), a.agentId, a.modelUsage.tokenOutCount);
+ * console.log(tree.total.modelUsage.tokenInCount, tree.total.externalApiUsage.callCount);
+ */
+export async function sumAgentTreeUsage(db: Database, agentId: number, options: AgentTreeUsageOptions = {}): Promise<AgentTreeUsage> {
+  const issues: FieldIssue[] = [];
+  if (typeof agentId !== "number" || !Number.isInteger(agentId) || agentId < 1 || agentId > MAX_INT32) {
+    issues.push({ field: "agentId", reason: `must be a positive integer id, got ${String(agentId)}` });
+  }
+  checkOptionNames(options, ["where"], issues);
+  if (typeof options !== "object" || options === null) throwIfIssues(issues);
+  validateUsageFilter("modelUsage", options.where, issues, "where", TREE_FILTER_FIELDS);
+  throwIfIssues(issues);
+
+  const { modelId, externalApiId, ...common } = options.where ?? {};
+  const modelWhere = usageFilterConditions({ ...common, modelId });
+  const apiWhere = usageFilterConditions({ ...common, externalApiId });
+  const inTree = Prisma.sql`agent_id IN (SELECT id FROM tree)`;
+  const modelSums = Prisma.join(
+    MODEL_SUM_FIELDS.map((field) => Prisma.sql`COALESCE(m.${quoted(field)}, 0)::bigint AS ${quoted(field)}`),
+    ", ",
+  );
+  const rows = await reading(db, () => db.prisma.$queryRaw<TreeSqlRow[]>`
+    WITH RECURSIVE tree AS (
+      SELECT id, parent_agent_id, 0 AS depth, ARRAY[id] AS path FROM ps_agents WHERE id = ${agentId}
+      UNION ALL
+      SELECT a.id, a.parent_agent_id, t.depth + 1, t.path || a.id
+      FROM ps_agents a JOIN tree t ON a.parent_agent_id = t.id
+      WHERE a.id <> ALL (t.path)
+    ),
+    model AS (
+      SELECT agent_id, count(*) AS events, ${modelUsageSumColumnsSql()}
+      FROM ps_model_usage ${whereSql([inTree, ...modelWhere])} GROUP BY agent_id
+    ),
+    api AS (
+      SELECT agent_id, count(*) AS events, COALESCE(SUM(call_count), 0)::bigint AS "callCount"
+      FROM ps_external_api_usage ${whereSql([inTree, ...apiWhere])} GROUP BY agent_id
+    )
+    SELECT t.id AS "agentId", t.parent_agent_id AS "parentAgentId", t.depth, ${modelSums},
+      COALESCE(x.events, 0)::bigint AS "apiEvents", COALESCE(x."callCount", 0)::bigint AS "callCount"
+    FROM tree t LEFT JOIN model m ON m.agent_id = t.id LEFT JOIN api x ON x.agent_id = t.id
+    ORDER BY t.path`);
+  if (rows.length === 0) throw new UnknownReferenceError("ps_agents", agentId);
+
+  const modelTotal = zeroModelTotals();
+  const apiTotal = { events: 0n, callCount: 0n };
+  const agents = rows.map((row): AgentTreeUsageRow => {
+    const modelUsage: Record<string, bigint> = {};
+    for (const field of MODEL_SUM_FIELDS) {
+      const value = row[field] as bigint;
+      modelUsage[field] = value;
+      modelTotal[field] += value;
+    }
+    apiTotal.events += row.apiEvents;
+    apiTotal.callCount += row.callCount;
+    return {
+      agentId: row.agentId,
+      parentAgentId: row.parentAgentId,
+      depth: row.depth,
+      modelUsage: modelUsage as ModelUsageTotals,
+      externalApiUsage: { events: row.apiEvents, callCount: row.callCount },
+    };
+  });
+  return {
+    rootAgentId: agentId,
+    agents,
+    total: { modelUsage: modelTotal as ModelUsageTotals, externalApiUsage: apiTotal },
+  };
+}

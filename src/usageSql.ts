@@ -1,0 +1,365 @@
+/**
+ * Internal SQL builders shared by the sums and the cost report: the WHERE clause of a usage
+ * filter, the time-bucket expression in an IANA time zone, and group-by columns. Every value
+ * goes in as a bound parameter through `Prisma.sql`; identifiers come only from the fixed
+ * whitelists below. Not exported from the package barrel.
+ */
+import type { Database } from "./db";
+import type { FieldIssue } from "./errors";
+import { Prisma } from "./generated/prisma/client";
+import {
+  MAX_INT32,
+  MODEL_USAGE_COUNTERS,
+  type ExternalApiUsageFilter,
+  type ExternalApiUsageGroupBy,
+  type ModelUsageFilter,
+  type ModelUsageGroupBy,
+  type TimeBucket,
+} from "./types";
+import { MAX_FILTER_IDS, dateProblem, describeValue as describe, idProblem } from "./validation";
+
+/** The two usage tables. */
+export type UsageTable = "modelUsage" | "externalApiUsage";
+
+/** Table names by usage table. */
+export const USAGE_TABLE_NAMES: Readonly<Record<UsageTable, string>> = {
+  modelUsage: "ps_model_usage",
+  externalApiUsage: "ps_external_api_usage",
+};
+
+/** Group-by field -> column of `ps_model_usage`. The only group columns SQL is built from. */
+export const MODEL_USAGE_GROUP_COLUMNS: Readonly<Record<ModelUsageGroupBy, string>> = {
+  userId: "user_id",
+  agentId: "agent_id",
+  connectorId: "connector_id",
+  modelId: "model_id",
+};
+
+/** Group-by field -> column of `ps_external_api_usage`. */
+export const EXTERNAL_API_USAGE_GROUP_COLUMNS: Readonly<Record<ExternalApiUsageGroupBy, string>> = {
+  userId: "user_id",
+  agentId: "agent_id",
+  connectorId: "connector_id",
+  externalApiId: "external_api_id",
+};
+
+/** Group columns by table. */
+export const GROUP_COLUMNS: Readonly<Record<UsageTable, Readonly<Record<string, string>>>> = {
+  modelUsage: MODEL_USAGE_GROUP_COLUMNS,
+  externalApiUsage: EXTERNAL_API_USAGE_GROUP_COLUMNS,
+};
+
+/** The bucket sizes, in the order of their length. */
+export const TIME_BUCKETS: readonly TimeBucket[] = ["hour", "day", "week", "month"];
+
+/** Each bucket's `date_trunc` unit and its step for `generate_series`, as fixed SQL text. */
+const BUCKET_SQL: Readonly<Record<TimeBucket, { unit: string; step: string }>> = {
+  hour: { unit: "'hour'", step: "interval '1 hour'" },
+  day: { unit: "'day'", step: "interval '1 day'" },
+  week: { unit: "'week'", step: "interval '1 week'" },
+  month: { unit: "'month'", step: "interval '1 month'" },
+};
+
+/** Rough upper bounds of a bucket's length, to refuse a zero-filled range that would be huge. */
+const BUCKET_MIN_MS: Readonly<Record<TimeBucket, number>> = {
+  hour: 3_600_000,
+  day: 23 * 3_600_000,
+  week: 7 * 23 * 3_600_000,
+  month: 28 * 23 * 3_600_000,
+};
+
+/** Most buckets `fillEmptyBuckets` will generate for an explicit from/to range. */
+export const MAX_FILLED_BUCKETS = 100_000;
+
+const FILTER_FIELDS: Readonly<Record<UsageTable, readonly string[]>> = {
+  modelUsage: ["userId", "agentId", "connectorId", "modelId", "from", "to"],
+  externalApiUsage: ["userId", "agentId", "connectorId", "externalApiId", "from", "to"],
+};
+
+/** Filter fields that take one id or a list of ids. */
+const MULTI_ID_FIELDS = new Set(["agentId", "modelId", "externalApiId"]);
+
+/** A filter of either table (the fields of both). */
+export type AnyUsageFilter = ModelUsageFilter | ExternalApiUsageFilter;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+/**
+ * Checks a usage filter and appends one issue per bad field to `issues` (fields named
+ * `${prefix}.${field}`), with the record/find module's id and date checks. Ids must be positive
+ * INTEGERs; a list of ids may be empty (it matches nothing) and holds at most `MAX_FILTER_IDS`; `from` and `to` must be valid Dates with `from < to`; unknown fields are rejected,
+ * and so are fields of the other table (`modelId` on an external API filter).
+ *
+ * @example
+ * const issues: FieldIssue[] = [];
+ * validateUsageFilter("modelUsage", { agentId: [1, 2], from: new Date("2026-01-01") }, issues);
+ * // issues is empty
+ */
+export function validateUsageFilter(
+  table: UsageTable,
+  filter: unknown,
+  issues: FieldIssue[],
+  prefix = "where",
+  allowedFields: readonly string[] = FILTER_FIELDS[table],
+): void {
+  if (filter === undefined) return;
+  if (!isPlainObject(filter)) {
+    issues.push({ field: prefix, reason: `must be an object, got ${describe(filter)}` });
+    return;
+  }
+  for (const [key, value] of Object.entries(filter)) {
+    const field = `${prefix}.${key}`;
+    if (!allowedFields.includes(key)) {
+      issues.push({ field, reason: `is not a filter field here (allowed: ${allowedFields.join(", ")})` });
+      continue;
+    }
+    if (value === undefined) continue;
+    if (key === "from" || key === "to") {
+      const reason = dateProblem(value);
+      if (reason) issues.push({ field, reason });
+      continue;
+    }
+    if (Array.isArray(value) && MULTI_ID_FIELDS.has(key)) {
+      if (value.length > MAX_FILTER_IDS) {
+        issues.push({ field, reason: `must list at most ${MAX_FILTER_IDS} ids, got ${value.length}` });
+        continue;
+      }
+      value.forEach((item, i) => {
+        const reason = idProblem(item);
+        if (reason) issues.push({ field: `${field}[${i}]`, reason });
+      });
+      continue;
+    }
+    const reason = idProblem(value);
+    if (reason) issues.push({ field, reason });
+  }
+  const from = filter.from as Date;
+  const to = filter.to as Date;
+  if (dateProblem(from) === null && dateProblem(to) === null && !(from.getTime() < to.getTime())) {
+    issues.push({ field: `${prefix}.to`, reason: `must be later than from (${from.toISOString()}), got ${to.toISOString()}` });
+  }
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
+
+/** `alias.column` (or `column`) as raw SQL; both come from code, never from input. */
+export function columnSql(column: string, alias?: string): Prisma.Sql {
+  if (!IDENTIFIER.test(column) || (alias !== undefined && !IDENTIFIER.test(alias))) {
+    throw new Error(`not a plain SQL identifier: ${alias === undefined ? column : `${alias}.${column}`}`);
+  }
+  return Prisma.raw(alias === undefined ? column : `${alias}.${column}`);
+}
+
+const FILTER_COLUMNS: Readonly<Record<string, string>> = {
+  userId: "user_id",
+  agentId: "agent_id",
+  connectorId: "connector_id",
+  modelId: "model_id",
+  externalApiId: "external_api_id",
+};
+
+/**
+ * The conditions of a (validated) usage filter, one `Prisma.Sql` each, with every value bound as
+ * a parameter. Column names are qualified with `alias` when given. Join them with
+ * {@link whereSql}, or with `Prisma.join(conditions, " AND ")` inside a larger WHERE.
+ *
+ * @example
+ * const conditions = usageFilterConditions({ userId: 7, from: new Date("2026-01-01") }, "u");
+ * // [u.user_id = $1, u.created_at >= $2::timestamptz]
+ */
+export function usageFilterConditions(filter: AnyUsageFilter | undefined, alias?: string): Prisma.Sql[] {
+  const conditions: Prisma.Sql[] = [];
+  if (!filter) return conditions;
+  const record = filter as Readonly<Record<string, unknown>>;
+  for (const key of ["userId", "agentId", "connectorId", "modelId", "externalApiId"]) {
+    const value = record[key];
+    if (value === undefined) continue;
+    const column = columnSql(FILTER_COLUMNS[key], alias);
+    conditions.push(
+      Array.isArray(value)
+        ? Prisma.sql`${column} = ANY(${value}::int[])`
+        : Prisma.sql`${column} = ${value as number}`,
+    );
+  }
+  const createdAt = columnSql("created_at", alias);
+  if (filter.from) conditions.push(Prisma.sql`${createdAt} >= ${filter.from}::timestamptz`);
+  if (filter.to) conditions.push(Prisma.sql`${createdAt} < ${filter.to}::timestamptz`);
+  return conditions;
+}
+
+/**
+ * `WHERE c1 AND c2 ...`, or nothing when there are no conditions.
+ *
+ * @example
+ * const where = whereSql(usageFilterConditions({ modelId: [1, 2] }));
+ * await db.prisma.$queryRaw`SELECT count(*) FROM ps_model_usage ${where}`;
+ */
+export function whereSql(conditions: readonly Prisma.Sql[]): Prisma.Sql {
+  return conditions.length === 0 ? Prisma.empty : Prisma.sql`WHERE ${Prisma.join(conditions, " AND ")}`;
+}
+
+/**
+ * The instant the `bucket` holding `column` starts, in the (validated) IANA `timeZone`:
+ * `date_trunc(unit, column, zone)`. It truncates in local time, so a day across a DST change is
+ * 23 or 25 hours long and weeks start on Monday; an hour bucket keeps the instant's own UTC
+ * offset, so the two 02:00 hours of a fall-back night stay two buckets (the two-step
+ * `date_trunc(unit, column AT TIME ZONE tz) AT TIME ZONE tz` would merge them).
+ *
+ * @example
+ * const bucketStart = timeBucketSql("day", "Europe/Berlin");
+ * await db.prisma.$queryRaw`SELECT ${bucketStart} AS "bucketStart", count(*) FROM ps_model_usage GROUP BY 1`;
+ */
+export function timeBucketSql(bucket: TimeBucket, timeZone: string, column: Prisma.Sql = Prisma.raw("created_at")): Prisma.Sql {
+  return Prisma.sql`date_trunc(${Prisma.raw(BUCKET_SQL[bucket].unit)}, ${column}, ${timeZone}::text)`;
+}
+
+/**
+ * A one-column set `"bucketStart"` of every bucket start from the bucket holding `first` to the
+ * bucket holding `last` (both timestamptz SQL), in `timeZone`, for zero-filling. Hours step in
+ * absolute time (a fall-back night has 25 of them); days, weeks and months step in local time.
+ *
+ * @example
+ * const series = bucketSeriesSql("day", "UTC", Prisma.sql`${from}::timestamptz`, Prisma.sql`${to}::timestamptz`);
+ * await db.prisma.$queryRaw`SELECT "bucketStart" FROM ${series} ORDER BY 1`;
+ */
+export function bucketSeriesSql(bucket: TimeBucket, timeZone: string, first: Prisma.Sql, last: Prisma.Sql): Prisma.Sql {
+  const unit = Prisma.raw(BUCKET_SQL[bucket].unit);
+  const step = Prisma.raw(BUCKET_SQL[bucket].step);
+  const start = Prisma.sql`date_trunc(${unit}, ${first}, ${timeZone}::text)`;
+  const end = Prisma.sql`date_trunc(${unit}, ${last}, ${timeZone}::text)`;
+  if (bucket === "hour") {
+    return Prisma.sql`(SELECT gs AS "bucketStart" FROM generate_series(${start}, ${end}, ${step}) AS gs)`;
+  }
+  return Prisma.sql`(SELECT gs AT TIME ZONE ${timeZone}::text AS "bucketStart"
+    FROM generate_series(${start} AT TIME ZONE ${timeZone}::text, ${end} AT TIME ZONE ${timeZone}::text, ${step}) AS gs)`;
+}
+
+/**
+ * Group-by fields checked against the table's whitelist: unknown names and repeats become issues
+ * (field `groupBy`). Returns the fields in the order given.
+ *
+ * @example
+ * validateGroupBy("modelUsage", ["agentId", "modelId"], issues); // ["agentId", "modelId"]
+ */
+export function validateGroupBy(table: UsageTable, groupBy: unknown, issues: FieldIssue[]): string[] {
+  if (groupBy === undefined) return [];
+  if (!Array.isArray(groupBy)) {
+    issues.push({ field: "groupBy", reason: `must be an array of field names, got ${describe(groupBy)}` });
+    return [];
+  }
+  const allowed = Object.keys(GROUP_COLUMNS[table]);
+  const seen = new Set<string>();
+  for (const name of groupBy) {
+    if (typeof name !== "string" || !allowed.includes(name)) {
+      issues.push({ field: "groupBy", reason: `${describe(name)} is not a group field (allowed: ${allowed.join(", ")})` });
+    } else if (seen.has(name)) {
+      issues.push({ field: "groupBy", reason: `"${name}" is given twice` });
+    } else {
+      seen.add(name);
+    }
+  }
+  return [...seen];
+}
+
+/**
+ * The bucket name checked against {@link TIME_BUCKETS} (field `bucket`).
+ *
+ * @example
+ * validateBucket("week", issues); // "week"
+ */
+export function validateBucket(bucket: unknown, issues: FieldIssue[]): TimeBucket | undefined {
+  if (bucket === undefined) return undefined;
+  if (typeof bucket === "string" && (TIME_BUCKETS as readonly string[]).includes(bucket)) return bucket as TimeBucket;
+  issues.push({ field: "bucket", reason: `${describe(bucket)} is not a bucket (allowed: ${TIME_BUCKETS.join(", ")})` });
+  return undefined;
+}
+
+/**
+ * Refuses a zero-filled range of more than {@link MAX_FILLED_BUCKETS} buckets (field
+ * `fillEmptyBuckets`); a range taken from the data itself is not checked.
+ *
+ * @example
+ * checkFilledRange("hour", { from: new Date("2026-01-01"), to: new Date("2026-01-02") }, issues); // fine: 24
+ */
+export function checkFilledRange(bucket: TimeBucket, filter: AnyUsageFilter | undefined, issues: FieldIssue[]): void {
+  if (!(filter?.from instanceof Date) || !(filter.to instanceof Date)) return;
+  const span = filter.to.getTime() - filter.from.getTime();
+  if (span / BUCKET_MIN_MS[bucket] > MAX_FILLED_BUCKETS) {
+    issues.push({ field: "fillEmptyBuckets", reason: `the range from..to holds more than ${MAX_FILLED_BUCKETS} ${bucket} buckets` });
+  }
+}
+
+/** Time zone names each database knows, lower-cased -> its own spelling; read once per database. */
+const zoneNames = new WeakMap<Database, Promise<Map<string, string>>>();
+
+function knownZones(db: Database): Promise<Map<string, string>> {
+  let names = zoneNames.get(db);
+  if (!names) {
+    names = db.prisma
+      .$queryRaw<{ name: string }[]>`SELECT name FROM pg_timezone_names`
+      .then((rows) => new Map(rows.map((r) => [r.name.toLowerCase(), r.name])));
+    // A failed read (e.g. the server was down) is not cached.
+    names.catch(() => zoneNames.delete(db));
+    zoneNames.set(db, names);
+  }
+  return names;
+}
+
+/** Longest zone name accepted; real IANA names are under 40 characters. */
+const MAX_ZONE_LENGTH = 64;
+
+/**
+ * The IANA time zone the database will compute in, checked against the database's own
+ * `pg_timezone_names` (the list PostgreSQL actually uses, which differs between builds and from
+ * Node's `Intl` list); matching ignores case and returns the database's spelling. POSIX offset
+ * strings such as `UTC+3` or `<+05>-5`, which PostgreSQL would also accept, are refused.
+ * An unknown zone adds an issue for field `timeZone` and returns undefined. `"UTC"` needs no lookup.
+ *
+ * @example
+ * const zone = await resolveTimeZone(db, "europe/berlin", issues); // "Europe/Berlin"
+ */
+export async function resolveTimeZone(db: Database, timeZone: unknown, issues: FieldIssue[]): Promise<string | undefined> {
+  if (timeZone === undefined || timeZone === "UTC") return "UTC";
+  if (typeof timeZone !== "string" || timeZone.length === 0 || timeZone.length > MAX_ZONE_LENGTH) {
+    issues.push({ field: "timeZone", reason: `must be an IANA time zone name such as "Europe/Berlin", got ${describe(timeZone)}` });
+    return undefined;
+  }
+  const name = (await knownZones(db)).get(timeZone.toLowerCase());
+  if (name === undefined) {
+    issues.push({ field: "timeZone", reason: `${describe(timeZone)} is not a time zone this database knows` });
+  }
+  return name;
+}
+
+/**
+ * Unknown option names (typos such as `groupby`) as issues, so they are not silently ignored.
+ *
+ * @example
+ * checkOptionNames({ groupby: [] }, ["where", "groupBy"], issues); // issue for field "groupby"
+ */
+export function checkOptionNames(options: unknown, allowed: readonly string[], issues: FieldIssue[]): void {
+  if (options === undefined) return;
+  if (!isPlainObject(options)) {
+    issues.push({ field: "options", reason: `must be an object, got ${describe(options)}` });
+    return;
+  }
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) issues.push({ field: key, reason: `is not an option here (allowed: ${allowed.join(", ")})` });
+  }
+}
+
+/**
+ * `COALESCE(SUM(col), 0)::bigint AS "field"` for every model usage counter: exact 64-bit sums
+ * (the adapters return PostgreSQL bigint as JS bigint).
+ *
+ * @example
+ * await db.prisma.$queryRaw`SELECT ${modelUsageSumColumnsSql()} FROM ps_model_usage`;
+ */
+export function modelUsageSumColumnsSql(alias?: string): Prisma.Sql {
+  return Prisma.join(
+    MODEL_USAGE_COUNTERS.map(([field, column]) => Prisma.sql`COALESCE(SUM(${columnSql(column, alias)}), 0)::bigint AS ${Prisma.raw(`"${field}"`)}`),
+    ", ",
+  );
+}
