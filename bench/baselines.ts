@@ -1,0 +1,284 @@
+/**
+ * The alternatives the package is measured against, each written the way a careful user of that
+ * tool would write it. Every contender starts from the same camelCase input objects an
+ * application holds, and converts them to its own shape inside the timed region.
+ */
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { from as copyFrom } from "pg-copy-streams";
+import { fn, col, literal, QueryTypes } from "sequelize";
+import type { ModelUsageInput } from "../src/types";
+import type { Backend } from "./setup";
+import { COUNTER_COLUMNS, COUNTER_FIELDS } from "./data";
+import type { SequelizeModels } from "./sequelizeModel";
+
+/** The columns every ingest contender writes, in this order. */
+const INSERT_COLUMNS = ["user_id", "model_id", "agent_id", "connector_id", "created_at", ...COUNTER_COLUMNS];
+
+const UNNEST_SQL = `INSERT INTO ps_model_usage (${INSERT_COLUMNS.join(", ")})
+SELECT * FROM unnest(${INSERT_COLUMNS.map((c, i) => `$${i + 1}::${c === "created_at" ? "timestamptz" : "int4"}[]`).join(", ")})`;
+
+function* chunks<T>(items: readonly T[], size: number): Generator<readonly T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+/** Column arrays for one unnest statement. */
+function toColumnArrays(chunk: readonly ModelUsageInput[]): unknown[][] {
+  const n = chunk.length;
+  const userId = new Array<number>(n);
+  const modelId = new Array<number>(n);
+  const agentId = new Array<number | null>(n);
+  const connectorId = new Array<number | null>(n);
+  const createdAt = new Array<Date>(n);
+  const counters = COUNTER_FIELDS.map(() => new Array<number>(n));
+  for (let i = 0; i < n; i++) {
+    const row = chunk[i];
+    userId[i] = row.userId;
+    modelId[i] = row.modelId;
+    agentId[i] = row.agentId ?? null;
+    connectorId[i] = row.connectorId ?? null;
+    createdAt[i] = row.createdAt ?? new Date();
+    for (let c = 0; c < COUNTER_FIELDS.length; c++) counters[c][i] = row[COUNTER_FIELDS[c]] ?? 0;
+  }
+  return [userId, modelId, agentId, connectorId, createdAt, ...counters];
+}
+
+/** Hand-written `pg` (or PGlite) unnest insert: one statement per chunk, one transaction in all. */
+export async function ingestUnnest(backend: Backend, inputs: readonly ModelUsageInput[], chunkSize: number): Promise<void> {
+  if (backend.pool) {
+    const client = await backend.pool.connect();
+    try {
+      await client.query("BEGIN");
+      for (const chunk of chunks(inputs, chunkSize)) await client.query(UNNEST_SQL, toColumnArrays(chunk));
+      await client.query("COMMIT");
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+    return;
+  }
+  const pglite = backend.db.pglite!;
+  await pglite.transaction(async (tx) => {
+    for (const chunk of chunks(inputs, chunkSize)) await tx.query(UNNEST_SQL, toColumnArrays(chunk));
+  });
+}
+
+function copyLine(row: ModelUsageInput): string {
+  let line = `${row.userId}\t${row.modelId}\t${row.agentId ?? "\\N"}\t${row.connectorId ?? "\\N"}\t${(row.createdAt ?? new Date()).toISOString()}`;
+  for (let c = 0; c < COUNTER_FIELDS.length; c++) line += `\t${row[COUNTER_FIELDS[c]] ?? 0}`;
+  return line + "\n";
+}
+
+/** `pg` COPY FROM STDIN (pg-copy-streams), text format, streamed in 1,000-line pieces. PostgreSQL only. */
+export async function ingestCopy(backend: Backend, inputs: readonly ModelUsageInput[]): Promise<void> {
+  const client = await backend.pool!.connect();
+  try {
+    const stream = client.query(copyFrom(`COPY ps_model_usage (${INSERT_COLUMNS.join(", ")}) FROM STDIN`));
+    const source = Readable.from(
+      (function* () {
+        for (let i = 0; i < inputs.length; i += 1000) {
+          let text = "";
+          const end = Math.min(inputs.length, i + 1000);
+          for (let j = i; j < end; j++) text += copyLine(inputs[j]);
+          yield text;
+        }
+      })(),
+    );
+    await pipeline(source, stream);
+  } finally {
+    client.release();
+  }
+}
+
+/** Prisma's `createMany` on the generated client, one call per chunk. */
+export async function ingestCreateMany(backend: Backend, inputs: readonly ModelUsageInput[], chunkSize: number): Promise<void> {
+  for (const chunk of chunks(inputs, chunkSize)) {
+    await backend.db.prisma.psModelUsage.createMany({ data: chunk as ModelUsageInput[] });
+  }
+}
+
+function toSnakeCase(row: ModelUsageInput): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    user_id: row.userId,
+    model_id: row.modelId,
+    agent_id: row.agentId ?? null,
+    connector_id: row.connectorId ?? null,
+    created_at: row.createdAt,
+  };
+  for (let c = 0; c < COUNTER_FIELDS.length; c++) out[COUNTER_COLUMNS[c]] = row[COUNTER_FIELDS[c]] ?? 0;
+  return out;
+}
+
+/** Sequelize `bulkCreate` on the seed's model definition, one call per chunk. */
+export async function ingestSequelize(models: SequelizeModels, inputs: readonly ModelUsageInput[], chunkSize: number): Promise<void> {
+  for (const chunk of chunks(inputs, chunkSize)) {
+    await models.PsModelUsage.bulkCreate(chunk.map(toSnakeCase));
+  }
+}
+
+/** A plain parameterized `pg` INSERT … RETURNING * of one event (the row comes back, as ours does). */
+const SINGLE_INSERT_SQL = `INSERT INTO ps_model_usage (${INSERT_COLUMNS.join(", ")})
+VALUES (${INSERT_COLUMNS.map((_, i) => `$${i + 1}`).join(", ")}) RETURNING *`;
+
+export async function insertOnePg(backend: Backend, row: ModelUsageInput): Promise<unknown> {
+  const params = [row.userId, row.modelId, row.agentId ?? null, row.connectorId ?? null, row.createdAt ?? new Date()];
+  for (let c = 0; c < COUNTER_FIELDS.length; c++) params.push(row[COUNTER_FIELDS[c]] ?? 0);
+  const rows = await backend.sql(SINGLE_INSERT_SQL, params);
+  return rows[0];
+}
+
+export async function insertOneSequelize(models: SequelizeModels, row: ModelUsageInput): Promise<unknown> {
+  return models.PsModelUsage.create(toSnakeCase(row));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sums. Every variant returns the same normalized shape: a map from a group key to the 14
+// counter sums as bigint, so the results can be checked equal.
+
+/** Group key -> [number of rows, then the counter sums in table order]. */
+export type SumTable = Map<string, bigint[]>;
+
+export type SumQuery = "total" | "byAgent" | "byModelDay";
+
+const SUM_LIST = ["COUNT(*) AS events", ...COUNTER_COLUMNS.map((c) => `SUM(${c}) AS ${c}`)].join(", ");
+
+/**
+ * The hand-written SQL for each sum: what a person who knows PostgreSQL would write. Where there
+ * is more than one reasonable way (the UTC day), every candidate is timed in a calibration pass
+ * and the fastest one is the baseline.
+ */
+export const HAND_WRITTEN_SUM_SQL: Record<SumQuery, readonly string[]> = {
+  total: [`SELECT ${SUM_LIST} FROM ps_model_usage`],
+  byAgent: [`SELECT agent_id, ${SUM_LIST} FROM ps_model_usage GROUP BY agent_id`],
+  byModelDay: [
+    `SELECT model_id, date_trunc('day', created_at, 'UTC') AS day, ${SUM_LIST} FROM ps_model_usage GROUP BY 1, 2`,
+    `SELECT model_id, date_trunc('day', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day, ${SUM_LIST} FROM ps_model_usage GROUP BY 1, 2`,
+    `SELECT model_id, ((created_at AT TIME ZONE 'UTC')::date)::text AS day, ${SUM_LIST} FROM ps_model_usage GROUP BY model_id, (created_at AT TIME ZONE 'UTC')::date`,
+  ],
+};
+
+function keyOf(query: SumQuery, row: Record<string, unknown>): string {
+  if (query === "total") return "total";
+  if (query === "byAgent") return String(row.agent_id ?? "null");
+  // A timestamptz comes back as a Date; a date as "YYYY-MM-DD", which JS reads as UTC midnight.
+  const day = row.day instanceof Date ? row.day : new Date(String(row.day));
+  return `${row.model_id}|${day.toISOString()}`;
+}
+
+/** Rows with SUM columns (strings from pg, numbers or bigints elsewhere) -> SumTable. */
+export function sumTableFromRows(query: SumQuery, rows: readonly Record<string, unknown>[]): SumTable {
+  const table: SumTable = new Map();
+  for (const row of rows) {
+    table.set(
+      keyOf(query, row),
+      ["events", ...COUNTER_COLUMNS].map((c) => BigInt((row[c] as string | number | bigint | null) ?? 0)),
+    );
+  }
+  return table;
+}
+
+export async function sumHandWritten(backend: Backend, query: SumQuery, variant = 0): Promise<SumTable> {
+  return sumTableFromRows(query, await backend.sql(HAND_WRITTEN_SUM_SQL[query][variant]));
+}
+
+export async function sumSequelize(models: SequelizeModels, query: SumQuery): Promise<SumTable> {
+  const sums: [ReturnType<typeof fn>, string][] = [[fn("COUNT", literal("*")), "events"], ...COUNTER_COLUMNS.map((c) => [fn("SUM", col(c)), c] as [ReturnType<typeof fn>, string])];
+  const M = models.PsModelUsage;
+  let rows: object[];
+  if (query === "total") rows = await M.findAll({ attributes: sums, raw: true });
+  else if (query === "byAgent") rows = await M.findAll({ attributes: ["agent_id", ...sums], group: ["agent_id"], raw: true });
+  else
+    rows = await M.findAll({
+      attributes: ["model_id", [fn("date_trunc", "day", col("created_at"), "UTC"), "day"], ...sums],
+      group: ["model_id", "day"],
+      raw: true,
+    });
+  return sumTableFromRows(query, rows as Record<string, unknown>[]);
+}
+
+/** True when two sum tables hold the same keys with the same sums. */
+export function sameSums(a: SumTable, b: SumTable): boolean {
+  if (a.size !== b.size) return false;
+  for (const [key, sums] of a) {
+    const other = b.get(key);
+    if (!other || other.length !== sums.length || sums.some((v, i) => v !== other[i])) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PolicySynth's sub-agent walk (AgentCostManager.getSubAgentIds + getAgentCosts): breadth-first,
+// one query per agent for its children, then every usage row of those agents fetched and summed
+// per agent in JavaScript.
+
+/** Per-agent [rows, counter sums] and the tree total. */
+export interface TreeTotals {
+  readonly perAgent: SumTable;
+  readonly total: bigint[];
+}
+
+const USAGE_OF_AGENTS_SELECT = `SELECT mu.agent_id, ${COUNTER_COLUMNS.map((c) => `mu.${c}`).join(", ")}
+FROM ps_model_usage mu
+JOIN ps_ai_models am ON mu.model_id = am.id
+JOIN ps_agents a ON mu.agent_id = a.id`;
+
+function sumRowsPerAgent(rows: readonly Record<string, unknown>[]): TreeTotals {
+  const perAgentNumbers = new Map<number, number[]>();
+  for (const row of rows) {
+    const agentId = Number(row.agent_id);
+    let acc = perAgentNumbers.get(agentId);
+    if (!acc) perAgentNumbers.set(agentId, (acc = [0, ...COUNTER_COLUMNS.map(() => 0)]));
+    acc[0] += 1;
+    for (let c = 0; c < COUNTER_COLUMNS.length; c++) acc[c + 1] += parseInt(String(row[COUNTER_COLUMNS[c]] ?? "0"), 10);
+  }
+  const perAgent: SumTable = new Map();
+  const total = [0n, ...COUNTER_COLUMNS.map(() => 0n)];
+  for (const [agentId, acc] of perAgentNumbers) {
+    const sums = acc.map((v) => BigInt(v));
+    perAgent.set(String(agentId), sums);
+    sums.forEach((v, i) => (total[i] += v));
+  }
+  return { perAgent, total };
+}
+
+/** PolicySynth's way through Sequelize (`sequelize.query` with replacements), as its code does. */
+export async function treePolicySynthSequelize(models: SequelizeModels, rootId: number): Promise<TreeTotals> {
+  const agentIds: number[] = [];
+  const queue: number[] = [rootId];
+  const visited = new Set<number>();
+  while (queue.length > 0) {
+    const current = queue.shift()!;
+    if (visited.has(current)) continue;
+    visited.add(current);
+    agentIds.push(current);
+    const children = await models.sequelize.query<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = :current`, {
+      replacements: { current },
+      type: QueryTypes.SELECT,
+    });
+    children.forEach((child) => queue.push(child.id));
+  }
+  const rows = await models.sequelize.query<Record<string, unknown>>(`${USAGE_OF_AGENTS_SELECT} WHERE mu.agent_id IN (:agentIds)`, {
+    replacements: { agentIds },
+    type: QueryTypes.SELECT,
+  });
+  return sumRowsPerAgent(rows);
+}
+
+/** The same algorithm through plain parameterized queries (used on PGlite, where Sequelize can't go). */
+export async function treePolicySynthPlain(backend: Backend, rootId: number): Promise<TreeTotals> {
+  const agentIds: number[] = [];
+  const queue: number[] = [rootId];
+  const visited = new Set<number>();
+  while (queue.length > 0) {
+    const current = queue.shift()!;
+    if (visited.has(current)) continue;
+    visited.add(current);
+    agentIds.push(current);
+    const children = await backend.sql<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = $1`, [current]);
+    children.forEach((child) => queue.push(child.id));
+  }
+  const rows = await backend.sql(`${USAGE_OF_AGENTS_SELECT} WHERE mu.agent_id = ANY($1::int4[])`, [agentIds]);
+  return sumRowsPerAgent(rows);
+}

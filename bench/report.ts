@@ -1,0 +1,259 @@
+/** The benchmark's output: the console table, bench/results.json and bench/RESULTS.md. */
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import Table from "cli-table3";
+import { human } from "./stats";
+import type { RssResult } from "./rss";
+
+export interface IngestResult {
+  readonly contender: string;
+  readonly rows: number;
+  readonly ms: number | null;
+  readonly rowsPerSec: number | null;
+  readonly verified: boolean;
+  readonly note: string;
+}
+export interface SingleResult {
+  readonly contender: string;
+  readonly calls: number;
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+  readonly meanMs: number | null;
+  readonly note: string;
+}
+export interface SumResult {
+  readonly query: string;
+  readonly contender: string;
+  readonly medianMs: number | null;
+  readonly runsMs: readonly number[];
+  readonly groups: number;
+  readonly verified: boolean;
+  readonly note: string;
+}
+export interface TreeResult {
+  readonly contender: string;
+  readonly medianMs: number;
+  readonly runsMs: readonly number[];
+  readonly agents: number;
+  readonly verified: boolean;
+  readonly note: string;
+}
+export interface BackendResults {
+  ingest: IngestResult[];
+  single: SingleResult[];
+  sums: SumResult[];
+  tree: TreeResult[];
+}
+export interface Machine {
+  readonly cpu: string;
+  readonly cores: number;
+  readonly memoryGb: number;
+  readonly os: string;
+  readonly loadAverage: number[];
+  readonly versions: Record<string, string>;
+}
+export interface TargetCheck {
+  readonly backend: string;
+  readonly target: string;
+  readonly required: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+}
+export interface BenchResults {
+  startedAt: string;
+  finishedAt: string;
+  machine: Machine;
+  loadAverageEnd: number[];
+  config: Record<string, number | boolean>;
+  backends: Record<string, BackendResults>;
+  rss: RssResult[];
+  targets?: TargetCheck[];
+}
+
+function packageVersion(name: string): string {
+  try {
+    const file = path.join(__dirname, "..", "..", "node_modules", name, "package.json");
+    return (JSON.parse(fs.readFileSync(file, "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+function postgresVersion(): string {
+  try {
+    return execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-tAc", "SHOW server_version"], { encoding: "utf8", timeout: 5000 }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+export function describeMachine(): Machine {
+  return {
+    cpu: os.cpus()[0]?.model ?? "unknown",
+    cores: os.cpus().length,
+    memoryGb: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    os: `${os.type()} ${os.release()}`,
+    loadAverage: os.loadavg().map((v) => Math.round(v * 100) / 100),
+    versions: {
+      node: process.version,
+      postgresql: postgresVersion(),
+      prisma: packageVersion("prisma"),
+      "@prisma/client": packageVersion("@prisma/client"),
+      "@prisma/adapter-pg": packageVersion("@prisma/adapter-pg"),
+      "@electric-sql/pglite": packageVersion("@electric-sql/pglite"),
+      "pglite-prisma-adapter": packageVersion("pglite-prisma-adapter"),
+      pg: packageVersion("pg"),
+      "pg-copy-streams": packageVersion("pg-copy-streams"),
+      sequelize: packageVersion("sequelize"),
+    },
+  };
+}
+
+const OURS_INGEST = "ps-usage recordModelUsageBatch";
+const OURS_SINGLE = "ps-usage recordModelUsage";
+const OURS_SUM = "ps-usage sumModelUsage";
+
+function ratio(a: number | null | undefined, b: number | null | undefined): string {
+  if (a == null || b == null || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return "n/a";
+  return `${(a / b).toFixed(2)}×`;
+}
+
+/** Checks the issue's targets against the measured figures. */
+export function checkTargets(results: BenchResults): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  for (const [backend, r] of Object.entries(results.backends)) {
+    for (const rows of [...new Set(r.ingest.map((i) => i.rows))]) {
+      const at = (name: string) => r.ingest.find((i) => i.rows === rows && i.contender === name);
+      const ours = at(OURS_INGEST)?.rowsPerSec;
+      const unnest = at("pg unnest (hand-written)")?.rowsPerSec;
+      const createMany = at("Prisma createMany");
+      if (ours && unnest) {
+        checks.push({ backend, target: `ingest ${human(rows)}: ours vs hand-written unnest`, required: "≥ 0.80×", measured: ratio(ours, unnest), met: ours / unnest >= 0.8 });
+      }
+      if (ours && createMany?.rowsPerSec) {
+        const extrapolated = createMany.ms === null ? " (createMany extrapolated)" : "";
+        checks.push({ backend, target: `ingest ${human(rows)}: ours vs Prisma createMany`, required: "≥ 15×", measured: ratio(ours, createMany.rowsPerSec) + extrapolated, met: ours / createMany.rowsPerSec >= 15 });
+      }
+    }
+    for (const query of [...new Set(r.sums.map((s) => s.query))]) {
+      const ours = r.sums.find((s) => s.query === query && s.contender === OURS_SUM);
+      const hand = r.sums.find((s) => s.query === query && s.contender === "hand-written SQL");
+      if (ours?.medianMs != null && hand?.medianMs != null) {
+        checks.push({
+          backend,
+          target: `sum ${query}: ours time / hand-written SQL time`,
+          required: "≤ 1.10×",
+          measured: ratio(ours.medianMs, hand.medianMs) + (ours.verified ? "" : " (RESULT DIFFERS)"),
+          met: ours.medianMs / hand.medianMs <= 1.1 && ours.verified,
+        });
+      }
+    }
+  }
+  return checks;
+}
+
+function ms(value: number | null | undefined, digits = 1): string {
+  return value == null ? "n/a" : value.toFixed(digits);
+}
+
+interface Section {
+  readonly title: string;
+  readonly head: string[];
+  readonly rows: string[][];
+}
+
+function sections(results: BenchResults): Section[] {
+  const out: Section[] = [];
+  for (const [backend, r] of Object.entries(results.backends)) {
+    const ingestRows: string[][] = [];
+    for (const i of r.ingest) {
+      const ours = r.ingest.find((o) => o.rows === i.rows && o.contender === OURS_INGEST);
+      ingestRows.push([
+        human(i.rows),
+        i.contender,
+        i.rowsPerSec == null ? "n/a" : human(i.rowsPerSec),
+        i.ms == null ? "—" : (i.ms / 1000).toFixed(2),
+        ratio(ours?.rowsPerSec, i.rowsPerSec),
+        i.ms == null ? "—" : i.verified ? "yes" : "NO",
+        i.note,
+      ]);
+    }
+    out.push({ title: `${backend}: bulk ingest`, head: ["rows", "contender", "rows/s", "seconds", "ours ÷ this (rows/s)", "verified", "note"], rows: ingestRows });
+    const oursSingle = r.single.find((s) => s.contender === OURS_SINGLE);
+    out.push({
+      title: `${backend}: single record latency`,
+      head: ["contender", "calls", "p50 ms", "p99 ms", "mean ms", "p50 ours ÷ this", "note"],
+      rows: r.single.map((s) => [s.contender, String(s.calls || "n/a"), ms(s.p50Ms, 3), ms(s.p99Ms, 3), ms(s.meanMs, 3), ratio(oursSingle?.p50Ms, s.p50Ms), s.note]),
+    });
+    out.push({
+      title: `${backend}: sums over ${human(Number(results.config.large))} rows (median of ${results.config.sumRuns} runs after a warm-up)`,
+      head: ["query", "groups", "contender", "median ms", "ours ÷ this (time)", "same result", "note"],
+      rows: r.sums.map((s) => {
+        const ours = r.sums.find((o) => o.query === s.query && o.contender === OURS_SUM);
+        return [s.query, String(s.groups), s.contender, ms(s.medianMs), ratio(ours?.medianMs, s.medianMs), s.medianMs == null ? "—" : s.verified ? "yes" : "NO", s.note];
+      }),
+    });
+    const oursTree = r.tree[0];
+    out.push({
+      title: `${backend}: sub-agent tree totals (${results.config.agents} agents in all; the tree under the root has 1,000; median of ${results.config.treeRuns} runs)`,
+      head: ["contender", "agents with usage", "median ms", "ours ÷ this (time)", "same result"],
+      rows: r.tree.map((t) => [t.contender, String(t.agents), ms(t.medianMs), ratio(oursTree?.medianMs, t.medianMs), t.verified ? "yes" : "NO"]),
+    });
+  }
+  if (results.rss.length > 0) {
+    out.push({
+      title: "peak RSS (each in a child process of its own)",
+      head: ["backend", "what", "rows", "peak RSS MB", "seconds", "verified", "note"],
+      rows: results.rss.map((x) => [x.backend, x.label, human(x.rows), x.maxRssMb == null ? "n/a" : x.maxRssMb.toFixed(0), x.seconds == null ? "n/a" : x.seconds.toFixed(1), x.maxRssMb == null ? "—" : x.verified ? "yes" : "NO", x.note]),
+    });
+  }
+  if (results.targets && results.targets.length > 0) {
+    out.push({
+      title: "targets (issue #4)",
+      head: ["backend", "target", "required", "measured", "met"],
+      rows: results.targets.map((t) => [t.backend, t.target, t.required, t.measured, t.met === null ? "n/a" : t.met ? "yes" : "NO"]),
+    });
+  }
+  return out;
+}
+
+function markdownTable(section: Section): string {
+  const esc = (s: string) => s.replace(/\|/g, "\\|");
+  return [`| ${section.head.map(esc).join(" | ")} |`, `|${section.head.map(() => "---").join("|")}|`, ...section.rows.map((r) => `| ${r.map(esc).join(" | ")} |`)].join("\n");
+}
+
+/** Prints the tables and writes results.json and RESULTS.md into `outDir`. */
+export function writeReports(results: BenchResults, outDir: string, print: (line: string) => void): void {
+  results.targets = checkTargets(results);
+  for (const section of sections(results)) {
+    print(`\n${section.title}`);
+    const table = new Table({ head: section.head, style: { head: [], border: [] } });
+    table.push(...section.rows);
+    print(table.toString());
+  }
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
+
+  const m = results.machine;
+  const notesFile = path.join(outDir, "NOTES.md");
+  const notes = fs.existsSync(notesFile) ? fs.readFileSync(notesFile, "utf8") : "";
+  const md = [
+    "# ps-usage benchmark results",
+    "",
+    "Generated by `npm run bench` (bench/run.ts); raw figures in `bench/results.json`. Do not edit by hand:",
+    "the commentary comes from `bench/NOTES.md`.",
+    "",
+    `- Date: ${results.startedAt} → ${results.finishedAt}`,
+    `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB RAM, ${m.os}`,
+    `- Load average (1, 5, 15 min) at start: ${m.loadAverage.join(", ")}; at end: ${results.loadAverageEnd.join(", ")}`,
+    `- Versions: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(", ")}`,
+    `- Config: ${Object.entries(results.config).map(([k, v]) => `${k}=${v}`).join(", ")}`,
+    "",
+    ...sections(results).flatMap((s) => [`## ${s.title}`, "", markdownTable(s), ""]),
+    notes,
+  ].join("\n");
+  fs.writeFileSync(path.join(outDir, "RESULTS.md"), md);
+  print(`\nwrote ${path.join(outDir, "results.json")} and ${path.join(outDir, "RESULTS.md")}`);
+}

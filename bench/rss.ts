@@ -1,0 +1,69 @@
+/**
+ * Peak RSS, each measurement in a child process of its own (bench/rssChild.ts) so one
+ * measurement's heap never inflates another's. The child reports its
+ * VmHWM (the peak of its own address space; getrusage's maxRSS would inherit the parent's peak).
+ */
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export interface RssResult {
+  readonly label: string;
+  readonly backend: string;
+  readonly mode: string;
+  readonly rows: number;
+  readonly maxRssMb: number | null;
+  readonly seconds: number | null;
+  readonly verified: boolean;
+  readonly note: string;
+}
+
+/** What the child prints as its last line. */
+export interface RssChildReport {
+  readonly rows: number;
+  readonly maxRssKb: number;
+  readonly seconds: number;
+  readonly verified: boolean;
+  readonly note?: string;
+}
+
+/** Modes of the child: see rssChild.ts. */
+const MODES: [string, string][] = [
+  ["idle", "database open, nothing recorded (the floor)"],
+  ["batches", "events generated a chunk at a time, one recordModelUsageBatch call per chunk"],
+  ["oneCall", "all events built in memory, then one recordModelUsageBatch call"],
+  ["ndjson", "NDJSON file streamed through the CLI's import (`ps-usage record`)"],
+];
+
+export async function measureRss(rows: number, chunk: number, backends: readonly string[], log: (m: string) => void): Promise<RssResult[]> {
+  const results: RssResult[] = [];
+  const child = path.join(__dirname, "rssChild.js");
+  for (const backend of backends) {
+    for (const [mode, label] of MODES) {
+      log(`rss: ${backend} ${mode} (${rows} rows)`);
+      try {
+        const { stdout } = await run(process.execPath, ["--expose-gc", child, mode, backend, String(rows), String(chunk)], {
+          maxBuffer: 16 * 1024 * 1024,
+          timeout: 15 * 60_000,
+        });
+        const last = stdout.trim().split("\n").pop() ?? "{}";
+        const report = JSON.parse(last) as RssChildReport & { pending?: boolean };
+        if (report.pending) {
+          results.push({ label, backend, mode, rows, maxRssMb: null, seconds: null, verified: false, note: report.note ?? "pending" });
+          log(`  pending: ${report.note}`);
+          continue;
+        }
+        const maxRssMb = report.maxRssKb / 1024;
+        log(`  peak RSS ${maxRssMb.toFixed(0)} MB in ${report.seconds.toFixed(1)} s${report.verified ? ", totals verified" : ""}`);
+        results.push({ label, backend, mode, rows: report.rows, maxRssMb, seconds: report.seconds, verified: report.verified, note: report.note ?? "" });
+      } catch (err) {
+        const message = (err as Error).message.split("\n").slice(0, 3).join(" ");
+        log(`  failed: ${message}`);
+        results.push({ label, backend, mode, rows, maxRssMb: null, seconds: null, verified: false, note: `failed: ${message}` });
+      }
+    }
+  }
+  return results;
+}
