@@ -6,10 +6,22 @@ import type { Database } from "./db";
 import { UsageValidationError, type FieldIssue } from "./errors";
 import { findExternalApiUsage, recordExternalApiUsage, recordExternalApiUsageBatch } from "./externalApiUsage";
 import { findModelUsage, recordModelCall, recordModelUsage, recordModelUsageBatch } from "./modelUsage";
+import {
+  sumAgentTreeUsage,
+  sumExternalApiUsage,
+  sumModelUsage,
+  type AgentTreeUsage,
+  type AgentTreeUsageOptions,
+  type ExternalApiUsageSumOptions,
+  type ExternalApiUsageSumRow,
+  type ModelUsageSumOptions,
+  type ModelUsageSumRow,
+} from "./sums";
 import type {
   BatchRecordOptions,
   BatchRecordResult,
   ExternalApiUsageFilter,
+  ExternalApiUsageGroupBy,
   ExternalApiUsageInput,
   ExternalApiUsagePageOptions,
   ExternalApiUsageRecord,
@@ -18,10 +30,12 @@ import type {
   ModelCallInput,
   ModelCallOptions,
   ModelUsageFilter,
+  ModelUsageGroupBy,
   ModelUsageInput,
   ModelUsagePageOptions,
   ModelUsageRecord,
   RecordOptions,
+  TimeBucket,
   UsagePage,
 } from "./types";
 import { EXTERNAL_API_USAGE_INPUT, MODEL_CALL_INPUT, MODEL_USAGE_INPUT, checkInput, idProblem } from "./validation";
@@ -40,6 +54,14 @@ export interface UserUsageScope {
   recordExternalApiUsageBatch(inputs: readonly Scoped<ExternalApiUsageInput>[], options?: BatchRecordOptions): Promise<BatchRecordResult>;
   findModelUsage(filter?: ModelUsageFilter, page?: ModelUsagePageOptions): Promise<UsagePage<FoundModelUsage>>;
   findExternalApiUsage(filter?: ExternalApiUsageFilter, page?: ExternalApiUsagePageOptions): Promise<UsagePage<FoundExternalApiUsage>>;
+  sumModelUsage<G extends ModelUsageGroupBy = never, B extends TimeBucket | undefined = undefined>(
+    options?: ModelUsageSumOptions<G, B>,
+  ): Promise<ModelUsageSumRow<G, B>[]>;
+  sumExternalApiUsage<G extends ExternalApiUsageGroupBy = never, B extends TimeBucket | undefined = undefined>(
+    options?: ExternalApiUsageSumOptions<G, B>,
+  ): Promise<ExternalApiUsageSumRow<G, B>[]>;
+  /** The tree's usage by this user only (the tree itself may hold other users' agents). */
+  sumAgentTreeUsage(agentId: number, options?: AgentTreeUsageOptions): Promise<AgentTreeUsage>;
 }
 
 type Shape = typeof MODEL_USAGE_INPUT;
@@ -72,16 +94,22 @@ function throwScopeIssues(userId: number, inputs: readonly unknown[], shape: Sha
   throw new UsageValidationError(all);
 }
 
-function scopeFilter<F extends { readonly userId?: number }>(userId: number, filter: F | undefined): F {
-  // Not an object: the find reports it (and no filter can widen the scope).
+function scopeFilter<F extends { readonly userId?: number }>(userId: number, filter: F | undefined, name = "filter"): F {
+  // Not an object: the find or sum reports it (and no filter can widen the scope).
   if (filter !== undefined && (typeof filter !== "object" || filter === null || Array.isArray(filter))) return filter;
   const given = filter?.userId;
   if (given !== undefined && given !== userId) {
     throw new UsageValidationError([
-      { field: "filter.userId", reason: `must be ${userId} or left out (this view is confined to user ${userId}), got ${String(given)}` },
+      { field: `${name}.userId`, reason: `must be ${userId} or left out (this view is confined to user ${userId}), got ${String(given)}` },
     ]);
   }
   return { ...(filter ?? ({} as F)), userId };
+}
+
+/** Sum options with `where.userId` confined to the scope (`where` checked like a find filter). */
+function scopeSumOptions<O extends { readonly where?: { readonly userId?: number } }>(userId: number, options: O | undefined): O {
+  if (options !== undefined && (typeof options !== "object" || options === null || Array.isArray(options))) return options;
+  return { ...(options ?? ({} as O)), where: scopeFilter(userId, options?.where, "where") };
 }
 
 /**
@@ -91,11 +119,16 @@ function scopeFilter<F extends { readonly userId?: number }>(userId: number, fil
  * another user is rejected (a {@link UsageValidationError} on `filter.userId`) rather than
  * silently returning nothing. An idempotency key already used by another user is rejected too.
  *
+ * The sums (`sumModelUsage`, `sumExternalApiUsage`, `sumAgentTreeUsage`) take the same options
+ * as the package's functions; their `where.userId` is confined the same way (another user's id
+ * is a {@link UsageValidationError} on `where.userId`).
+ *
  * @example
  * const alice = forUser(db, 42);
  * await alice.recordModelUsage({ modelId: 3, tokenInCount: 100 });       // recorded for user 42
  * await alice.recordModelUsage({ userId: 7, modelId: 3 });               // UsageValidationError (userId)
  * const page = await alice.findModelUsage({ agentId: 7 });                // only user 42's rows
+ * const [total] = await alice.sumModelUsage();                            // user 42's totals
  */
 export function forUser(db: Database, userId: number): UserUsageScope {
   const problem = idProblem(userId);
@@ -129,5 +162,8 @@ export function forUser(db: Database, userId: number): UserUsageScope {
       recordExternalApiUsageBatch(db, many<ExternalApiUsageInput>(inputs, EXTERNAL_API_USAGE_INPUT), options),
     findModelUsage: async (filter, page) => findModelUsage(db, scopeFilter(userId, filter), page),
     findExternalApiUsage: async (filter, page) => findExternalApiUsage(db, scopeFilter(userId, filter), page),
+    sumModelUsage: async (options) => sumModelUsage(db, scopeSumOptions(userId, options)),
+    sumExternalApiUsage: async (options) => sumExternalApiUsage(db, scopeSumOptions(userId, options)),
+    sumAgentTreeUsage: async (agentId, options) => sumAgentTreeUsage(db, agentId, scopeSumOptions(userId, options)),
   };
 }

@@ -107,3 +107,28 @@ test("the scope's own user id must be a positive integer", () => {
   expect(() => forUser(t.db, 0)).toThrow(UsageValidationError);
   expect(() => forUser(t.db, "11" as never)).toThrow(/userId: must be a number/);
 });
+
+test("sums count only the scope's usage and reject another user's where", async () => {
+  const carol = forUser(t.db, 33);
+  const carolAgent = await createAgent(t.db, agentId); // a sub-agent of the agent Bob used
+  await carol.recordModelUsage({ modelId, agentId: carolAgent, tokenInCount: 40, tokenOutCount: 2 });
+  await carol.recordModelUsage({ modelId, agentId, tokenInCount: 60 });
+  await carol.recordExternalApiUsage({ externalApiId: apiId, agentId, callCount: 5 });
+
+  const [total] = await carol.sumModelUsage();
+  expect(total.tokenInCount).toBe(100n);
+  expect(total.events).toBe(2n);
+  const byUser = await carol.sumModelUsage({ groupBy: ["userId"] });
+  expect(byUser.map((r) => r.userId)).toEqual([33]);
+  const [api] = await carol.sumExternalApiUsage({ where: { userId: 33 } });
+  expect(api.callCount).toBe(5n);
+
+  // Bob recorded 1000..1004 tokens on the root agent; Carol's tree sum sees only her 60 + 40.
+  const tree = await carol.sumAgentTreeUsage(agentId);
+  expect(tree.total.modelUsage.tokenInCount).toBe(100n);
+  expect(tree.total.externalApiUsage.callCount).toBe(5n);
+  expect(await issuesOf(carol.sumModelUsage({ where: { userId: 22 } }))).toEqual([
+    { field: "where.userId", reason: "must be 33 or left out (this view is confined to user 33), got 22" },
+  ]);
+  expect(await issuesOf(carol.sumAgentTreeUsage(agentId, { where: { userId: 22 } }))).toHaveLength(1);
+});
