@@ -11,6 +11,7 @@ import type { Database } from "./db";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma, type PrismaClient } from "./generated/prisma/client";
 import { MAX_INT32 } from "./types";
+import { translateDatabaseError } from "./usageShared";
 
 /** A price given as a number (`0.075`) or a decimal string (`"0.075"`). */
 export type DecimalInput = number | string;
@@ -328,8 +329,17 @@ function toApiPeriod(r: ApiPeriodRow, effectiveTo: Date | null): ExternalApiPric
   };
 }
 
-function isForeignKeyError(err: unknown): boolean {
-  return err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2003";
+/**
+ * Runs `fn` and maps a database error to the package's typed errors: a foreign key violation (the
+ * model or API was deleted meanwhile) to UnknownReferenceError, a lost connection to
+ * DatabaseConnectionError.
+ */
+async function withTypedErrors<T>(db: Database, table: string, id: number | null, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError(table, id));
+  }
 }
 
 async function nextModelPeriodStart(tx: Tx, modelId: number, after: Date): Promise<Date | null> {
@@ -403,16 +413,13 @@ export async function setModelPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateModelPrice(prices, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return db.prisma.$transaction(async (tx) => {
-    const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
-    if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
-    try {
-      return await writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
-    } catch (err) {
-      if (isForeignKeyError(err)) throw new UnknownReferenceError("ps_ai_models", modelId, { cause: err });
-      throw err;
-    }
-  });
+  return withTypedErrors(db, "ps_ai_models", modelId, () =>
+    db.prisma.$transaction(async (tx) => {
+      const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
+      if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
+      return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
+    }),
+  );
 }
 
 /**
@@ -437,16 +444,13 @@ export async function setExternalApiPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateExternalApiPrice(priceAdapter, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return db.prisma.$transaction(async (tx) => {
-    const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
-    if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
-    try {
-      return await writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
-    } catch (err) {
-      if (isForeignKeyError(err)) throw new UnknownReferenceError("ps_external_apis", externalApiId, { cause: err });
-      throw err;
-    }
-  });
+  return withTypedErrors(db, "ps_external_apis", externalApiId, () =>
+    db.prisma.$transaction(async (tx) => {
+      const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
+      if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
+      return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
+    }),
+  );
 }
 
 function sameDecimal(a: string | null, b: Prisma.Decimal | null): boolean {
@@ -494,7 +498,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
   checkDate(options.effectiveFrom, "effectiveFrom", issues);
   checkDate(options.firstPeriodFrom, "firstPeriodFrom", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return db.prisma.$transaction(async (tx) => {
+  return withTypedErrors(db, "ps_ai_models", null, () => db.prisma.$transaction(async (tx) => {
     const [models, apis] = await Promise.all([
       tx.psAiModel.findMany({ select: { id: true, configuration: true }, orderBy: { id: "asc" } }),
       tx.psExternalApi.findMany({ select: { id: true, priceAdapter: true }, orderBy: { id: "asc" } }),
@@ -553,7 +557,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
       externalApiPeriods.push(await writeApiPeriod(tx, id, price, any ? at : first));
     }
     return { modelPeriods, externalApiPeriods, unchanged, modelsWithoutPrices, externalApisWithoutPrices };
-  });
+  }));
 }
 
 /** Pairs each period with the start of the next one of the same owner (rows sorted by owner, time). */
@@ -576,10 +580,12 @@ export async function listModelPrices(db: Database, options: { readonly modelId?
   const issues: FieldIssue[] = [];
   if (options.modelId !== undefined) checkId(options.modelId, "modelId", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  const rows = await db.prisma.psAiModelPricePeriod.findMany({
-    where: options.modelId === undefined ? {} : { modelId: options.modelId },
-    orderBy: [{ modelId: "asc" }, { effectiveFrom: "asc" }],
-  });
+  const rows = await withTypedErrors(db, "ps_ai_models", null, () =>
+    db.prisma.psAiModelPricePeriod.findMany({
+      where: options.modelId === undefined ? {} : { modelId: options.modelId },
+      orderBy: [{ modelId: "asc" }, { effectiveFrom: "asc" }],
+    }),
+  );
   return withEffectiveTo(rows, (r) => r.modelId, toModelPeriod);
 }
 
@@ -597,9 +603,11 @@ export async function listExternalApiPrices(
   const issues: FieldIssue[] = [];
   if (options.externalApiId !== undefined) checkId(options.externalApiId, "externalApiId", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  const rows = await db.prisma.psExternalApiPricePeriod.findMany({
-    where: options.externalApiId === undefined ? {} : { externalApiId: options.externalApiId },
-    orderBy: [{ externalApiId: "asc" }, { effectiveFrom: "asc" }],
-  });
+  const rows = await withTypedErrors(db, "ps_external_apis", null, () =>
+    db.prisma.psExternalApiPricePeriod.findMany({
+      where: options.externalApiId === undefined ? {} : { externalApiId: options.externalApiId },
+      orderBy: [{ externalApiId: "asc" }, { effectiveFrom: "asc" }],
+    }),
+  );
   return withEffectiveTo(rows, (r) => r.externalApiId, toApiPeriod);
 }

@@ -1,0 +1,476 @@
+/**
+ * Cost reports: tokens and cost side by side, model usage and external API usage together,
+ * priced with the price period in force when each usage row was created, per currency.
+ *
+ * Everything is computed in the database with `numeric`: usage is summed per (group, price
+ * period) first and the sums are multiplied by the period's rates (cost is linear in tokens, so
+ * this equals pricing every row). Amounts come back as exact decimal strings, never floats;
+ * round them only for display.
+ *
+ * Cost rules, all rates per million tokens (cost = tokens × rate / 1,000,000); each counter is
+ * priced on its own, so a token must be counted in one counter only:
+ * - `token_in_count`: costInTokensPerMillion.
+ * - `token_in_cached_context_count`: costInCachedContextTokensPerMillion, else the input rate.
+ * - `token_in_cache_write_count`: input rate × cacheWriteInputCostMultiplier (no multiplier: 1).
+ * - `token_out_count`: costOutTokensPerMillion.
+ * - `token_out_reasoning|audio|image_count`: costOutReasoning|Audio|ImageTokensPerMillion, else the output rate.
+ * - `long_context_token_in_count`: longContextCostInTokensPerMillion, else the input rate.
+ * - `long_context_token_in_cached_context_count`: longContextCostInCachedContextTokensPerMillion,
+ *   else the (normal) cached rate, else the input rate.
+ * - `long_context_token_in_cache_write_count`: (longContextCostInTokensPerMillion, else the input
+ *   rate) × cacheWriteInputCostMultiplier (no multiplier: 1).
+ * - `long_context_token_out_count`: longContextCostOutTokensPerMillion, else the output rate.
+ * - `long_context_token_out_reasoning|audio|image_count`: longContextCostOutTokensPerMillion,
+ *   else the kind's own rate, else the output rate (there are no long-context kind rates; the
+ *   long-context surcharge is the more specific price of the two).
+ * - External API usage: `call_count` × pricePerUnit.
+ * Usage with no price period in force at its `created_at` is unpriced: it is reported in rows
+ * with `currency: null` and null costs, counted in `unpricedEvents`, never as a silent 0.
+ */
+import type { Database } from "./db";
+import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
+import { Prisma } from "./generated/prisma/client";
+import { MAX_INT32, MODEL_USAGE_COUNTERS, type ModelUsageCounter, type TimeBucket, type UsageFilter } from "./types";
+import {
+  checkOptionNames,
+  resolveTimeZone,
+  timeBucketSql,
+  usageFilterConditions,
+  validateBucket,
+  validateUsageFilter,
+} from "./usageSql";
+import { translateDatabaseError } from "./usageShared";
+
+/** Dimensions a cost report can be grouped by. `modelId` is null on external API usage and `externalApiId` on model usage. */
+export type CostReportGroupBy = "userId" | "agentId" | "connectorId" | "modelId" | "externalApiId";
+
+/**
+ * Which usage a cost report covers. A `modelId` filter leaves external API usage out, an
+ * `externalApiId` filter leaves model usage out; give both to keep some of each.
+ */
+export interface CostReportFilter extends UsageFilter {
+  readonly modelId?: number | readonly number[];
+  readonly externalApiId?: number | readonly number[];
+}
+
+/** Options of {@link costReport}. */
+export interface CostReportOptions {
+  readonly where?: CostReportFilter;
+  /** One dimension or several; rows are per combination of their values. Default: none. */
+  readonly groupBy?: CostReportGroupBy | readonly CostReportGroupBy[];
+  /** Also group by the start of each hour, day, week (Monday) or month in `timeZone`. */
+  readonly bucket?: TimeBucket;
+  /** IANA zone the buckets are cut in, e.g. `Europe/Berlin`. Default: `UTC`. */
+  readonly timeZone?: string;
+}
+
+/** Options of {@link agentTreeCostReport}: those of {@link costReport} without an agent filter. */
+export interface AgentTreeCostReportOptions extends Omit<CostReportOptions, "where"> {
+  readonly where?: Omit<CostReportFilter, "agentId">;
+}
+
+/** Summed token counters of model usage (all 14 `ps_model_usage` counters), exact 64-bit sums as in the usage sums. */
+export type TokenTotals = { readonly [K in ModelUsageCounter]: bigint };
+
+/** Sums and costs of one currency (null: usage no price period covers). Amounts are exact decimal strings. */
+export interface CostAmounts {
+  /** The currency of every amount in this row; null for unpriced usage, whose costs are null. */
+  readonly currency: string | null;
+  /** Model usage rows summed. */
+  readonly modelEvents: bigint;
+  readonly tokens: TokenTotals;
+  /** Cost of the model usage, e.g. `"12.3456789"`; null when unpriced. */
+  readonly modelCost: string | null;
+  /** External API usage rows summed. */
+  readonly externalApiEvents: bigint;
+  /** Sum of their `call_count` (the units priced). */
+  readonly externalApiCalls: bigint;
+  readonly externalApiCost: string | null;
+  /** modelCost + externalApiCost. */
+  readonly cost: string | null;
+}
+
+/** One row of a cost report: a group (its keys are present only when grouped by them) in one currency. */
+export interface CostReportRow extends CostAmounts {
+  /** Start of the bucket (an instant; its wall time in `timeZone` is the bucket's start). */
+  readonly bucketStart?: Date;
+  readonly userId?: number;
+  readonly agentId?: number | null;
+  readonly connectorId?: number | null;
+  readonly modelId?: number | null;
+  readonly externalApiId?: number | null;
+}
+
+/** A cost report: rows, and totals per currency (currencies are never added together). */
+export interface CostReport {
+  /** Sorted by bucket, then the group keys in `groupBy` order (nulls last), then currency (unpriced last). */
+  readonly rows: readonly CostReportRow[];
+  /** One entry per currency over all rows, plus one with `currency: null` if some usage is unpriced. */
+  readonly totals: readonly CostAmounts[];
+  /** Usage rows (model and external API) no price period covers. */
+  readonly unpricedEvents: bigint;
+}
+
+/** An agent of the tree an {@link agentTreeCostReport} covers. */
+export interface AgentTreeNode {
+  readonly agentId: number;
+  readonly parentAgentId: number | null;
+  /** 0 for the root, 1 for its sub-agents, ... */
+  readonly depth: number;
+}
+
+/** A cost report over an agent and all its sub-agents: rows per agent, totals for the tree. */
+export interface AgentTreeCostReport extends CostReport {
+  readonly rootAgentId: number;
+  /** The agents of the tree, depth-first: each agent before its sub-agents, siblings by id. */
+  readonly agents: readonly AgentTreeNode[];
+}
+
+const GROUP_BY: readonly CostReportGroupBy[] = ["userId", "agentId", "connectorId", "modelId", "externalApiId"];
+const COLUMN: Record<CostReportGroupBy, string> = {
+  userId: "user_id",
+  agentId: "agent_id",
+  connectorId: "connector_id",
+  modelId: "model_id",
+  externalApiId: "external_api_id",
+};
+const FILTER_FIELDS = ["userId", "agentId", "connectorId", "modelId", "externalApiId", "from", "to"] as const;
+const OPTION_NAMES = ["where", "groupBy", "bucket", "timeZone"] as const;
+
+type Side = "model" | "externalApi";
+
+interface ReportPlan {
+  readonly groupBy: readonly CostReportGroupBy[];
+  readonly bucket?: TimeBucket;
+  readonly timeZone: string;
+  readonly where: CostReportFilter;
+  readonly sides: readonly Side[];
+}
+
+function checkIdValue(value: unknown, field: string, issues: FieldIssue[]): void {
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0 || value > MAX_INT32) {
+    issues.push({ field, reason: "must be a positive integer id" });
+  }
+}
+
+/** `groupBy` as a list: one dimension or several, each of either table, none twice. */
+function checkGroupBy(groupBy: unknown, issues: FieldIssue[]): CostReportGroupBy[] {
+  if (groupBy === undefined) return [];
+  const list: unknown[] = Array.isArray(groupBy) ? groupBy : [groupBy];
+  const result: CostReportGroupBy[] = [];
+  for (const g of list) {
+    if (!GROUP_BY.includes(g as CostReportGroupBy)) {
+      issues.push({ field: "groupBy", reason: `${JSON.stringify(g)} is not a group field (allowed: ${GROUP_BY.join(", ")})` });
+    } else if (result.includes(g as CostReportGroupBy)) {
+      issues.push({ field: "groupBy", reason: `"${String(g)}" is given twice` });
+    } else {
+      result.push(g as CostReportGroupBy);
+    }
+  }
+  return result;
+}
+
+/**
+ * Validates the options (everything a caller can get wrong, the time zone against the
+ * database's list) and decides which usage tables to read.
+ */
+async function plan(db: Database, options: CostReportOptions, issues: FieldIssue[]): Promise<ReportPlan> {
+  checkOptionNames(options, OPTION_NAMES, issues);
+  const opts = (typeof options === "object" && options !== null ? options : {}) as CostReportOptions;
+  validateUsageFilter("modelUsage", opts.where, issues, "where", FILTER_FIELDS);
+  const where: CostReportFilter = typeof opts.where === "object" && opts.where !== null ? opts.where : {};
+  const groupBy = checkGroupBy(opts.groupBy, issues);
+  const bucket = validateBucket(opts.bucket, issues);
+  const timeZone = (await resolveTimeZone(db, opts.timeZone, issues)) ?? "UTC";
+  const hasModel = where.modelId !== undefined;
+  const hasApi = where.externalApiId !== undefined;
+  const sides: Side[] = hasModel === hasApi ? ["model", "externalApi"] : hasModel ? ["model"] : ["externalApi"];
+  return { groupBy, bucket, timeZone, where, sides };
+}
+
+const ident = (column: string) => Prisma.raw(`u."${column}"`);
+
+/** WHERE conditions of one usage table; `agentTree` restricts agents to the recursive `tree` CTE. */
+function conditions(side: Side, where: CostReportFilter, agentTree: boolean): Prisma.Sql {
+  // The other table's id filter only decides which tables are read (see CostReportFilter).
+  const { modelId, externalApiId, ...shared } = where;
+  const parts = usageFilterConditions(side === "model" ? { ...shared, modelId } : { ...shared, externalApiId }, "u");
+  if (agentTree) parts.push(Prisma.sql`u.agent_id IN (SELECT id FROM tree)`);
+  return parts.length === 0 ? Prisma.sql`TRUE` : Prisma.join(parts, " AND ");
+}
+
+/** Key column names k0, k1, ... in the order: bucket (if any), then groupBy. */
+function keyNames(p: ReportPlan): string[] {
+  const n = (p.bucket ? 1 : 0) + p.groupBy.length;
+  return Array.from({ length: n }, (_, i) => `k${i}`);
+}
+
+/** The key expressions of one side, aliased k0, k1, ... */
+function keyExpressions(side: Side, p: ReportPlan): Prisma.Sql[] {
+  const keys: Prisma.Sql[] = [];
+  if (p.bucket) keys.push(timeBucketSql(p.bucket, p.timeZone, Prisma.raw("u.created_at")));
+  for (const g of p.groupBy) {
+    const foreign = (g === "modelId" && side !== "model") || (g === "externalApiId" && side !== "externalApi");
+    keys.push(foreign ? Prisma.sql`NULL::integer` : ident(COLUMN[g]));
+  }
+  return keys.map((k, i) => Prisma.sql`${k} AS ${Prisma.raw(`k${i}`)}`);
+}
+
+const COUNTER_COLUMNS = MODEL_USAGE_COUNTERS.map(([, column]) => column);
+
+/** Model cost of summed counters `m.*` at price period `p.*` (see the rules at the top of this file). */
+const MODEL_COST = Prisma.raw(`(
+    m.token_in_count * p.cost_in_tokens_per_million
+  + m.token_in_cached_context_count * COALESCE(p.cost_in_cached_context_tokens_per_million, p.cost_in_tokens_per_million)
+  + m.token_in_cache_write_count * p.cost_in_tokens_per_million * COALESCE(p.cache_write_input_cost_multiplier, 1)
+  + m.long_context_token_in_count * COALESCE(p.long_context_cost_in_tokens_per_million, p.cost_in_tokens_per_million)
+  + m.long_context_token_in_cached_context_count * COALESCE(p.long_context_cost_in_cached_context_tokens_per_million,
+      p.cost_in_cached_context_tokens_per_million, p.cost_in_tokens_per_million)
+  + m.long_context_token_in_cache_write_count * COALESCE(p.long_context_cost_in_tokens_per_million, p.cost_in_tokens_per_million)
+      * COALESCE(p.cache_write_input_cost_multiplier, 1)
+  + m.token_out_count * p.cost_out_tokens_per_million
+  + m.token_out_reasoning_count * COALESCE(p.cost_out_reasoning_tokens_per_million, p.cost_out_tokens_per_million)
+  + m.token_out_audio_count * COALESCE(p.cost_out_audio_tokens_per_million, p.cost_out_tokens_per_million)
+  + m.token_out_image_count * COALESCE(p.cost_out_image_tokens_per_million, p.cost_out_tokens_per_million)
+  + m.long_context_token_out_count * COALESCE(p.long_context_cost_out_tokens_per_million, p.cost_out_tokens_per_million)
+  + m.long_context_token_out_reasoning_count * COALESCE(p.long_context_cost_out_tokens_per_million,
+      p.cost_out_reasoning_tokens_per_million, p.cost_out_tokens_per_million)
+  + m.long_context_token_out_audio_count * COALESCE(p.long_context_cost_out_tokens_per_million,
+      p.cost_out_audio_tokens_per_million, p.cost_out_tokens_per_million)
+  + m.long_context_token_out_image_count * COALESCE(p.long_context_cost_out_tokens_per_million,
+      p.cost_out_image_tokens_per_million, p.cost_out_tokens_per_million)
+  ) * 0.000001`);
+// × 0.000001 rather than / 1000000: numeric multiplication is exact, numeric division rounds.
+
+function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
+  const keys = keyNames(p).map((k) => Prisma.raw(`m.${k}`));
+  const sums = Prisma.raw(COUNTER_COLUMNS.map((c) => `sum(u.${c}) AS ${c}`).join(", "));
+  const picked = Prisma.raw(COUNTER_COLUMNS.map((c) => `m.${c}`).join(", "));
+  const selectKeys = keys.length ? Prisma.sql`${Prisma.join(keys)},` : Prisma.empty;
+  const groupKeys = keyNames(p).map((k) => Prisma.raw(k));
+  return Prisma.sql`
+    SELECT ${selectKeys} p.currency, m.events AS model_events, ${picked}, ${MODEL_COST} AS model_cost,
+           0::bigint AS api_events, 0::bigint AS api_calls, 0::numeric AS api_cost
+    FROM (
+      SELECT ${groupKeys.length ? Prisma.sql`${Prisma.join(groupKeys)},` : Prisma.empty}
+             mp.id AS period_id, count(*) AS events, ${sums}
+      FROM (SELECT ${Prisma.join([...keyExpressions("model", p), Prisma.sql`u.*`])}
+            FROM ps_model_usage u WHERE ${conditions("model", p.where, agentTree)}) u
+      LEFT JOIN model_periods mp ON mp.model_id = u.model_id
+        AND u.created_at >= mp.effective_from AND (mp.valid_to IS NULL OR u.created_at < mp.valid_to)
+      GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`mp.id`])}
+    ) m
+    LEFT JOIN ps_ai_model_price_periods p ON p.id = m.period_id`;
+}
+
+function apiBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
+  const keys = keyNames(p).map((k) => Prisma.raw(`a.${k}`));
+  const zeros = Prisma.raw(COUNTER_COLUMNS.map((c) => `0::bigint AS ${c}`).join(", "));
+  const selectKeys = keys.length ? Prisma.sql`${Prisma.join(keys)},` : Prisma.empty;
+  const groupKeys = keyNames(p).map((k) => Prisma.raw(k));
+  return Prisma.sql`
+    SELECT ${selectKeys} p.currency, 0::bigint AS model_events, ${zeros}, 0::numeric AS model_cost,
+           a.events AS api_events, a.calls AS api_calls, a.calls * p.price_per_unit AS api_cost
+    FROM (
+      SELECT ${groupKeys.length ? Prisma.sql`${Prisma.join(groupKeys)},` : Prisma.empty}
+             ap.id AS period_id, count(*) AS events, sum(u.call_count) AS calls
+      FROM (SELECT ${Prisma.join([...keyExpressions("externalApi", p), Prisma.sql`u.*`])}
+            FROM ps_external_api_usage u WHERE ${conditions("externalApi", p.where, agentTree)}) u
+      LEFT JOIN api_periods ap ON ap.external_api_id = u.external_api_id
+        AND u.created_at >= ap.effective_from AND (ap.valid_to IS NULL OR u.created_at < ap.valid_to)
+      GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`ap.id`])}
+    ) a
+    LEFT JOIN ps_external_api_price_periods p ON p.id = a.period_id`;
+}
+
+/** Recursive CTE `tree(id, parent_id, depth, path)`: the agent and its sub-agents, cycle-safe. */
+function agentTreeCte(rootAgentId: number): Prisma.Sql {
+  return Prisma.sql`tree AS (
+      SELECT a.id, a.parent_agent_id AS parent_id, 0 AS depth, ARRAY[a.id] AS path
+      FROM ps_agents a WHERE a.id = ${rootAgentId}
+      UNION ALL
+      SELECT c.id, c.parent_agent_id, t.depth + 1, t.path || c.id
+      FROM ps_agents c JOIN tree t ON c.parent_agent_id = t.id
+      WHERE c.id <> ALL (t.path)
+    )`;
+}
+
+interface RawRow {
+  readonly [key: string]: unknown;
+  readonly is_total: number;
+  readonly currency: string | null;
+  readonly model_events: bigint;
+  readonly model_cost: string | null;
+  readonly api_events: bigint;
+  readonly api_calls: bigint;
+  readonly api_cost: string | null;
+  readonly cost: string | null;
+}
+
+function buildQuery(p: ReportPlan, rootAgentId?: number): Prisma.Sql {
+  const agentTree = rootAgentId !== undefined;
+  const keys = keyNames(p).map((k) => Prisma.raw(k));
+  const branches: Prisma.Sql[] = [];
+  if (p.sides.includes("model")) branches.push(modelBranch(p, agentTree));
+  if (p.sides.includes("externalApi")) branches.push(apiBranch(p, agentTree));
+  const sums = Prisma.raw(COUNTER_COLUMNS.map((c) => `sum(${c})::bigint AS ${c}`).join(", "));
+  // With keys, one statement gives the rows and the per-currency totals (GROUPING SETS); without
+  // keys the rows are the totals.
+  const grouping = keys.length
+    ? Prisma.sql`GROUPING SETS ((${Prisma.join([...keys, Prisma.raw("currency")])}), (currency))`
+    : Prisma.sql`currency`;
+  const isTotal = keys.length ? Prisma.sql`(GROUPING(${Prisma.join(keys)}) <> 0)` : Prisma.sql`TRUE`;
+  const order = [Prisma.raw("is_total"), ...keys.map((k) => Prisma.sql`${k} NULLS LAST`), Prisma.raw("currency NULLS LAST")];
+  const money = (expr: string) => Prisma.raw(`CASE WHEN currency IS NULL THEN NULL ELSE trim_scale(${expr})::text END`);
+  return Prisma.sql`
+    WITH RECURSIVE ${agentTree ? Prisma.sql`${agentTreeCte(rootAgentId)},` : Prisma.empty}
+    model_periods AS (
+      SELECT id, model_id, effective_from,
+             LEAD(effective_from) OVER (PARTITION BY model_id ORDER BY effective_from) AS valid_to
+      FROM ps_ai_model_price_periods
+    ),
+    api_periods AS (
+      SELECT id, external_api_id, effective_from,
+             LEAD(effective_from) OVER (PARTITION BY external_api_id ORDER BY effective_from) AS valid_to
+      FROM ps_external_api_price_periods
+    ),
+    combined AS (${Prisma.join(branches, " UNION ALL ")})
+    SELECT ${keys.length ? Prisma.sql`${Prisma.join(keys)},` : Prisma.empty}
+           currency, ${isTotal} AS is_total,
+           sum(model_events)::bigint AS model_events, ${sums},
+           ${money("sum(model_cost)")} AS model_cost,
+           sum(api_events)::bigint AS api_events, sum(api_calls)::bigint AS api_calls,
+           ${money("sum(api_cost)")} AS api_cost,
+           ${money("sum(model_cost) + sum(api_cost)")} AS cost
+    FROM combined
+    GROUP BY ${grouping}
+    ORDER BY ${Prisma.join(order)}`;
+}
+
+/** A bigint column as bigint (the adapters return PostgreSQL bigint as JS bigint; be safe with numbers and text too). */
+function toBigInt(v: unknown): bigint {
+  return typeof v === "bigint" ? v : BigInt(String(v ?? 0));
+}
+
+function toAmounts(r: RawRow): CostAmounts {
+  const tokens = {} as Record<ModelUsageCounter, bigint>;
+  for (const [field, column] of MODEL_USAGE_COUNTERS) tokens[field] = toBigInt(r[column]);
+  return {
+    currency: r.currency,
+    modelEvents: toBigInt(r.model_events),
+    tokens,
+    modelCost: r.model_cost,
+    externalApiEvents: toBigInt(r.api_events),
+    externalApiCalls: toBigInt(r.api_calls),
+    externalApiCost: r.api_cost,
+    cost: r.cost,
+  };
+}
+
+/** Runs a read; a lost connection becomes a DatabaseConnectionError. */
+async function read<T>(db: Database, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("ps_agents", null));
+  }
+}
+
+async function runReport(db: Database, p: ReportPlan, rootAgentId?: number): Promise<CostReport> {
+  const raw = await read(db, () => db.prisma.$queryRaw<RawRow[]>(buildQuery(p, rootAgentId)));
+  const names = keyNames(p);
+  const rows: CostReportRow[] = [];
+  const totals: CostAmounts[] = [];
+  for (const r of raw) {
+    const amounts = toAmounts(r);
+    if (names.length === 0 || r.is_total) {
+      totals.push(amounts);
+      if (names.length > 0) continue;
+    }
+    const keys: Record<string, unknown> = {};
+    let i = 0;
+    if (p.bucket) keys.bucketStart = r[names[i++]];
+    for (const g of p.groupBy) keys[g] = r[names[i++]];
+    rows.push({ ...keys, ...amounts } as CostReportRow);
+  }
+  const unpriced = totals.find((t) => t.currency === null);
+  return { rows, totals, unpricedEvents: unpriced ? unpriced.modelEvents + unpriced.externalApiEvents : 0n };
+}
+
+/**
+ * Tokens and cost of model and external API usage, grouped like the usage sums, per currency.
+ * Each usage row is priced with the price period in force at its `created_at` (see
+ * `setModelPrice`); the whole report is one SQL statement with exact `numeric` arithmetic.
+ * Amounts are exact decimal strings (`"0.0123"`): add them with a decimal type, round only to
+ * show them. Usage no price period covers is reported with `currency: null` and null costs, and
+ * counted in `unpricedEvents`.
+ *
+ * Throws {@link UsageValidationError} for unknown options or filter fields, bad ids or dates, an
+ * unknown `groupBy` or `bucket`, or a time zone the database does not know.
+ *
+ * @example
+ * const report = await costReport(db, {
+ *   where: { from: new Date("2025-06-01"), to: new Date("2025-07-01") },
+ *   groupBy: ["agentId", "modelId"],
+ *   bucket: "day",
+ *   timeZone: "Europe/Berlin",
+ * });
+ * for (const row of report.rows) console.log(row.bucketStart, row.agentId, row.modelId, row.currency, row.cost);
+ * console.log(report.totals); // [{ currency: "EUR", cost: "3.2", ... }, { currency: "USD", cost: "41.0075", ... }]
+ */
+export async function costReport(db: Database, options: CostReportOptions = {}): Promise<CostReport> {
+  const issues: FieldIssue[] = [];
+  const p = await read(db, () => plan(db, options, issues));
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  return runReport(db, p);
+}
+
+/**
+ * The cost report of an agent and all its sub-agents (found with one recursive query over
+ * `parent_agent_id`; a cycle in the parent links is walked once). Rows are per agent (plus any
+ * other `groupBy` and `bucket`), totals are per currency over the whole tree, and `agents` lists
+ * the tree with each agent's depth.
+ *
+ * Rows come in the order of `agents` (agent by agent), then as in {@link costReport}.
+ *
+ * Throws {@link UnknownReferenceError} when the agent does not exist and
+ * {@link UsageValidationError} for bad options (as {@link costReport}; `where.agentId` is not allowed).
+ *
+ * @example
+ * const tree = await agentTreeCostReport(db, rootAgentId, { groupBy: "modelId" });
+ * for (const row of tree.rows) console.log(row.agentId, row.modelId, row.currency, row.cost);
+ * console.log(tree.totals); // the whole tree, per currency
+ */
+export async function agentTreeCostReport(
+  db: Database,
+  agentId: number,
+  options: AgentTreeCostReportOptions = {},
+): Promise<AgentTreeCostReport> {
+  const issues: FieldIssue[] = [];
+  checkIdValue(agentId, "agentId", issues);
+  if (options?.where && (options.where as CostReportFilter).agentId !== undefined) {
+    issues.push({ field: "where.agentId", reason: "is not allowed: the tree is given by agentId" });
+  }
+  const requested = options?.groupBy === undefined ? [] : Array.isArray(options.groupBy) ? options.groupBy : [options.groupBy];
+  const groupBy = requested.includes("agentId") ? requested : ["agentId" as const, ...requested];
+  const p = await read(db, () => plan(db, { ...options, groupBy }, issues));
+  if (issues.length > 0) throw new UsageValidationError(issues);
+
+  const agents = await read(
+    db,
+    () => db.prisma.$queryRaw<{ id: number; parent_id: number | null; depth: number }[]>`
+      WITH RECURSIVE ${agentTreeCte(agentId)}
+      SELECT id, parent_id, depth FROM tree ORDER BY path`,
+  );
+  if (agents.length === 0) throw new UnknownReferenceError("ps_agents", agentId);
+  const report = await runReport(db, p, agentId);
+  // Rows in tree order; the sort is stable, so within an agent they keep the report's order.
+  const position = new Map(agents.map((a, i) => [a.id, i]));
+  const rows = [...report.rows].sort((x, y) => (position.get(x.agentId as number) ?? 0) - (position.get(y.agentId as number) ?? 0));
+  return {
+    rootAgentId: agentId,
+    agents: agents.map((a) => ({ agentId: a.id, parentAgentId: a.parent_id, depth: Number(a.depth) })),
+    ...report,
+    rows,
+  };
+}
