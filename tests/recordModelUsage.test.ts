@@ -70,7 +70,7 @@ describe("recordModelUsage", () => {
     expect(row.userId).toBe(2_147_483_647);
   });
 
-  test("each events is its own row: two records of the same model and agent are not merged", async () => {
+  test("each event is its own row: two records of the same model and agent are not merged", async () => {
     const a = await recordModelUsage(t.db, { userId: 9, modelId, agentId, tokenInCount: 1 });
     const b = await recordModelUsage(t.db, { userId: 9, modelId, agentId, tokenInCount: 2 });
     expect(b.id).not.toBe(a.id);
