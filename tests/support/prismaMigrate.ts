@@ -72,9 +72,13 @@ function scratchDir(): { dir: string; remove: () => void } {
  */
 export function prisma6Schema(source: string, intoDir: string, name = "schema.prisma"): string {
   const text = fs.readFileSync(source, "utf8");
+  const target = path.join(intoDir, name);
+  if (/^\s*url\s*=/m.test(text)) {
+    fs.writeFileSync(target, text);
+    return target;
+  }
   const withUrl = text.replace(/^(\s*provider\s*=\s*"(?:postgresql|postgres)")/m, '$1\n  url = env("DATABASE_URL")');
   if (withUrl === text) throw new Error(`no postgresql datasource provider line in ${source}`);
-  const target = path.join(intoDir, name);
   fs.writeFileSync(target, withUrl);
   return target;
 }
