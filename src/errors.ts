@@ -65,3 +65,23 @@ export class MigrationError extends PsUsageError {
     this.migration = migration;
   }
 }
+
+/**
+ * A line of streamed input (NDJSON) was rejected. Nothing from that line's batch was written;
+ * `recordedLines` lines before the batch were recorded.
+ */
+export class InputLineError extends PsUsageError {
+  /** 1-based line number of the bad line. */
+  readonly line: number;
+  /** Lines recorded before the failed batch (they stay recorded). */
+  readonly recordedLines: number;
+  constructor(line: number, reason: string, recordedLines: number, options?: { cause?: unknown }) {
+    super(
+      "PS_USAGE_INPUT_LINE",
+      `line ${line}: ${reason} (nothing from this line's batch was written; ${recordedLines} line(s) before it were recorded)`,
+      options,
+    );
+    this.line = line;
+    this.recordedLines = recordedLines;
+  }
+}

@@ -1,0 +1,129 @@
+import type { Readable } from "node:stream";
+import type { Database } from "./db";
+import { InputLineError, UnknownReferenceError, UsageValidationError } from "./errors";
+import { recordExternalApiUsageBatch } from "./externalApiUsage";
+import { recordModelUsageBatch } from "./modelUsage";
+import type { ExternalApiUsageInput, ModelUsageInput } from "./types";
+
+/** Options for {@link recordNdjson}. */
+export interface NdjsonOptions {
+  /** Lines per batch (one all-or-nothing batch call). Default: 5,000. */
+  readonly batchSize?: number;
+  /** Longest accepted line in characters. Default: 65,536. */
+  readonly maxLineLength?: number;
+  /** Called after each batch is written. */
+  readonly onBatch?: (progress: NdjsonResult) => void;
+}
+
+/** What {@link recordNdjson} recorded. */
+export interface NdjsonResult {
+  /** Lines read, blank lines included. */
+  readonly lines: number;
+  readonly modelUsage: number;
+  readonly externalApiUsage: number;
+}
+
+type Kind = "model" | "externalApi";
+
+/**
+ * Records usage from NDJSON: one JSON object per line, with the fields of `ModelUsageInput` or
+ * `ExternalApiUsageInput` (a line with `externalApiId` is external API usage, any other line model
+ * usage; `createdAt` as an ISO 8601 string). Blank lines are skipped.
+ *
+ * The stream is read as it arrives and written in batches of consecutive lines of one kind (at
+ * most `batchSize`), each all or nothing, so memory stays bounded whatever the input's size. A bad
+ * line stops the import with an {@link InputLineError} naming the line and the reason; nothing
+ * from its batch is written, and the batches before it stay recorded.
+ *
+ * @example
+ * const result = await recordNdjson(db, fs.createReadStream("usage.ndjson"));
+ * // { lines: 120000, modelUsage: 110000, externalApiUsage: 10000 }
+ */
+export async function recordNdjson(db: Database, input: Readable, options: NdjsonOptions = {}): Promise<NdjsonResult> {
+  const batchSize = options.batchSize ?? 5_000;
+  const maxLineLength = options.maxLineLength ?? 65_536;
+  let lineNo = 0;
+  let recordedLines = 0;
+  let modelUsage = 0;
+  let externalApiUsage = 0;
+  let kind: Kind | null = null;
+  let items: Record<string, unknown>[] = [];
+  let lineNumbers: number[] = [];
+
+  const flush = async () => {
+    if (items.length === 0) return;
+    try {
+      if (kind === "externalApi") {
+        await recordExternalApiUsageBatch(db, items as unknown as ExternalApiUsageInput[]);
+        externalApiUsage += items.length;
+      } else {
+        await recordModelUsageBatch(db, items as unknown as ModelUsageInput[]);
+        modelUsage += items.length;
+      }
+    } catch (err) {
+      throw lineError(err, items, lineNumbers, recordedLines);
+    }
+    recordedLines = lineNumbers[lineNumbers.length - 1];
+    items = [];
+    lineNumbers = [];
+    options.onBatch?.({ lines: lineNo, modelUsage, externalApiUsage });
+  };
+
+  const take = async (text: string) => {
+    lineNo++;
+    if (text.trim() === "") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new InputLineError(lineNo, `not valid JSON (${(err as Error).message})`, recordedLines);
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw new InputLineError(lineNo, "expected a JSON object", recordedLines);
+    }
+    const item = { ...(value as Record<string, unknown>) };
+    if (typeof item.createdAt === "string") item.createdAt = new Date(item.createdAt);
+    const lineKind: Kind = "externalApiId" in item ? "externalApi" : "model";
+    if (kind !== lineKind || items.length >= batchSize) await flush();
+    kind = lineKind;
+    items.push(item);
+    lineNumbers.push(lineNo);
+  };
+
+  let pending = "";
+  input.setEncoding("utf8");
+  for await (const chunk of input as AsyncIterable<string>) {
+    let start = 0;
+    for (let nl = chunk.indexOf("\n", start); nl !== -1; nl = chunk.indexOf("\n", start)) {
+      const line = pending + chunk.slice(start, nl);
+      pending = "";
+      start = nl + 1;
+      if (line.length > maxLineLength) throw new InputLineError(lineNo + 1, `line longer than ${maxLineLength} characters`, recordedLines);
+      await take(line.endsWith("\r") ? line.slice(0, -1) : line);
+    }
+    pending += chunk.slice(start);
+    if (pending.length > maxLineLength) throw new InputLineError(lineNo + 1, `line longer than ${maxLineLength} characters`, recordedLines);
+  }
+  if (pending !== "") await take(pending);
+  await flush();
+  return { lines: lineNo, modelUsage, externalApiUsage };
+}
+
+/** Turns a batch's error into one naming the first bad line. */
+function lineError(err: unknown, items: readonly Record<string, unknown>[], lines: readonly number[], recordedLines: number): unknown {
+  if (err instanceof UsageValidationError) {
+    const first = err.issues.find((i) => i.index !== undefined) ?? err.issues[0];
+    const index = first.index ?? 0;
+    const reasons = err.issues
+      .filter((i) => (i.index ?? 0) === index)
+      .map((i) => `${i.field}: ${i.reason}`)
+      .join("; ");
+    return new InputLineError(lines[index], reasons, recordedLines, { cause: err });
+  }
+  if (err instanceof UnknownReferenceError) {
+    const field = { ps_ai_models: "modelId", ps_external_apis: "externalApiId", ps_agents: "agentId", ps_agent_connectors: "connectorId" }[err.table];
+    const index = field ? items.findIndex((i) => i[field] === err.id) : -1;
+    return new InputLineError(index >= 0 ? lines[index] : lines[0], err.message, recordedLines, { cause: err });
+  }
+  return err;
+}
