@@ -7,3 +7,6 @@ export * from "./modelUsage";
 export * from "./externalApiUsage";
 export * from "./userScope";
 export * from "./sums";
+export * from "./demo";
+export * from "./ndjson";
+export { formatReportTable, formatReportJson, formatReportCsv, loadReportNames, formatMoney, formatCount, type ReportNames, type TableLayout } from "./reportFormat";
