@@ -282,3 +282,110 @@ export async function treePolicySynthPlain(backend: Backend, rootId: number): Pr
   const rows = await backend.sql(`${USAGE_OF_AGENTS_SELECT} WHERE mu.agent_id = ANY($1::int4[])`, [agentIds]);
   return sumRowsPerAgent(rows);
 }
+
+// ---------------------------------------------------------------------------------------------
+// PolicySynth's AgentCostManager.getAgentCosts, as written there: the breadth-first walk above,
+// every usage row with its model's price JSON, a recursive query for the agents' levels, costs
+// computed row by row in JavaScript floats, rounded to cents per agent and then summed.
+
+/** The three queries getAgentCosts makes, so the algorithm runs on Sequelize or on PGlite. */
+interface AgentCostQueries {
+  children(agentId: number): Promise<{ id: number }[]>;
+  usageRows(agentIds: readonly number[]): Promise<Record<string, unknown>[]>;
+  levels(rootId: number, agentIds: readonly number[]): Promise<{ id: number; level: number }[]>;
+}
+
+type Prices = Record<string, number | undefined>;
+
+function calcCostsLikePolicySynth(mu: Record<string, number>, prices: Prices): number {
+  const costInNormal = ((mu.token_in_count || 0) * (prices.costInTokensPerMillion || 0)) / 1000000.0;
+  const costInCached = ((mu.token_in_cached_context_count || 0) * (prices.costInCachedContextTokensPerMillion || 0)) / 1000000.0;
+  const costInLong = ((mu.long_context_token_in_count || 0) * (prices.longContextCostInTokensPerMillion || 0)) / 1000000.0;
+  const totalTokenOutNormal =
+    (mu.token_out_count || 0) + (mu.token_out_reasoning_count || 0) + (mu.token_out_audio_count || 0) + (mu.token_out_image_count || 0);
+  const costOutNormal = (totalTokenOutNormal * (prices.costOutTokensPerMillion || 0)) / 1000000.0;
+  const totalTokenOutLong =
+    (mu.long_context_token_out_count || 0) +
+    (mu.long_context_token_out_reasoning_count || 0) +
+    (mu.long_context_token_out_audio_count || 0) +
+    (mu.long_context_token_out_image_count || 0);
+  const costOutLong = (totalTokenOutLong * (prices.longContextCostOutTokensPerMillion || prices.costOutTokensPerMillion || 0)) / 1000000.0;
+  const costInCachedLong =
+    ((mu.long_context_token_in_cached_context_count || 0) *
+      (prices.longContextCostInCachedContextTokensPerMillion || prices.costInCachedContextTokensPerMillion || 0)) /
+    1000000.0;
+  return costInNormal + costInCached + costInLong + costOutNormal + costOutLong + costInCachedLong;
+}
+
+const PS_COST_COUNTERS = COUNTER_COLUMNS.filter((c) => !c.includes("cache_write"));
+
+const PS_USAGE_ROWS_SELECT = `SELECT mu.agent_id, a.configuration->>'name' as agent_name, am.configuration->'prices' AS price_cfg,
+  ${PS_COST_COUNTERS.map((c) => `mu.${c}`).join(", ")}
+FROM ps_model_usage mu
+JOIN ps_ai_models am ON mu.model_id = am.id
+JOIN ps_agents a ON mu.agent_id = a.id`;
+
+/** The total cost of the tree, as the string PolicySynth returns (`toFixed(2)`), and per-agent rows. */
+async function agentCostsLikePolicySynth(q: AgentCostQueries, rootId: number): Promise<{ agents: number; totalCost: string }> {
+  const agentIds: number[] = [];
+  const queue: number[] = [rootId];
+  const visited = new Set<number>();
+  while (queue.length > 0) {
+    const current = queue.shift()!;
+    if (visited.has(current)) continue;
+    visited.add(current);
+    agentIds.push(current);
+    (await q.children(current)).forEach((child) => queue.push(child.id));
+  }
+  const usageRows = await q.usageRows(agentIds);
+  const levels = new Map((await q.levels(rootId, agentIds)).map((row) => [row.id, row.level]));
+  const agentCostMap = new Map<number, number>();
+  for (const row of usageRows) {
+    const mu: Record<string, number> = {};
+    for (const c of PS_COST_COUNTERS) mu[c] = parseInt(String(row[c] ?? "0"));
+    const prices = (typeof row.price_cfg === "string" ? JSON.parse(row.price_cfg) : row.price_cfg) as Prices;
+    const agentId = Number(row.agent_id);
+    agentCostMap.set(agentId, (agentCostMap.get(agentId) || 0) + calcCostsLikePolicySynth(mu, prices));
+  }
+  const agentCosts = Array.from(agentCostMap.entries())
+    .map(([agentId, cost]) => ({ agentId, level: levels.get(agentId) ?? -1, cost: parseFloat(cost.toFixed(2)) }))
+    .sort((a, b) => a.level - b.level || a.agentId - b.agentId);
+  return { agents: agentCosts.length, totalCost: agentCosts.reduce((sum, a) => sum + a.cost, 0).toFixed(2) };
+}
+
+const PS_LEVELS_SQL = (ids: string) => `WITH RECURSIVE agent_levels AS (
+  SELECT id, parent_agent_id, 0 as level FROM ps_agents WHERE id = :rootAgentId
+  UNION ALL
+  SELECT a.id, a.parent_agent_id, al.level + 1 FROM ps_agents a JOIN agent_levels al ON a.parent_agent_id = al.id WHERE a.id IN (${ids})
+)
+SELECT id, level FROM agent_levels WHERE id IN (${ids})`;
+
+export function agentCostsPolicySynthSequelize(models: SequelizeModels, rootId: number): Promise<{ agents: number; totalCost: string }> {
+  const s = models.sequelize;
+  return agentCostsLikePolicySynth(
+    {
+      children: (currentAgentId) =>
+        s.query<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = :currentAgentId`, { replacements: { currentAgentId }, type: QueryTypes.SELECT }),
+      usageRows: (agentIds) =>
+        s.query<Record<string, unknown>>(`${PS_USAGE_ROWS_SELECT} WHERE mu.agent_id IN (:agentIds)`, { replacements: { agentIds }, type: QueryTypes.SELECT }),
+      levels: (rootAgentId, agentIds) =>
+        s.query<{ id: number; level: number }>(PS_LEVELS_SQL(":agentIds"), { replacements: { rootAgentId, agentIds }, type: QueryTypes.SELECT }),
+    },
+    rootId,
+  );
+}
+
+export function agentCostsPolicySynthPlain(backend: Backend, rootId: number): Promise<{ agents: number; totalCost: string }> {
+  return agentCostsLikePolicySynth(
+    {
+      children: (id) => backend.sql<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = $1`, [id]),
+      usageRows: (agentIds) => backend.sql(`${PS_USAGE_ROWS_SELECT} WHERE mu.agent_id = ANY($1::int4[])`, [agentIds]),
+      levels: (rootAgentId, agentIds) =>
+        backend.sql<{ id: number; level: number }>(
+          PS_LEVELS_SQL("SELECT unnest($2::int4[])").replace(":rootAgentId", "$1"),
+          [rootAgentId, agentIds],
+        ),
+    },
+    rootId,
+  );
+}

@@ -43,6 +43,8 @@ export const LONG_CONTEXT_THRESHOLD = 128_000;
 
 interface ModelProfile {
   readonly name: string;
+  /** PolicySynth's `configuration.prices` for the model (USD per million tokens). */
+  readonly prices: Readonly<Record<string, number | string>>;
   readonly weight: number;
   /** Median input tokens per call (log-normal). */
   readonly medianIn: number;
@@ -54,11 +56,11 @@ interface ModelProfile {
 }
 
 export const MODEL_PROFILES: readonly ModelProfile[] = [
-  { name: "gpt-4.1", weight: 0.34, medianIn: 3500, medianOut: 600, reasoning: false, cacheShare: 0.3, audio: false, image: false },
-  { name: "claude-sonnet-4", weight: 0.26, medianIn: 6000, medianOut: 900, reasoning: false, cacheShare: 0.5, audio: false, image: false },
-  { name: "gpt-4.1-mini", weight: 0.22, medianIn: 1200, medianOut: 250, reasoning: false, cacheShare: 0.1, audio: false, image: false },
-  { name: "o3", weight: 0.12, medianIn: 5000, medianOut: 700, reasoning: true, cacheShare: 0.2, audio: false, image: false },
-  { name: "gpt-4o-audio", weight: 0.06, medianIn: 900, medianOut: 300, reasoning: false, cacheShare: 0, audio: true, image: true },
+  { name: "gpt-4.1", prices: { currency: "USD", costInTokensPerMillion: 2, costOutTokensPerMillion: 8, costInCachedContextTokensPerMillion: 0.5, longContextCostInTokensPerMillion: 4, longContextCostOutTokensPerMillion: 16, longContextTokenThreshold: LONG_CONTEXT_THRESHOLD }, weight: 0.34, medianIn: 3500, medianOut: 600, reasoning: false, cacheShare: 0.3, audio: false, image: false },
+  { name: "claude-sonnet-4", prices: { currency: "USD", costInTokensPerMillion: 3, costOutTokensPerMillion: 15, costInCachedContextTokensPerMillion: 0.3, cacheWriteInputCostMultiplier: 1.25, longContextCostInTokensPerMillion: 6, longContextCostOutTokensPerMillion: 22.5, longContextCostInCachedContextTokensPerMillion: 0.6, longContextTokenThreshold: LONG_CONTEXT_THRESHOLD }, weight: 0.26, medianIn: 6000, medianOut: 900, reasoning: false, cacheShare: 0.5, audio: false, image: false },
+  { name: "gpt-4.1-mini", prices: { currency: "USD", costInTokensPerMillion: 0.4, costOutTokensPerMillion: 1.6, costInCachedContextTokensPerMillion: 0.1 }, weight: 0.22, medianIn: 1200, medianOut: 250, reasoning: false, cacheShare: 0.1, audio: false, image: false },
+  { name: "o3", prices: { currency: "USD", costInTokensPerMillion: 2, costOutTokensPerMillion: 8, costInCachedContextTokensPerMillion: 0.5 }, weight: 0.12, medianIn: 5000, medianOut: 700, reasoning: true, cacheShare: 0.2, audio: false, image: false },
+  { name: "gpt-4o-audio", prices: { currency: "USD", costInTokensPerMillion: 2.5, costOutTokensPerMillion: 10 }, weight: 0.06, medianIn: 900, medianOut: 300, reasoning: false, cacheShare: 0, audio: true, image: true },
 ];
 
 /** The agent forest: index 0 is the big tree's root; parents always come before children. */

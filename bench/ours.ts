@@ -3,7 +3,7 @@
  * would, and its results put in the same normalized shapes as the baselines' so they can be
  * checked equal.
  */
-import { recordModelUsage, recordModelUsageBatch, sumAgentTreeUsage, sumModelUsage } from "../src";
+import { agentTreeCostReport, recordModelUsage, recordModelUsageBatch, sumAgentTreeUsage, sumModelUsage } from "../src";
 import { MODEL_USAGE_COUNTERS, type ModelUsageInput } from "../src/types";
 import type { SumQuery, SumTable, TreeTotals } from "./baselines";
 import type { Backend } from "./setup";
@@ -20,6 +20,8 @@ export interface Ours {
   insertOne(backend: Backend, row: ModelUsageInput): Promise<unknown>;
   sum(backend: Backend, query: SumQuery): Promise<SumTable>;
   tree(backend: Backend, rootId: number): Promise<TreeTotals>;
+  /** The tree's total cost in USD (exact decimal string) and how many agents have priced usage. */
+  treeCost(backend: Backend, rootId: number): Promise<{ agents: number; totalCost: string }>;
   /** The CLI's streamed NDJSON import, once it exists; undefined while it is pending. */
   readonly ndjsonImport?: (backend: Backend, rows: number, agentCount: number) => Promise<{ rows: number; verified: boolean }>;
 }
@@ -55,5 +57,12 @@ export const ours: Ours = {
       if (agent.modelUsage.events > 0n) perAgent.set(String(agent.agentId), sumsOf(agent.modelUsage));
     }
     return { perAgent, total: sumsOf(usage.total.modelUsage) };
+  },
+
+  async treeCost(backend, rootId) {
+    const report = await agentTreeCostReport(backend.db, rootId);
+    const usd = report.totals.find((t) => t.currency === "USD");
+    const agents = new Set(report.rows.filter((r) => r.currency === "USD" && r.modelEvents > 0n).map((r) => r.agentId)).size;
+    return { agents, totalCost: usd?.cost ?? "0" };
   },
 };

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Table from "cli-table3";
-import { human } from "./stats";
+import { human, packageRoot } from "./stats";
 import type { RssResult } from "./rss";
 
 export interface IngestResult {
@@ -40,11 +40,19 @@ export interface TreeResult {
   readonly verified: boolean;
   readonly note: string;
 }
+export interface TreeCostResult {
+  readonly contender: string;
+  readonly medianMs: number;
+  readonly runsMs: readonly number[];
+  readonly agents: number;
+  readonly totalCost: string;
+}
 export interface BackendResults {
   ingest: IngestResult[];
   single: SingleResult[];
   sums: SumResult[];
   tree: TreeResult[];
+  treeCost: TreeCostResult[];
 }
 export interface Machine {
   readonly cpu: string;
@@ -74,7 +82,7 @@ export interface BenchResults {
 
 function packageVersion(name: string): string {
   try {
-    const file = path.join(__dirname, "..", "..", "node_modules", name, "package.json");
+    const file = path.join(packageRoot(), "node_modules", name, "package.json");
     return (JSON.parse(fs.readFileSync(file, "utf8")) as { version: string }).version;
   } catch {
     return "unknown";
@@ -201,6 +209,14 @@ function sections(results: BenchResults): Section[] {
       head: ["contender", "agents with usage", "median ms", "ours ÷ this (time)", "same result"],
       rows: r.tree.map((t) => [t.contender, String(t.agents), ms(t.medianMs), ratio(oursTree?.medianMs, t.medianMs), t.verified ? "yes" : "NO"]),
     });
+    const oursCost = r.treeCost[0];
+    if (oursCost) {
+      out.push({
+        title: `${backend}: sub-agent tree cost (the same tree; prices from configuration.prices; median of ${results.config.treeRuns} runs)`,
+        head: ["contender", "agents priced", "median ms", "ours ÷ this (time)", "tree total (USD)"],
+        rows: r.treeCost.map((t) => [t.contender, String(t.agents), ms(t.medianMs), ratio(oursCost.medianMs, t.medianMs), t.totalCost]),
+      });
+    }
   }
   if (results.rss.length > 0) {
     out.push({

@@ -51,7 +51,7 @@ export async function measureRss(rows: number, chunk: number, backends: readonly
         const last = stdout.trim().split("\n").pop() ?? "{}";
         const report = JSON.parse(last) as RssChildReport & { pending?: boolean };
         if (report.pending) {
-          results.push({ label, backend, mode, rows, maxRssMb: null, seconds: null, verified: false, note: report.note ?? "pending" });
+          results.push({ label, backend, mode, rows, maxRssMb: null, seconds: null, verified: false, note: `pending: ${report.note ?? ""}` });
           log(`  pending: ${report.note}`);
           continue;
         }

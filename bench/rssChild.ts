@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const rows = Number(rowsArg);
   const chunk = Number(chunkArg);
   if (mode === "ndjson" && !ours.ndjsonImport) {
-    process.stdout.write(JSON.stringify({ pending: true, note: "pending: the CLI's NDJSON import has not landed yet" }) + "\n");
+    process.stdout.write(JSON.stringify({ pending: true, note: "the CLI's NDJSON import has not landed yet" }) + "\n");
     return;
   }
   const backend = kind === "postgresql" ? await openPostgresBackend() : await openPgliteBackend();
@@ -62,7 +62,9 @@ async function main(): Promise<void> {
       const result = await ours.ndjsonImport!(backend, rows, agentCount);
       stored = result.rows;
       verified = result.verified;
-    } else if (mode !== "idle") {
+    } else if (mode === "idle") {
+      verified = (await tableTotals(backend)).rows === 0;
+    } else {
       throw new Error(`unknown mode ${mode}`);
     }
   } finally {

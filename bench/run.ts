@@ -14,8 +14,8 @@
  * - BENCH_ADMIN_URL: the server to create the scratch database on.
  * - BENCH_OUT (default bench/): where results.json and RESULTS.md go.
  */
-import fs from "node:fs";
 import path from "node:path";
+import { syncPricesFromConfiguration } from "../src";
 import { DEFAULT_BATCH_CHUNK_SIZE, type ModelUsageInput } from "../src/types";
 import {
   ingestCopy,
@@ -30,13 +30,15 @@ import {
   HAND_WRITTEN_SUM_SQL,
   treePolicySynthPlain,
   treePolicySynthSequelize,
+  agentCostsPolicySynthPlain,
+  agentCostsPolicySynthSequelize,
   type SumQuery,
   type SumTable,
   type TreeTotals,
 } from "./baselines";
 import { expectedTotals, generateEvents, agentForest, toInputs, type EventColumns } from "./data";
 import { ours } from "./ours";
-import { collectGarbage, human, median, percentile, timed } from "./stats";
+import { collectGarbage, human, median, packageRoot, percentile, timed } from "./stats";
 import { openPgliteBackend, openPostgresBackend, tableTotals, truncateUsage, type Backend } from "./setup";
 import { defineSequelizeModels, type SequelizeModels } from "./sequelizeModel";
 import { measureRss, type RssResult } from "./rss";
@@ -47,7 +49,7 @@ const CHUNK_OVERRIDE = process.env.BENCH_CHUNK ? Number(process.env.BENCH_CHUNK)
 const CHUNK = CHUNK_OVERRIDE ?? DEFAULT_BATCH_CHUNK_SIZE;
 const BACKENDS = (process.env.BENCH_BACKENDS ?? "postgresql,pglite").split(",").map((s) => s.trim());
 const CREATEMANY_FULL = process.env.BENCH_CREATEMANY_FULL === "1";
-const OUT_DIR = process.env.BENCH_OUT ?? path.join(__dirname, "..", "..", "bench");
+const OUT_DIR = process.env.BENCH_OUT ?? path.join(packageRoot(), "bench");
 const SEED = 20261125;
 
 const SMALL = Math.max(1000, Math.round(100_000 * SCALE));
@@ -239,7 +241,7 @@ async function benchTree(backend: Backend, models: SequelizeModels | undefined, 
     ],
   ];
   log(`${backend.kind}: sub-agent tree totals`);
-  const outputs = [];
+  const outputs: TreeTotals[] = [];
   for (const [, run] of contenders) outputs.push(await run());
   const ok = sameTree(outputs[0], outputs[1]);
   const agentsWithUsage = outputs[1].perAgent.size;
@@ -253,11 +255,34 @@ async function benchTree(backend: Backend, models: SequelizeModels | undefined, 
   });
 }
 
+async function benchTreeCost(backend: Backend, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
+  const rootId = backend.ids.agentIds[0];
+  await syncPricesFromConfiguration(backend.db);
+  const contenders: [string, () => Promise<{ agents: number; totalCost: string }>][] = [
+    ["ps-usage agentTreeCostReport (one SQL statement, exact decimals)", () => ours.treeCost(backend, rootId)],
+    [
+      models ? "PolicySynth getAgentCosts (Sequelize: BFS, rows priced in JS floats, cents per agent)" : "PolicySynth getAgentCosts (PGlite queries: BFS, rows priced in JS floats, cents per agent)",
+      models ? () => agentCostsPolicySynthSequelize(models, rootId) : () => agentCostsPolicySynthPlain(backend, rootId),
+    ],
+  ];
+  log(`${backend.kind}: sub-agent tree cost`);
+  const outputs: { agents: number; totalCost: string }[] = [];
+  for (const [, run] of contenders) outputs.push(await run());
+  const timings = contenders.map(() => [] as number[]);
+  for (let i = 0; i < TREE_RUNS; i++) {
+    for (let c = 0; c < contenders.length; c++) timings[c].push((await timed(contenders[c][1])).ms);
+  }
+  contenders.forEach(([name], c) => {
+    log(`  ${name}: median ${median(timings[c]).toFixed(1)} ms, total ${outputs[c].totalCost} USD`);
+    results.treeCost.push({ contender: name, medianMs: median(timings[c]), runsMs: timings[c], agents: outputs[c].agents, totalCost: outputs[c].totalCost });
+  });
+}
+
 async function runBackend(kind: string, events: EventColumns, results: BenchResults): Promise<void> {
   log(`opening ${kind}`);
   const backend = kind === "postgresql" ? await openPostgresBackend() : await openPgliteBackend();
   const models = backend.url ? defineSequelizeModels(backend.url) : undefined;
-  const backendResults: BackendResults = { ingest: [], single: [], sums: [], tree: [] };
+  const backendResults: BackendResults = { ingest: [], single: [], sums: [], tree: [], treeCost: [] };
   results.backends[backend.kind] = backendResults;
   try {
     await benchIngest(backend, events, models, backendResults);
@@ -269,6 +294,7 @@ async function runBackend(kind: string, events: EventColumns, results: BenchResu
     await backend.sql("VACUUM ANALYZE ps_model_usage");
     await benchSums(backend, models, backendResults);
     await benchTree(backend, models, backendResults);
+    await benchTreeCost(backend, models, backendResults);
   } finally {
     await models?.sequelize.close();
     await backend.close();

@@ -98,7 +98,7 @@ async function createUniverse(backend: Backend): Promise<IdMap> {
   for (const m of MODEL_PROFILES) {
     const rows = await backend.sql<{ id: number }>(
       `INSERT INTO ps_ai_models (user_id, name, configuration) VALUES (1, $1, $2) RETURNING id`,
-      [m.name, JSON.stringify({ prices: { costInTokensPerMillion: 2, costOutTokensPerMillion: 8, currency: "USD" } })],
+      [m.name, JSON.stringify({ prices: m.prices })],
     );
     modelIds.push(rows[0].id);
   }
