@@ -144,7 +144,13 @@ export function validateUsageFilter(
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 
-/** `alias.column` (or `column`) as raw SQL; both come from code, never from input. */
+/**
+ * `alias.column` (or `column`) as raw SQL. Both come from code, never from input; anything but a
+ * plain lower-case identifier throws.
+ *
+ * @example
+ * columnSql("agent_id", "u"); // u.agent_id
+ */
 export function columnSql(column: string, alias?: string): Prisma.Sql {
   if (!IDENTIFIER.test(column) || (alias !== undefined && !IDENTIFIER.test(alias))) {
     throw new Error(`not a plain SQL identifier: ${alias === undefined ? column : `${alias}.${column}`}`);
