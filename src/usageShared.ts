@@ -83,7 +83,8 @@ export function isConnectionFailure(err: unknown): boolean {
   const code = cause?.originalCode ?? cause?.code;
   if (code && (/^57P0[123]$/.test(code) || code.startsWith("08"))) return true;
   const message = (err as Error)?.message ?? "";
-  return /Connection terminated|connection is closed|Client has encountered a connection error|ECONNREFUSED|ECONNRESET/i.test(
+  // The last two: a call on a Database after close() (PGlite, or the pg pool ended).
+  return /Connection terminated|connection is closed|Client has encountered a connection error|ECONNREFUSED|ECONNRESET|PGlite is closed|Cannot use a pool after calling end/i.test(
     message,
   );
 }
