@@ -264,7 +264,7 @@ describe("the server restarting under the client (a private PostgreSQL server)",
     await recordModelUsage(db, { userId: 11, modelId, tokenInCount: 100 });
     await server.stop();
     try {
-      const attempts = [
+      const attempts: (() => Promise<unknown>)[] = [
         () => recordModelUsage(db, { userId: 11, modelId, tokenInCount: 1 }),
         () => recordModelUsage(db, { userId: 11, modelId, tokenInCount: 1 }, { idempotencyKey: "during-outage" }),
         () => recordModelUsageBatch(db, [{ userId: 11, modelId, tokenInCount: 1 }]),
