@@ -9,9 +9,9 @@ beforeAll(async () => {
 });
 afterAll(() => t.dispose());
 
-// Sequelize's DATE is `timestamp with time zone`; Prisma writes the precision out as (6),
-// which is PostgreSQL's default (microseconds), so both store the same values.
-const TIMESTAMPTZ = "timestamp(6) with time zone";
+// Sequelize's DATE is `timestamp with time zone` with no precision written out; the schema
+// uses `@db.Timestamptz` (not `Timestamptz(6)`) so that the catalog text is the same.
+const TIMESTAMPTZ = "timestamp with time zone";
 const TIMESTAMPS = [
   `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
   `updated_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,

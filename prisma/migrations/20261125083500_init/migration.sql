@@ -9,8 +9,8 @@ CREATE TABLE "ps_ai_models" (
     "organization_id" INTEGER,
     "name" VARCHAR(255) NOT NULL,
     "configuration" JSONB NOT NULL DEFAULT '{}',
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updated_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "ps_ai_models_pkey" PRIMARY KEY ("id")
 );
@@ -23,8 +23,8 @@ CREATE TABLE "ps_external_apis" (
     "organization_id" INTEGER,
     "type" VARCHAR(255) NOT NULL,
     "price_adapter" JSONB NOT NULL DEFAULT '{}',
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updated_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "ps_external_apis_pkey" PRIMARY KEY ("id")
 );
@@ -38,8 +38,8 @@ CREATE TABLE "ps_agents" (
     "group_id" INTEGER NOT NULL,
     "configuration" JSONB NOT NULL DEFAULT '{}',
     "parent_agent_id" INTEGER,
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updated_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "ps_agents_pkey" PRIMARY KEY ("id")
 );
@@ -52,8 +52,8 @@ CREATE TABLE "ps_agent_connectors" (
     "class_id" INTEGER NOT NULL,
     "group_id" INTEGER NOT NULL,
     "configuration" JSONB NOT NULL DEFAULT '{}',
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updated_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "ps_agent_connectors_pkey" PRIMARY KEY ("id")
 );
@@ -62,8 +62,8 @@ CREATE TABLE "ps_agent_connectors" (
 CREATE TABLE "ps_model_usage" (
     "id" SERIAL NOT NULL,
     "user_id" INTEGER NOT NULL,
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updated_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "model_id" INTEGER NOT NULL,
     "token_in_count" INTEGER NOT NULL DEFAULT 0,
     "token_in_cached_context_count" INTEGER NOT NULL DEFAULT 0,
@@ -89,8 +89,8 @@ CREATE TABLE "ps_model_usage" (
 CREATE TABLE "ps_external_api_usage" (
     "id" SERIAL NOT NULL,
     "user_id" INTEGER NOT NULL,
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updated_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "external_api_id" INTEGER NOT NULL,
     "call_count" INTEGER NOT NULL,
     "agent_id" INTEGER,

@@ -3,7 +3,7 @@ CREATE TABLE "ps_usage_idempotency_keys" (
     "key" VARCHAR(255) NOT NULL,
     "model_usage_id" INTEGER,
     "external_api_usage_id" INTEGER,
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "ps_usage_idempotency_keys_pkey" PRIMARY KEY ("key")
 );
@@ -12,7 +12,7 @@ CREATE TABLE "ps_usage_idempotency_keys" (
 CREATE TABLE "ps_ai_model_price_periods" (
     "id" SERIAL NOT NULL,
     "model_id" INTEGER NOT NULL,
-    "effective_from" TIMESTAMPTZ(6) NOT NULL,
+    "effective_from" TIMESTAMPTZ NOT NULL,
     "currency" VARCHAR(16) NOT NULL,
     "cost_in_tokens_per_million" DECIMAL(24,12) NOT NULL,
     "cost_out_tokens_per_million" DECIMAL(24,12) NOT NULL,
@@ -25,7 +25,7 @@ CREATE TABLE "ps_ai_model_price_periods" (
     "cost_out_reasoning_tokens_per_million" DECIMAL(24,12),
     "cost_out_audio_tokens_per_million" DECIMAL(24,12),
     "cost_out_image_tokens_per_million" DECIMAL(24,12),
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "ps_ai_model_price_periods_pkey" PRIMARY KEY ("id")
 );
@@ -34,11 +34,11 @@ CREATE TABLE "ps_ai_model_price_periods" (
 CREATE TABLE "ps_external_api_price_periods" (
     "id" SERIAL NOT NULL,
     "external_api_id" INTEGER NOT NULL,
-    "effective_from" TIMESTAMPTZ(6) NOT NULL,
+    "effective_from" TIMESTAMPTZ NOT NULL,
     "unit_type" VARCHAR(64) NOT NULL,
     "price_per_unit" DECIMAL(24,12) NOT NULL,
     "currency" VARCHAR(16) NOT NULL,
-    "created_at" TIMESTAMPTZ(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "ps_external_api_price_periods_pkey" PRIMARY KEY ("id")
 );
