@@ -22,8 +22,6 @@ export interface Ours {
   tree(backend: Backend, rootId: number): Promise<TreeTotals>;
   /** The tree's total cost in USD (exact decimal string) and how many agents have priced usage. */
   treeCost(backend: Backend, rootId: number): Promise<{ agents: number; totalCost: string }>;
-  /** The CLI's streamed NDJSON import, once it exists; undefined while it is pending. */
-  readonly ndjsonImport?: (backend: Backend, rows: number, agentCount: number) => Promise<{ rows: number; verified: boolean }>;
 }
 
 export const ours: Ours = {

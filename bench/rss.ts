@@ -1,7 +1,8 @@
 /**
- * Peak RSS, each measurement in a child process of its own (bench/rssChild.ts) so one
- * measurement's heap never inflates another's. The child reports its
- * VmHWM (the peak of its own address space; getrusage's maxRSS would inherit the parent's peak).
+ * Peak RSS, each measurement in a process of its own (bench/rssChild.ts sets up the database and
+ * starts the measured process) so one measurement's heap never inflates another's. The measured
+ * process reports its VmHWM at exit (the peak of its own address space; getrusage's maxRSS would
+ * inherit the parent's peak over the fork).
  */
 import { execFile } from "node:child_process";
 import path from "node:path";
@@ -31,10 +32,10 @@ export interface RssChildReport {
 
 /** Modes of the child: see rssChild.ts. */
 const MODES: [string, string][] = [
-  ["idle", "database open, nothing recorded (the floor)"],
+  ["idle", "node + the package loaded, database opened, nothing recorded (the floor)"],
   ["batches", "events generated a chunk at a time, one recordModelUsageBatch call per chunk"],
   ["oneCall", "all events built in memory, then one recordModelUsageBatch call"],
-  ["ndjson", "NDJSON file streamed through the CLI's import (`ps-usage record`)"],
+  ["ndjson", "NDJSON file streamed into `ps-usage record --ndjson` (the CLI process measured)"],
 ];
 
 export async function measureRss(rows: number, chunk: number, backends: readonly string[], log: (m: string) => void): Promise<RssResult[]> {
@@ -44,7 +45,7 @@ export async function measureRss(rows: number, chunk: number, backends: readonly
     for (const [mode, label] of MODES) {
       log(`rss: ${backend} ${mode} (${rows} rows)`);
       try {
-        const { stdout } = await run(process.execPath, ["--expose-gc", child, mode, backend, String(rows), String(chunk)], {
+        const { stdout } = await run(process.execPath, [child, mode, backend, String(rows), String(chunk)], {
           maxBuffer: 16 * 1024 * 1024,
           timeout: 15 * 60_000,
         });

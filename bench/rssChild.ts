@@ -1,77 +1,90 @@
 /**
  * One peak-RSS measurement, run as a child process by bench/rss.ts:
- *   node --expose-gc dist/bench/rssChild.js <idle|batches|oneCall|ndjson> <postgresql|pglite> <rows> <chunk>
- * Opens a fresh database of its own, does the work, verifies the stored totals, and prints a JSON
- * report as its last line.
+ *   node dist/bench-build/bench/rssChild.js <idle|batches|oneCall|ndjson> <postgresql|pglite> <rows> <chunk>
+ * Creates a fresh database of its own (migrated, with the referenced rows), then runs the measured
+ * work in a process of its own with bench/peakRss.js preloaded: bench/rssWorker.js for the API
+ * modes, the CLI (`ps-usage record --ndjson`) for the NDJSON import. Creating a database (PGlite's
+ * initdb above all) takes more memory than using one, so it stays out of the measured process.
+ * Afterwards it checks the stored row count and SUM(token_in_count), and prints a JSON report.
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { agentForest, expectedTotals, generateEvents, toInputs } from "./data";
-import { ours } from "./ours";
-import { openPgliteBackend, openPostgresBackend, tableTotals } from "./setup";
+import { agentForest, expectedTotals, generateEvents, toInputs, type IdMap } from "./data";
+import { openPgliteBackend, openPostgresBackend, tableTotals, type Backend } from "./setup";
 
-/**
- * Peak RSS of this process image in KB. /proc/self/status VmHWM belongs to the address space
- * created at exec; getrusage's maxRSS would also carry the parent's peak over the fork.
- */
-function peakRssKb(): number {
-  try {
-    const match = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync("/proc/self/status", "utf8"));
-    if (match) return Number(match[1]);
-  } catch {
-    // not Linux: fall through
+/** The rows and SUM(token_in_count) the worker's events add up to (same seeds as rssWorker.ts). */
+function expectedFor(mode: string, rows: number, chunk: number, agentCount: number): { rows: number; tokenIn: bigint } {
+  if (mode === "idle") return { rows: 0, tokenIn: 0n };
+  if (mode === "oneCall") return expectedTotals(generateEvents(rows, 1000, agentCount));
+  let tokenIn = 0n;
+  for (let done = 0, k = 0; done < rows; done += chunk, k++) tokenIn += expectedTotals(generateEvents(Math.min(chunk, rows - done), 1000 + k, agentCount)).tokenIn;
+  return { rows, tokenIn };
+}
+
+/** Writes the batches mode's events as NDJSON to `file`, a chunk at a time. */
+async function writeNdjson(file: string, rows: number, chunk: number, agentCount: number, ids: IdMap): Promise<void> {
+  const out = fs.createWriteStream(file);
+  for (let done = 0, k = 0; done < rows; done += chunk, k++) {
+    const events = generateEvents(Math.min(chunk, rows - done), 1000 + k, agentCount);
+    const text = toInputs(events, ids).map((input) => JSON.stringify(input)).join("\n") + "\n";
+    if (!out.write(text)) await once(out, "drain");
   }
-  return process.resourceUsage().maxRSS;
+  out.end();
+  await once(out, "finish");
 }
 
 async function main(): Promise<void> {
   const [mode, kind, rowsArg, chunkArg] = process.argv.slice(2);
   const rows = Number(rowsArg);
   const chunk = Number(chunkArg);
-  if (mode === "ndjson" && !ours.ndjsonImport) {
-    process.stdout.write(JSON.stringify({ pending: true, note: "the CLI's NDJSON import has not landed yet" }) + "\n");
-    return;
-  }
-  const backend = kind === "postgresql" ? await openPostgresBackend() : await openPgliteBackend();
   const agentCount = agentForest(1).length;
-  const start = performance.now();
-  let stored = 0;
-  let verified = false;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-bench-"));
+  const dataDir = path.join(dir, "pglite");
+  let backend: Backend | undefined;
   try {
-    if (mode === "batches") {
-      // Events arrive a chunk at a time, as from a queue: only one chunk is ever in memory.
-      let tokenIn = 0n;
-      for (let done = 0, k = 0; done < rows; done += chunk, k++) {
-        const n = Math.min(chunk, rows - done);
-        const events = generateEvents(n, 1000 + k, agentCount);
-        tokenIn += expectedTotals(events).tokenIn;
-        await ours.ingest(backend, toInputs(events, backend.ids));
-      }
-      const actual = await tableTotals(backend);
-      stored = actual.rows;
-      verified = actual.rows === rows && actual.tokenIn === tokenIn;
-    } else if (mode === "oneCall") {
-      // All events in memory first, then one all-or-nothing call: the throughput test's shape.
-      const events = generateEvents(rows, 1000, agentCount);
-      const expected = expectedTotals(events);
-      await ours.ingest(backend, toInputs(events, backend.ids));
-      const actual = await tableTotals(backend);
-      stored = actual.rows;
-      verified = actual.rows === expected.rows && actual.tokenIn === expected.tokenIn;
-    } else if (mode === "ndjson") {
-      const result = await ours.ndjsonImport!(backend, rows, agentCount);
-      stored = result.rows;
-      verified = result.verified;
-    } else if (mode === "idle") {
-      verified = (await tableTotals(backend)).rows === 0;
-    } else {
-      throw new Error(`unknown mode ${mode}`);
+    backend = kind === "postgresql" ? await openPostgresBackend() : await openPgliteBackend(dataDir);
+    const ids = backend.ids;
+    const target = backend.url ?? dataDir;
+    const idsFile = path.join(dir, "ids.json");
+    fs.writeFileSync(idsFile, JSON.stringify(ids));
+    const ndjsonFile = path.join(dir, "usage.ndjson");
+    if (mode === "ndjson") await writeNdjson(ndjsonFile, rows, chunk, agentCount, ids);
+    // PGlite is one process's database: let go of it while the worker has it.
+    if (backend.kind === "pglite") {
+      await backend.close();
+      backend = undefined;
     }
+
+    const rssFile = path.join(dir, "peak-rss");
+    const preload = ["--require", path.join(__dirname, "peakRss.js")];
+    const args =
+      mode === "ndjson"
+        ? [...preload, path.join(__dirname, "..", "src", "cli.js"), "record", "--ndjson", "--db", target]
+        : [...preload, "--expose-gc", path.join(__dirname, "rssWorker.js"), mode, target, String(rows), String(chunk), idsFile];
+    const start = performance.now();
+    const child = spawn(process.execPath, args, {
+      stdio: [mode === "ndjson" ? fs.openSync(ndjsonFile, "r") : "ignore", "pipe", "inherit"],
+      env: { ...process.env, BENCH_PEAK_RSS_FILE: rssFile },
+    });
+    let output = "";
+    child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+    const [code] = (await once(child, "exit")) as [number | null];
+    const seconds = (performance.now() - start) / 1000;
+    if (code !== 0) throw new Error(`${args.slice(2, 4).join(" ")} exited with ${code}: ${output.trim()}`);
+
+    if (!backend) backend = await openPgliteBackend(dataDir, false);
+    const expected = expectedFor(mode === "ndjson" ? "batches" : mode, rows, chunk, agentCount);
+    const actual = await tableTotals(backend);
+    const verified = actual.rows === expected.rows && actual.tokenIn === expected.tokenIn;
+    process.stdout.write(JSON.stringify({ rows: actual.rows, maxRssKb: Number(fs.readFileSync(rssFile, "utf8")), seconds, verified }) + "\n");
   } finally {
-    await backend.close();
+    await backend?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
-  const seconds = (performance.now() - start) / 1000;
-  process.stdout.write(JSON.stringify({ rows: stored, maxRssKb: peakRssKb(), seconds, verified }) + "\n");
 }
 
 main().catch((err) => {

@@ -73,9 +73,9 @@ export async function openPostgresBackend(): Promise<Backend> {
   return backend;
 }
 
-/** Opens an in-memory PGlite database, migrated. */
-export async function openPgliteBackend(): Promise<Backend> {
-  const db = await openDatabase({ dataDir: "memory://", migrate: true });
+/** Opens a PGlite database (in memory unless `dataDir` is given), migrated. */
+export async function openPgliteBackend(dataDir = "memory://", createRows = true): Promise<Backend> {
+  const db = await openDatabase({ dataDir, migrate: true });
   const pglite = db.pglite!;
   const backend: Backend = {
     kind: "pglite",
@@ -88,7 +88,7 @@ export async function openPgliteBackend(): Promise<Backend> {
       await db.close();
     },
   };
-  backend.ids = await createUniverse(backend);
+  if (createRows) backend.ids = await createUniverse(backend);
   return backend;
 }
 
