@@ -6,6 +6,10 @@ const { spawnSync } = require("node:child_process");
 const path = require("node:path");
 
 const root = path.resolve(__dirname, "..");
+const fs = require("node:fs");
+// An installed copy of the package ships the client already compiled in dist/; only a checkout
+// (which has src/) generates it.
+if (!fs.existsSync(path.join(root, "src"))) process.exit(0);
 const env = { ...process.env, PRISMA_HIDE_UPDATE_MESSAGE: "1" };
 if (!env.PRISMA_SCHEMA_ENGINE_BINARY) {
   env.PRISMA_SCHEMA_ENGINE_BINARY = path.join(__dirname, "no-schema-engine.js");
