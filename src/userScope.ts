@@ -2,6 +2,7 @@
  * A view of the usage tables confined to one user: every write records for that user only, and
  * every read adds `user_id = userId` whatever filter it is given.
  */
+import { agentTreeCostReport, costReport, type AgentTreeCostReport, type AgentTreeCostReportOptions, type CostReport, type CostReportOptions } from "./costs";
 import type { Database } from "./db";
 import { UsageValidationError, type FieldIssue } from "./errors";
 import { findExternalApiUsage, recordExternalApiUsage, recordExternalApiUsageBatch } from "./externalApiUsage";
@@ -62,6 +63,10 @@ export interface UserUsageScope {
   ): Promise<ExternalApiUsageSumRow<G, B>[]>;
   /** The tree's usage by this user only (the tree itself may hold other users' agents). */
   sumAgentTreeUsage(agentId: number, options?: AgentTreeUsageOptions): Promise<AgentTreeUsage>;
+  /** This user's costs. */
+  costReport(options?: CostReportOptions): Promise<CostReport>;
+  /** This user's costs in an agent's tree. */
+  agentTreeCostReport(agentId: number, options?: AgentTreeCostReportOptions): Promise<AgentTreeCostReport>;
 }
 
 type Shape = typeof MODEL_USAGE_INPUT;
@@ -119,7 +124,8 @@ function scopeSumOptions<O extends { readonly where?: { readonly userId?: number
  * another user is rejected (a {@link UsageValidationError} on `filter.userId`) rather than
  * silently returning nothing. An idempotency key already used by another user is rejected too.
  *
- * The sums (`sumModelUsage`, `sumExternalApiUsage`, `sumAgentTreeUsage`) take the same options
+ * The sums (`sumModelUsage`, `sumExternalApiUsage`, `sumAgentTreeUsage`) and the cost reports
+ * (`costReport`, `agentTreeCostReport`) take the same options
  * as the package's functions; their `where.userId` is confined the same way (another user's id
  * is a {@link UsageValidationError} on `where.userId`).
  *
@@ -165,5 +171,7 @@ export function forUser(db: Database, userId: number): UserUsageScope {
     sumModelUsage: async (options) => sumModelUsage(db, scopeSumOptions(userId, options)),
     sumExternalApiUsage: async (options) => sumExternalApiUsage(db, scopeSumOptions(userId, options)),
     sumAgentTreeUsage: async (agentId, options) => sumAgentTreeUsage(db, agentId, scopeSumOptions(userId, options)),
+    costReport: async (options) => costReport(db, scopeSumOptions(userId, options)),
+    agentTreeCostReport: async (agentId, options) => agentTreeCostReport(db, agentId, scopeSumOptions(userId, options)),
   };
 }

@@ -2,6 +2,8 @@
 // inputs, filters, cursors or idempotency keys it is given.
 import {
   UsageValidationError,
+  costReport,
+  setModelPrice,
   findModelUsage,
   forUser,
   recordModelUsage,
@@ -131,4 +133,21 @@ test("sums count only the scope's usage and reject another user's where", async 
     { field: "where.userId", reason: "must be 33 or left out (this view is confined to user 33), got 22" },
   ]);
   expect(await issuesOf(carol.sumAgentTreeUsage(agentId, { where: { userId: 22 } }))).toHaveLength(1);
+});
+
+test("cost reports price only the scope's usage and reject another user's where", async () => {
+  const dave = forUser(t.db, 44);
+  await setModelPrice(t.db, modelId, { currency: "USD", costInTokensPerMillion: "2", costOutTokensPerMillion: "8" }, new Date("2000-01-01T00:00:00Z"));
+  await dave.recordModelUsage({ modelId, agentId, tokenInCount: 500_000, tokenOutCount: 250_000 });
+
+  // Dave's own usage: 0.5M × 2 + 0.25M × 8 = 3 USD; Bob's 5,010 tokens on the same agent are not his.
+  const report = await dave.costReport();
+  expect(report.totals.map((x) => [x.currency, x.cost])).toEqual([["USD", "3"]]);
+  const tree = await dave.agentTreeCostReport(agentId);
+  expect(tree.totals.map((x) => [x.currency, x.cost])).toEqual([["USD", "3"]]);
+  const everyone = await costReport(t.db);
+  expect(everyone.totals[0].modelEvents).toBeGreaterThan(1n);
+  expect(await issuesOf(dave.costReport({ where: { userId: 22 } }))).toEqual([
+    { field: "where.userId", reason: "must be 44 or left out (this view is confined to user 44), got 22" },
+  ]);
 });
