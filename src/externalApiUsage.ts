@@ -7,7 +7,6 @@ import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   DEFAULT_BATCH_CHUNK_SIZE,
-  DEFAULT_PAGE_SIZE,
   type BatchRecordOptions,
   type BatchRecordResult,
   type ExternalApiUsageFilter,
@@ -22,16 +21,13 @@ import {
   EXTERNAL_API_USAGE_INPUT,
   checkBatch,
   checkBatchOptions,
-  checkFilter,
   checkInput,
-  checkPageOptions,
   checkRecordOptions,
-  pageOrder,
   throwIfIssues,
 } from "./validation";
 import {
-  decodeCursor,
-  encodeCursor,
+  findUsagePage,
+  type FindSpec,
   findMissingReference,
   recordOnce,
   runChunks,
@@ -218,24 +214,6 @@ export async function recordExternalApiUsageBatch(
   }
 }
 
-/** (Internal) The Prisma where clause of a checked external API usage filter. */
-function externalApiUsageWhere(filter: ExternalApiUsageFilter): Prisma.PsExternalApiUsageWhereInput {
-  const where: Prisma.PsExternalApiUsageWhereInput = {};
-  if (filter.userId !== undefined) where.userId = filter.userId;
-  if (filter.agentId !== undefined) where.agentId = typeof filter.agentId === "number" ? filter.agentId : { in: [...filter.agentId] };
-  if (filter.connectorId !== undefined) where.connectorId = filter.connectorId;
-  if (filter.externalApiId !== undefined) {
-    where.externalApiId = typeof filter.externalApiId === "number" ? filter.externalApiId : { in: [...filter.externalApiId] };
-  }
-  if (filter.from !== undefined || filter.to !== undefined) {
-    where.createdAt = {
-      ...(filter.from !== undefined ? { gte: filter.from } : {}),
-      ...(filter.to !== undefined ? { lt: filter.to } : {}),
-    };
-  }
-  return where;
-}
-
 /**
  * Finds external API usage rows, one page at a time: filter by user, agent (one or several),
  * connector, external API (one or several) and `createdAt` in `[from, to)`; newest first unless
@@ -252,41 +230,29 @@ export async function findExternalApiUsage(
   filter: ExternalApiUsageFilter = {},
   page: ExternalApiUsagePageOptions = {},
 ): Promise<UsagePage<FoundExternalApiUsage>> {
-  const issues: FieldIssue[] = [];
-  checkFilter(filter, "externalApiId", issues);
-  checkPageOptions(page, ["agent", "connector", "externalApi"], issues);
-  throwIfIssues(issues);
-  const order = pageOrder(page.order);
-  const cursorId = page.cursor === undefined ? null : decodeCursor(page.cursor, "externalApi", order, issues);
-  throwIfIssues(issues);
-
-  const limit = page.limit ?? DEFAULT_PAGE_SIZE;
-  const direction = order === "newest" ? "desc" : "asc";
-  const include = page.include ?? {};
-  const where = externalApiUsageWhere(filter);
-  try {
-    const rows = await db.prisma.psExternalApiUsage.findMany({
-      where: cursorId === null ? where : { AND: [where, { id: { not: cursorId } }] },
-      orderBy: [{ createdAt: direction }, { id: direction }],
-      take: limit + 1,
-      ...(cursorId === null ? {} : { cursor: { id: cursorId } }),
-      include: { agent: include.agent === true, connector: include.connector === true, externalApi: include.externalApi === true },
-    });
-    const more = rows.length > limit;
-    const pageRows = more ? rows.slice(0, limit) : rows;
-    const items = pageRows.map((row): FoundExternalApiUsage => {
-      const item: FoundExternalApiUsage = toExternalApiUsageRecord(row);
-      if (include.agent !== true && include.connector !== true && include.externalApi !== true) return item;
-      return {
-        ...item,
-        ...(include.agent === true ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
-        ...(include.connector === true ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
-        ...(include.externalApi === true && row.externalApi ? { externalApi: toExternalApiRecord(row.externalApi) } : {}),
-      };
-    });
-    const last = pageRows[pageRows.length - 1];
-    return { items, nextCursor: more && last ? encodeCursor({ table: "externalApi", order, id: last.id }) : null };
-  } catch (err) {
-    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
-  }
+  return findUsagePage(db, FIND_EXTERNAL_API_USAGE, filter, page);
 }
+
+type FoundExternalApiUsageRow = PrismaExternalApiUsageRow & {
+  agent?: Parameters<typeof toAgentRecord>[0] | null;
+  connector?: Parameters<typeof toConnectorRecord>[0] | null;
+  externalApi?: Parameters<typeof toExternalApiRecord>[0];
+};
+
+const FIND_EXTERNAL_API_USAGE: FindSpec<FoundExternalApiUsageRow, FoundExternalApiUsage> = {
+  table: "externalApi",
+  idField: "externalApiId",
+  includeKeys: ["agent", "connector", "externalApi"],
+  findMany: (db, args) =>
+    db.prisma.psExternalApiUsage.findMany(args as Prisma.PsExternalApiUsageFindManyArgs) as Promise<FoundExternalApiUsageRow[]>,
+  toItem(row, include) {
+    const item: FoundExternalApiUsage = toExternalApiUsageRecord(row);
+    if (!include.agent && !include.connector && !include.externalApi) return item;
+    return {
+      ...item,
+      ...(include.agent ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
+      ...(include.connector ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
+      ...(include.externalApi && row.externalApi ? { externalApi: toExternalApiRecord(row.externalApi) } : {}),
+    };
+  },
+};

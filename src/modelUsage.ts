@@ -7,7 +7,6 @@ import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   DEFAULT_BATCH_CHUNK_SIZE,
-  DEFAULT_PAGE_SIZE,
   MODEL_USAGE_COUNTERS,
   type BatchRecordOptions,
   type BatchRecordResult,
@@ -26,17 +25,14 @@ import {
   MODEL_USAGE_INPUT,
   checkBatch,
   checkBatchOptions,
-  checkFilter,
   checkInput,
   checkModelCallOptions,
-  checkPageOptions,
   checkRecordOptions,
-  pageOrder,
   throwIfIssues,
 } from "./validation";
 import {
-  decodeCursor,
-  encodeCursor,
+  findUsagePage,
+  type FindSpec,
   findMissingReference,
   recordOnce,
   runChunks,
@@ -320,22 +316,6 @@ export async function recordModelCall(db: Database, call: ModelCallInput, option
   return recordModelUsage(db, usage, options?.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey });
 }
 
-/** (Internal) The Prisma where clause of a checked model usage filter. */
-function modelUsageWhere(filter: ModelUsageFilter): Prisma.PsModelUsageWhereInput {
-  const where: Prisma.PsModelUsageWhereInput = {};
-  if (filter.userId !== undefined) where.userId = filter.userId;
-  if (filter.agentId !== undefined) where.agentId = typeof filter.agentId === "number" ? filter.agentId : { in: [...filter.agentId] };
-  if (filter.connectorId !== undefined) where.connectorId = filter.connectorId;
-  if (filter.modelId !== undefined) where.modelId = typeof filter.modelId === "number" ? filter.modelId : { in: [...filter.modelId] };
-  if (filter.from !== undefined || filter.to !== undefined) {
-    where.createdAt = {
-      ...(filter.from !== undefined ? { gte: filter.from } : {}),
-      ...(filter.to !== undefined ? { lt: filter.to } : {}),
-    };
-  }
-  return where;
-}
-
 /**
  * Finds model usage rows, one page at a time. Filter by user, agent (one id or several),
  * connector, model (one or several) and a `createdAt` range `[from, to)`; fields combine with
@@ -362,43 +342,28 @@ export async function findModelUsage(
   filter: ModelUsageFilter = {},
   page: ModelUsagePageOptions = {},
 ): Promise<UsagePage<FoundModelUsage>> {
-  const issues: FieldIssue[] = [];
-  checkFilter(filter, "modelId", issues);
-  checkPageOptions(page, ["agent", "connector", "model"], issues);
-  throwIfIssues(issues);
-  const order = pageOrder(page.order);
-  const cursorId = page.cursor === undefined ? null : decodeCursor(page.cursor, "model", order, issues);
-  throwIfIssues(issues);
-
-  const limit = page.limit ?? DEFAULT_PAGE_SIZE;
-  const direction = order === "newest" ? "desc" : "asc";
-  const include = page.include ?? {};
-  const where = modelUsageWhere(filter);
-  try {
-    // Prisma's cursor compares (created_at, id) with the cursor row in SQL, at full microsecond
-    // precision; the cursor row itself is excluded by id rather than by `skip: 1`.
-    const rows = await db.prisma.psModelUsage.findMany({
-      where: cursorId === null ? where : { AND: [where, { id: { not: cursorId } }] },
-      orderBy: [{ createdAt: direction }, { id: direction }],
-      take: limit + 1,
-      ...(cursorId === null ? {} : { cursor: { id: cursorId } }),
-      include: { agent: include.agent === true, connector: include.connector === true, model: include.model === true },
-    });
-    const more = rows.length > limit;
-    const pageRows = more ? rows.slice(0, limit) : rows;
-    const items = pageRows.map((row): FoundModelUsage => {
-      const item: FoundModelUsage = toModelUsageRecord(row);
-      if (include.agent !== true && include.connector !== true && include.model !== true) return item;
-      return {
-        ...item,
-        ...(include.agent === true ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
-        ...(include.connector === true ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
-        ...(include.model === true && row.model ? { model: toAiModelRecord(row.model) } : {}),
-      };
-    });
-    const last = pageRows[pageRows.length - 1];
-    return { items, nextCursor: more && last ? encodeCursor({ table: "model", order, id: last.id }) : null };
-  } catch (err) {
-    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
-  }
+  return findUsagePage(db, FIND_MODEL_USAGE, filter, page);
 }
+
+type FoundModelUsageRow = Parameters<typeof toModelUsageRecord>[0] & {
+  agent?: Parameters<typeof toAgentRecord>[0] | null;
+  connector?: Parameters<typeof toConnectorRecord>[0] | null;
+  model?: Parameters<typeof toAiModelRecord>[0];
+};
+
+const FIND_MODEL_USAGE: FindSpec<FoundModelUsageRow, FoundModelUsage> = {
+  table: "model",
+  idField: "modelId",
+  includeKeys: ["agent", "connector", "model"],
+  findMany: (db, args) => db.prisma.psModelUsage.findMany(args as Prisma.PsModelUsageFindManyArgs) as Promise<FoundModelUsageRow[]>,
+  toItem(row, include) {
+    const item: FoundModelUsage = toModelUsageRecord(row);
+    if (!include.agent && !include.connector && !include.model) return item;
+    return {
+      ...item,
+      ...(include.agent ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
+      ...(include.connector ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
+      ...(include.model && row.model ? { model: toAiModelRecord(row.model) } : {}),
+    };
+  },
+};

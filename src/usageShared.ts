@@ -1,12 +1,23 @@
 /**
  * What the model usage and external API usage repositories share: mapping database errors to
  * the package's typed errors, running a chunked batch in one transaction, the opaque page
- * cursor, idempotent single records, and plain DTOs for related rows.
+ * cursor and one page of a find, idempotent single records, and plain DTOs for related rows.
  */
 import type { Database } from "./db";
 import { DatabaseConnectionError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
-import type { AgentRecord, AiModelRecord, ConnectorRecord, ExternalApiRecord, UsageOrder } from "./types";
+import {
+  DEFAULT_PAGE_SIZE,
+  type AgentRecord,
+  type AiModelRecord,
+  type ConnectorRecord,
+  type ExternalApiRecord,
+  type PageOptions,
+  type UsageFilter,
+  type UsageOrder,
+  type UsagePage,
+} from "./types";
+import { checkFilter, checkPageOptions, pageOrder, throwIfIssues } from "./validation";
 
 /** A usage column that references another table, and that table. */
 export const REFERENCED_TABLES = {
@@ -240,6 +251,90 @@ export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrd
   const cursorOrder: UsageOrder = o === "n" ? "newest" : "oldest";
   if (cursorOrder !== order) return bad(`was made for order "${cursorOrder}", not "${order}"`);
   return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Find (one page)
+// ---------------------------------------------------------------------------------------------
+
+/** The Prisma `where` of a checked find filter; the same shape fits both usage tables. */
+export function usageWhere(filter: UsageFilter, idField: "modelId" | "externalApiId") {
+  const oneOrMany = (v: number | readonly number[]) => (typeof v === "number" ? v : { in: [...v] });
+  const id = (filter as Record<string, unknown>)[idField] as number | readonly number[] | undefined;
+  return {
+    ...(filter.userId !== undefined ? { userId: filter.userId } : {}),
+    ...(filter.agentId !== undefined ? { agentId: oneOrMany(filter.agentId) } : {}),
+    ...(filter.connectorId !== undefined ? { connectorId: filter.connectorId } : {}),
+    ...(id !== undefined ? { [idField]: oneOrMany(id) } : {}),
+    ...(filter.from !== undefined || filter.to !== undefined
+      ? { createdAt: { ...(filter.from !== undefined ? { gte: filter.from } : {}), ...(filter.to !== undefined ? { lt: filter.to } : {}) } }
+      : {}),
+  };
+}
+
+/** What a find needs to know about its table. */
+export interface FindSpec<Row extends { readonly id: number }, Item> {
+  readonly table: CursorTable;
+  readonly idField: "modelId" | "externalApiId";
+  /** The relations `page.include` may name. */
+  readonly includeKeys: readonly string[];
+  /** The table's `findMany`. */
+  findMany(
+    db: Database,
+    args: {
+    where: object;
+    orderBy: object[];
+    take: number;
+    cursor?: { id: number };
+      include: Record<string, boolean>;
+    },
+  ): Promise<Row[]>;
+  /** A row (with the relations asked for) as the DTO the find returns. */
+  toItem(row: Row, include: Readonly<Record<string, boolean>>): Item;
+}
+
+/**
+ * One page of a find: checks the filter and page, then reads `limit + 1` rows in
+ * `(createdAt, id)` order from the cursor row on. Prisma's cursor compares `(created_at, id)`
+ * with the cursor row in SQL, at full microsecond precision; the cursor row itself is excluded
+ * by id rather than by `skip: 1`.
+ */
+export async function findUsagePage<Row extends { readonly id: number }, Item>(
+  db: Database,
+  spec: FindSpec<Row, Item>,
+  filter: UsageFilter,
+  page: PageOptions & { readonly include?: Readonly<Record<string, boolean | undefined>> },
+): Promise<UsagePage<Item>> {
+  const issues: FieldIssue[] = [];
+  checkFilter(filter, spec.idField, issues);
+  checkPageOptions(page, spec.includeKeys, issues);
+  throwIfIssues(issues);
+  const order = pageOrder(page.order);
+  const cursorId = page.cursor === undefined ? null : decodeCursor(page.cursor, spec.table, order, issues);
+  throwIfIssues(issues);
+
+  const limit = page.limit ?? DEFAULT_PAGE_SIZE;
+  const direction = order === "newest" ? "desc" : "asc";
+  const include = Object.fromEntries(spec.includeKeys.map((k) => [k, page.include?.[k] === true]));
+  const where = usageWhere(filter, spec.idField);
+  try {
+    const rows = await spec.findMany(db, {
+      where: cursorId === null ? where : { AND: [where, { id: { not: cursorId } }] },
+      orderBy: [{ createdAt: direction }, { id: direction }],
+      take: limit + 1,
+      ...(cursorId === null ? {} : { cursor: { id: cursorId } }),
+      include,
+    });
+    const more = rows.length > limit;
+    const pageRows = more ? rows.slice(0, limit) : rows;
+    const last = pageRows[pageRows.length - 1];
+    return {
+      items: pageRows.map((row) => spec.toItem(row, include)),
+      nextCursor: more && last ? encodeCursor({ table: spec.table, order, id: last.id }) : null,
+    };
+  } catch (err) {
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

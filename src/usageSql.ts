@@ -8,7 +8,6 @@ import type { Database } from "./db";
 import type { FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
-  MAX_INT32,
   MODEL_USAGE_COUNTERS,
   type ExternalApiUsageFilter,
   type ExternalApiUsageGroupBy,
