@@ -6,7 +6,6 @@ import type { Database } from "./db";
 import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
-  DEFAULT_BATCH_CHUNK_SIZE,
   type BatchRecordOptions,
   type BatchRecordResult,
   type ExternalApiUsageFilter,
@@ -19,18 +18,15 @@ import {
 } from "./types";
 import {
   EXTERNAL_API_USAGE_INPUT,
-  checkBatch,
-  checkBatchOptions,
   checkInput,
   checkRecordOptions,
   throwIfIssues,
 } from "./validation";
 import {
+  recordBatch,
   findUsagePage,
   type FindSpec,
-  findMissingReference,
   recordOnce,
-  runChunks,
   toAgentRecord,
   toConnectorRecord,
   toExternalApiRecord,
@@ -188,30 +184,7 @@ export async function recordExternalApiUsageBatch(
   inputs: readonly ExternalApiUsageInput[],
   options?: BatchRecordOptions,
 ): Promise<BatchRecordResult> {
-  const issues: FieldIssue[] = [];
-  checkBatchOptions(options, issues);
-  checkBatch(inputs, EXTERNAL_API_USAGE_INPUT, issues);
-  throwIfIssues(issues);
-
-  const chunkSize = options?.chunkSize ?? DEFAULT_BATCH_CHUNK_SIZE;
-  const returnIds = options?.returnIds === true;
-  const chunkCount = Math.ceil(inputs.length / chunkSize);
-  try {
-    const results = await runChunks(db, chunkCount, async (client, chunk) => {
-      const start = chunk * chunkSize;
-      const sql = batchChunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
-      if (!returnIds) {
-        await client.$executeRaw(sql);
-        return [];
-      }
-      return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
-    });
-    return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
-  } catch (err) {
-    throw await translateDatabaseError(db, err, (column) =>
-      findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], EXTERNAL_API_USAGE_REFERENCES, column),
-    );
-  }
+  return recordBatch(db, inputs, options, { shape: EXTERNAL_API_USAGE_INPUT, references: EXTERNAL_API_USAGE_REFERENCES, chunkSql: batchChunkSql });
 }
 
 /**

@@ -7,7 +7,10 @@ import type { Database } from "./db";
 import { DatabaseConnectionError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
+  DEFAULT_BATCH_CHUNK_SIZE,
   DEFAULT_PAGE_SIZE,
+  type BatchRecordOptions,
+  type BatchRecordResult,
   type AgentRecord,
   type AiModelRecord,
   type ConnectorRecord,
@@ -17,7 +20,7 @@ import {
   type UsageOrder,
   type UsagePage,
 } from "./types";
-import { checkFilter, checkPageOptions, pageOrder, throwIfIssues } from "./validation";
+import { checkBatch, checkBatchOptions, checkFilter, checkPageOptions, pageOrder, throwIfIssues, type InputShape } from "./validation";
 
 /** A usage column that references another table, and that table. */
 export const REFERENCED_TABLES = {
@@ -183,7 +186,7 @@ const TRANSACTION_MS_PER_CHUNK = 60_000;
  * Runs `chunkCount` statements all or nothing: one statement on its own is already atomic;
  * several run in one interactive transaction.
  */
-export async function runChunks<T>(
+async function runChunks<T>(
   db: Database,
   chunkCount: number,
   runChunk: (client: Prisma.TransactionClient, chunk: number) => Promise<T>,
@@ -199,6 +202,50 @@ export async function runChunks<T>(
     // PGlite runs one transaction at a time, so a batch may wait for another to finish.
     { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * chunkCount },
   );
+}
+
+/** What a batch record needs to know about its table. */
+export interface BatchSpec<I> {
+  readonly shape: InputShape;
+  readonly references: readonly (readonly [ReferenceColumn, string])[];
+  /** One `INSERT … SELECT … FROM unnest(…)` for `items[start..end)` (with `RETURNING id` if asked). */
+  chunkSql(items: readonly I[], start: number, end: number, returnIds: boolean): Prisma.Sql;
+}
+
+/**
+ * A batch record: validates every item, then writes chunks of `options.chunkSize` rows, all or
+ * nothing; a missing reference becomes an {@link UnknownReferenceError} naming the table and id.
+ */
+export async function recordBatch<I>(
+  db: Database,
+  inputs: readonly I[],
+  options: BatchRecordOptions | undefined,
+  spec: BatchSpec<I>,
+): Promise<BatchRecordResult> {
+  const issues: FieldIssue[] = [];
+  checkBatchOptions(options, issues);
+  checkBatch(inputs, spec.shape, issues);
+  throwIfIssues(issues);
+
+  const chunkSize = options?.chunkSize ?? DEFAULT_BATCH_CHUNK_SIZE;
+  const returnIds = options?.returnIds === true;
+  const chunkCount = Math.ceil(inputs.length / chunkSize);
+  try {
+    const results = await runChunks(db, chunkCount, async (client, chunk) => {
+      const start = chunk * chunkSize;
+      const sql = spec.chunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
+      if (!returnIds) {
+        await client.$executeRaw(sql);
+        return [];
+      }
+      return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
+    });
+    return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
+  } catch (err) {
+    throw await translateDatabaseError(db, err, (column) =>
+      findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], spec.references, column),
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ const enum Kind {
 type FieldSpec = readonly (readonly [field: string, kind: Kind])[];
 
 /** Fields of an input type, and the name used in "is not a field of ..." messages. */
-interface InputShape {
+export interface InputShape {
   readonly name: string;
   readonly fields: FieldSpec;
   /** Field name -> true, without a prototype: a fast membership test for unknown fields. */
