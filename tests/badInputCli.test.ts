@@ -1,0 +1,131 @@
+// Bad input through the built `ps-usage record --ndjson` (dist/src/cli.js, as a user runs it):
+// a sample of the generated bad inputs (tests/support/badInputs.ts) as NDJSON lines after some
+// good lines of the same batch, plus invalid JSON, lines that are not objects and huge lines.
+// Each run exits 1 with the bad line's number and the field (or missing row) on stderr, no stack
+// trace, and nothing from the batch is written.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { openDatabase, type Database } from "../src";
+import { badInputCases, goodInput, seededRandom, type BadInputCase, type ExistingIds } from "./support/badInputs";
+import { runCli } from "./support/cli";
+import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
+import { backend, createScratchDatabase } from "./support/testDatabase";
+
+// Each run is a process of its own: about 0.2 s on PostgreSQL, 1 s on PGlite (which opens its files each time).
+const GENERATED_RUNS = backend === "postgres" ? 100 : 12;
+
+let dbArg: string;
+let dropDatabase: () => Promise<void>;
+let ids: ExistingIds;
+
+async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+  const db = await openDatabase(backend === "postgres" ? { url: dbArg } : { dataDir: dbArg });
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+beforeAll(async () => {
+  if (backend === "postgres") {
+    const scratch = await createScratchDatabase();
+    dbArg = scratch.url;
+    dropDatabase = scratch.drop;
+  } else {
+    dbArg = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-bad-cli-"));
+    dropDatabase = async () => fs.rmSync(dbArg, { recursive: true, force: true });
+  }
+  const db = await openDatabase(backend === "postgres" ? { url: dbArg, migrate: true } : { dataDir: dbArg, migrate: true });
+  try {
+    ids = { modelId: await createModel(db), externalApiId: await createExternalApi(db), agentId: await createAgent(db), connectorId: await createConnector(db) };
+  } finally {
+    await db.close();
+  }
+});
+afterAll(() => dropDatabase());
+
+const rowCounts = () => withDb(async (db) => [await db.prisma.psModelUsage.count(), await db.prisma.psExternalApiUsage.count()]);
+
+function expectCleanFailure(r: { code: number | null; stderr: string; stdout: string }, line: number) {
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(new RegExp(`^ps-usage: line ${line}: `));
+  expect(r.stderr).toContain("nothing from this line's batch was written; 0 line(s) before it were recorded");
+  expect(r.stderr).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+  expect(r.stderr).not.toContain("unexpected error");
+  expect(r.stdout).toBe("");
+}
+
+/** Good lines of the case's kind, as JSON text with createdAt as a string. */
+function goodLines(c: BadInputCase, count: number, random: () => number): string[] {
+  return Array.from({ length: count }, () => JSON.stringify(goodInput(c.kind, ids, random)));
+}
+
+test(`${GENERATED_RUNS} generated bad lines, each after good lines of its batch: line number and field on stderr, exit 1, nothing written`, async () => {
+  const before = await rowCounts();
+  const random = seededRandom(99);
+  // A spread sample: a few that name missing rows, the rest failing validation.
+  const sample: BadInputCase[] = [];
+  let references = 0;
+  for (const c of badInputCases(4242, 100_000, ids)) {
+    if (c.ndjson === null) continue;
+    const isReference = c.expected.error === "reference";
+    if (isReference && references >= Math.ceil(GENERATED_RUNS / 5)) continue;
+    references += isReference ? 1 : 0;
+    sample.push(c);
+    if (sample.length === GENERATED_RUNS) break;
+  }
+  for (const c of sample) {
+    const goodBefore = Math.floor(random() * 4);
+    const lines = [...goodLines(c, goodBefore, random), c.ndjson!, ...goodLines(c, 2, random)];
+    const r = await runCli(["record", "--db", dbArg, "--ndjson"], { input: lines.join("\n") + "\n" });
+    const context = `${c.kind} ${c.description}\n${r.stderr.slice(0, 500)}`;
+    expect([context, r.code]).toEqual([context, 1]);
+    expectCleanFailure(r, goodBefore + 1);
+    if (c.expected.error === "reference") {
+      expect(r.stderr).toContain(`No row with id ${c.expected.id} in ${c.expected.table}`);
+    } else {
+      for (const issue of c.expected.issues) expect([context, r.stderr.includes(`${issue.field}: `)]).toEqual([context, true]);
+    }
+  }
+  expect(await rowCounts()).toEqual(before);
+});
+
+test("invalid JSON, lines that are not objects, and a line of 5 MB each stop the import at their line", async () => {
+  const before = await rowCounts();
+  const good = JSON.stringify({ userId: 5, modelId: ids.modelId, tokenInCount: 10 });
+  const cases: [string, RegExp][] = [
+    ['{"userId": 5, "modelId": 1,', /not valid JSON/],
+    [`{"userId": 5, "modelId": ${ids.modelId}, "tokenInCount": NaN}`, /not valid JSON/],
+    [`{'userId': 5}`, /not valid JSON/],
+    [`${good} trailing`, /not valid JSON/],
+    ["[1, 2, 3]", /expected a JSON object/],
+    ["42", /expected a JSON object/],
+    ["null", /expected a JSON object/],
+    ['"DROP TABLE ps_model_usage"', /expected a JSON object/],
+    [JSON.stringify({ userId: 5, modelId: ids.modelId, note: "x".repeat(5 * 1024 * 1024) }), /line longer than 65536 characters/],
+  ];
+  for (const [bad, reason] of cases) {
+    const r = await runCli(["record", "--db", dbArg, "--ndjson"], { input: [good, good, bad, good].join("\n") + "\n" });
+    expectCleanFailure(r, 3);
+    expect(r.stderr).toMatch(reason);
+  }
+  // A 5 MB line with no newline at all, as the only input.
+  const endless = await runCli(["record", "--db", dbArg, "--ndjson"], { input: "x".repeat(5 * 1024 * 1024) });
+  expectCleanFailure(endless, 1);
+  expect(endless.stderr).toMatch(/line longer than 65536 characters/);
+  expect(await rowCounts()).toEqual(before);
+});
+
+test("after the bad runs, a good NDJSON import records every line", async () => {
+  const before = await rowCounts();
+  const lines = [
+    JSON.stringify({ userId: 6, modelId: ids.modelId, agentId: ids.agentId, tokenInCount: 2_147_483_647 }),
+    JSON.stringify({ userId: 6, externalApiId: ids.externalApiId, callCount: 4, createdAt: "2025-03-01T10:00:00Z" }),
+  ];
+  const r = await runCli(["record", "--db", dbArg, "--ndjson"], { input: lines.join("\n") + "\n" });
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain("Recorded 1 model usage and 1 external API usage events from 2 lines.");
+  expect(await rowCounts()).toEqual([before[0] + 1, before[1] + 1]);
+});
