@@ -118,6 +118,28 @@ test("invalid JSON, lines that are not objects, and a line of 5 MB each stop the
   expect(await rowCounts()).toEqual(before);
 });
 
+test("bad values in `record` flags: exit 1, the field and reason on stderr, nothing written", async () => {
+  const before = await rowCounts();
+  const model = String(ids.modelId);
+  const cases: [string[], string][] = [
+    [["--user", "1", "--model", model, "--token-in-count", "1.5"], 'tokenInCount: must be a number, got string "1.5"'],
+    [["--user", "1", "--model", model, "--token-in-count", "-5"], "tokenInCount: must not be negative, got -5"],
+    [["--user", "0", "--model", model], "userId: must be a positive integer, got 0"],
+    [["--user", "abc", "--model", model], 'userId: must be a number, got string "abc"'],
+    [["--user", "1", "--model", "2147483648"], "modelId: must be at most 2147483647 (PostgreSQL INTEGER), got 2147483648"],
+    [["--user", "1", "--model", "1999999"], "No row with id 1999999 in ps_ai_models"],
+    [["--user", "1", "--external-api", String(ids.externalApiId), "--calls", "1; DROP TABLE ps_external_api_usage"], 'callCount: must be a number, got string "1; DROP TABLE ps_external_api_usage"'],
+    [["--user", "1", "--model", model, "--idempotency-key", ""], "options.idempotencyKey: must not be empty"],
+  ];
+  for (const [flags, message] of cases) {
+    const r = await runCli(["record", "--db", dbArg, ...flags]);
+    expect([flags, r.code]).toEqual([flags, 1]);
+    expect(r.stderr).toContain(message);
+    expect(r.stderr).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+  }
+  expect(await rowCounts()).toEqual(before);
+});
+
 test("after the bad runs, a good NDJSON import records every line", async () => {
   const before = await rowCounts();
   const lines = [
