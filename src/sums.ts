@@ -180,7 +180,10 @@ function sumSql(
     FROM ${Prisma.raw(USAGE_TABLE_NAMES[table])} ${whereSql(usageFilterConditions(where))}
     ${keys.length > 0 ? Prisma.sql`GROUP BY ${positions}` : Prisma.empty}`;
   if (!shape.fill || !shape.bucket) {
-    return keys.length > 0 ? Prisma.sql`${grouped} ORDER BY ${positions}` : grouped;
+    // Sorting the grouped rows, not the table: with ORDER BY on the aggregate itself the planner
+    // sorts every usage row to group them (a 1M-row disk sort, 1.6x slower on PostgreSQL and 2.5x
+    // on PGlite in the benchmark) instead of hashing them into the few groups.
+    return keys.length > 0 ? Prisma.sql`WITH sums AS MATERIALIZED (${grouped}) SELECT * FROM sums ORDER BY ${positions}` : grouped;
   }
 
   const first = where?.from ? Prisma.sql`${where.from}::timestamptz` : Prisma.sql`(SELECT min("bucketStart") FROM sums)`;
