@@ -155,7 +155,7 @@ export function buildProgram(): Command {
     .option("--calls <n>", "call count (external API usage)")
     .option("--agent <id>", "agent id")
     .option("--connector <id>", "connector id")
-    .option("--at <date>", "when it happened (ISO 8601; default now)")
+    .option("--at <date>", "when it happened (ISO 8601; default now)", parseDate("--at"))
     .option("--idempotency-key <key>", "a retry with the same key records nothing new");
   for (const [field] of MODEL_USAGE_COUNTERS) record.option(`--${kebab(field)} <n>`, `${field} (model usage)`);
   record.action(async (opts: DbOptions & Record<string, unknown>) => {
@@ -283,7 +283,7 @@ async function runRecord(db: Database, opts: Record<string, unknown>): Promise<v
     userId: flagNumber(opts.user),
     ...(opts.agent !== undefined ? { agentId: flagNumber(opts.agent) } : {}),
     ...(opts.connector !== undefined ? { connectorId: flagNumber(opts.connector) } : {}),
-    ...(opts.at !== undefined ? { createdAt: parseDate("--at")(String(opts.at)) } : {}),
+    ...(opts.at instanceof Date ? { createdAt: opts.at } : {}),
   };
   const options = opts.idempotencyKey === undefined ? undefined : { idempotencyKey: String(opts.idempotencyKey) };
   const counters = MODEL_USAGE_COUNTERS.filter(([f]) => opts[f] !== undefined);

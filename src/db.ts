@@ -114,7 +114,9 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   } catch {
     throw new DatabaseConnectionError(target, "the URL cannot be parsed");
   }
-  const pool = new Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
+  // TCP keepalive lets a connection to a server that vanished without closing it (a dead host)
+  // fail within a minute instead of hanging until the operating system's two-hour default.
+  const pool = new Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
   // An idle client whose server went away emits 'error' on the pool; without a listener that
   // would crash the process. The next query reconnects or fails with its own error.
   pool.on("error", () => undefined);

@@ -48,12 +48,23 @@ export class UnknownReferenceError extends PsUsageError {
   }
 }
 
-/** The database could not be opened or reached. `target` names what was tried (password hidden). */
+/**
+ * The database could not be opened, or the connection was lost during a call (`lost`). `target`
+ * names the database (password hidden). A lost call wrote nothing; the same `Database` reconnects
+ * on its next call once the server is back.
+ */
 export class DatabaseConnectionError extends PsUsageError {
   readonly target: string;
-  constructor(target: string, reason: string, options?: { cause?: unknown }) {
-    super("PS_USAGE_CONNECTION", `Cannot open database ${target}: ${reason}`, options);
+  /** True when an open database stopped answering during a call; false when opening failed. */
+  readonly lost: boolean;
+  constructor(target: string, reason: string, options?: { cause?: unknown; lost?: boolean }) {
+    super(
+      "PS_USAGE_CONNECTION",
+      options?.lost ? `Lost the connection to database ${target}: ${reason}` : `Cannot open database ${target}: ${reason}`,
+      options,
+    );
     this.target = target;
+    this.lost = options?.lost === true;
   }
 }
 

@@ -120,7 +120,7 @@ export async function translateDatabaseError(
   }
   if (isConnectionFailure(err)) {
     const reason = adapterCause(err)?.originalMessage ?? adapterCause(err)?.kind ?? (err as Error)?.message ?? String(err);
-    return new DatabaseConnectionError(db.target, reason, { cause: err });
+    return new DatabaseConnectionError(db.target, reason, { cause: err, lost: true });
   }
   return err;
 }

@@ -56,6 +56,9 @@ test("an unknown command or a bad flag value is a usage error with status 2", as
   const badDate = await runCli(["report", "--db", dbArg, "--from", "yesterday-ish"]);
   expect(badDate.code).toBe(2);
   expect(badDate.stderr).toContain('--from must be an ISO 8601 date or instant, got "yesterday-ish"');
+  const badAt = await runCli(["record", "--db", dbArg, "--user", "1", "--model", "1", "--at", "notadate"]);
+  expect(badAt.code).toBe(2);
+  expect(badAt.stderr).toContain('--at must be an ISO 8601 date or instant, got "notadate"');
 });
 
 test("an unreachable database fails with status 1, names the target without its password, no stack trace", async () => {

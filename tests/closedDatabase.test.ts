@@ -41,6 +41,8 @@ test("every record, find and sum on a closed Database rejects with DatabaseConne
       );
       expect([name, error]).toEqual([name, expect.any(DatabaseConnectionError)]);
       expect((error as DatabaseConnectionError).target).toBe(db.target);
+      expect((error as DatabaseConnectionError).lost).toBe(true);
+      expect((error as DatabaseConnectionError).message).toContain(`Lost the connection to database ${db.target}`);
       expect((error as DatabaseConnectionError).message).toMatch(backend === "postgres" ? /Cannot use a pool after calling end/ : /PGlite is closed/);
     }
   } finally {
