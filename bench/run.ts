@@ -56,7 +56,7 @@ const SMALL = Math.max(1000, Math.round(100_000 * SCALE));
 const LARGE = Math.max(2000, Math.round(1_000_000 * SCALE));
 const SINGLE_CALLS = Math.max(200, Math.round(5000 * Math.min(1, SCALE * 4)));
 const SUM_RUNS = 7;
-const TREE_RUNS = 5;
+const TREE_RUNS = 3;
 
 function log(message: string): void {
   process.stdout.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
