@@ -156,7 +156,7 @@ export function buildProgram(): Command {
     .option("--agent <id>", "agent id")
     .option("--connector <id>", "connector id")
     .option("--at <date>", "when it happened (ISO 8601; default now)", parseDate("--at"))
-    .option("--idempotency-key <key>", "a retry with the same key records nothing new");
+    .option("--idempotency-key <key>", "a retry with the same key records nothing new (with --ndjson: per batch, so a re-run skips what was recorded)");
   for (const [field] of MODEL_USAGE_COUNTERS) record.option(`--${kebab(field)} <n>`, `${field} (model usage)`);
   record.action(async (opts: DbOptions & Record<string, unknown>) => {
     await withDb(opts, (db) => runRecord(db, opts));
@@ -272,9 +272,11 @@ function flagNumber(value: unknown): unknown {
 
 async function runRecord(db: Database, opts: Record<string, unknown>): Promise<void> {
   if (opts.ndjson) {
-    const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number });
+    const key = opts.idempotencyKey === undefined ? undefined : String(opts.idempotencyKey);
+    const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number, idempotencyKey: key });
+    const skipped = result.skippedLines ? ` ${result.skippedLines} line(s) were already recorded under this key and were skipped.` : "";
     process.stdout.write(
-      `Recorded ${result.modelUsage} model usage and ${result.externalApiUsage} external API usage events from ${result.lines} lines.\n`,
+      `Recorded ${result.modelUsage} model usage and ${result.externalApiUsage} external API usage events from ${result.lines} lines.${skipped}\n`,
     );
     return;
   }

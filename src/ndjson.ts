@@ -11,6 +11,12 @@ export interface NdjsonOptions {
   readonly batchSize?: number;
   /** Longest accepted line in characters. Default: 65,536. */
   readonly maxLineLength?: number;
+  /**
+   * Makes the import safe to run again: batch N gets the key `<idempotencyKey>:<first line>-<last
+   * line>`, so re-running the same input with the same key and batch size after a failure (or a
+   * lost connection) skips the batches already recorded and records the rest, exactly once.
+   */
+  readonly idempotencyKey?: string;
   /** Called after each batch is written. */
   readonly onBatch?: (progress: NdjsonResult) => void;
 }
@@ -21,6 +27,8 @@ export interface NdjsonResult {
   readonly lines: number;
   readonly modelUsage: number;
   readonly externalApiUsage: number;
+  /** Lines of batches skipped because their idempotency key had already recorded them. */
+  readonly skippedLines: number;
 }
 
 type Kind = "model" | "externalApi";
@@ -46,19 +54,23 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
   let recordedLines = 0;
   let modelUsage = 0;
   let externalApiUsage = 0;
+  let skippedLines = 0;
   let kind: Kind | null = null;
   let items: Record<string, unknown>[] = [];
   let lineNumbers: number[] = [];
 
   const flush = async () => {
     if (items.length === 0) return;
+    const key = options.idempotencyKey === undefined ? undefined : `${options.idempotencyKey}:${lineNumbers[0]}-${lineNumbers[lineNumbers.length - 1]}`;
     try {
       if (kind === "externalApi") {
-        await recordExternalApiUsageBatch(db, items as unknown as ExternalApiUsageInput[]);
-        externalApiUsage += items.length;
+        const { count } = await recordExternalApiUsageBatch(db, items as unknown as ExternalApiUsageInput[], { idempotencyKey: key });
+        externalApiUsage += count;
+        skippedLines += items.length - count;
       } else {
-        await recordModelUsageBatch(db, items as unknown as ModelUsageInput[]);
-        modelUsage += items.length;
+        const { count } = await recordModelUsageBatch(db, items as unknown as ModelUsageInput[], { idempotencyKey: key });
+        modelUsage += count;
+        skippedLines += items.length - count;
       }
     } catch (err) {
       throw lineError(err, items, lineNumbers, recordedLines);
@@ -66,7 +78,7 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
     recordedLines = lineNumbers[lineNumbers.length - 1];
     items = [];
     lineNumbers = [];
-    options.onBatch?.({ lines: lineNo, modelUsage, externalApiUsage });
+    options.onBatch?.({ lines: lineNo, modelUsage, externalApiUsage, skippedLines });
   };
 
   const take = async (text: string) => {
@@ -106,7 +118,7 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
   }
   if (pending !== "") await take(pending);
   await flush();
-  return { lines: lineNo, modelUsage, externalApiUsage };
+  return { lines: lineNo, modelUsage, externalApiUsage, skippedLines };
 }
 
 /** Turns a batch's error into one naming the first bad line. */

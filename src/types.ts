@@ -124,6 +124,13 @@ export interface BatchRecordOptions {
   readonly chunkSize?: number;
   /** Also return the new rows' ids, in input order. Default false (a little slower). */
   readonly returnIds?: boolean;
+  /**
+   * Makes the whole batch safe to retry: a batch with a key that was already recorded writes
+   * nothing and returns `{ count: 0, replayed: true }`, also when the first call is still running
+   * (the retry waits for it). Keys share one namespace with single-record keys; prefix them (for
+   * example with the run or import id).
+   */
+  readonly idempotencyKey?: string;
 }
 
 /** Rows per INSERT statement of a batch unless `chunkSize` says otherwise. */
@@ -134,10 +141,12 @@ export const MAX_BATCH_CHUNK_SIZE = 100_000;
 
 /** What a batch record call returns. */
 export interface BatchRecordResult {
-  /** Rows written (the batch's length). */
+  /** Rows this call wrote: the batch's length, or 0 when its idempotency key was already used. */
   readonly count: number;
   /** The new rows' ids in input order, when `returnIds` was asked for. */
   readonly ids?: readonly number[];
+  /** True when the batch's idempotency key had already recorded it: nothing was written. */
+  readonly replayed?: boolean;
 }
 
 /**

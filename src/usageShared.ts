@@ -184,24 +184,40 @@ const TRANSACTION_MS_PER_CHUNK = 60_000;
 
 /**
  * Runs `chunkCount` statements all or nothing: one statement on its own is already atomic;
- * several run in one interactive transaction.
+ * several run in one interactive transaction. With a `batchKey`, the transaction first claims
+ * the key in ps_usage_idempotency_keys (a row with neither usage id: a batch's key); when the key
+ * is taken it writes nothing and returns null. A concurrent claim of the same key waits for the
+ * first transaction: its commit makes this one a replay, its rollback frees the key.
  */
 async function runChunks<T>(
   db: Database,
   chunkCount: number,
   runChunk: (client: Prisma.TransactionClient, chunk: number) => Promise<T>,
-): Promise<T[]> {
-  if (chunkCount === 0) return [];
-  if (chunkCount === 1) return [await runChunk(db.prisma, 0)];
+  batchKey?: string,
+): Promise<T[] | null> {
+  if (batchKey === undefined && chunkCount === 0) return [];
+  if (batchKey === undefined && chunkCount === 1) return [await runChunk(db.prisma, 0)];
   return db.prisma.$transaction(
     async (tx) => {
+      if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
       const results: T[] = [];
       for (let chunk = 0; chunk < chunkCount; chunk++) results.push(await runChunk(tx, chunk));
       return results;
     },
     // PGlite runs one transaction at a time, so a batch may wait for another to finish.
-    { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * chunkCount },
+    { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * Math.max(chunkCount, 1) },
   );
+}
+
+/** Claims a batch's idempotency key; false when it was already used by a batch. */
+async function claimBatchKey(tx: Prisma.TransactionClient, key: string): Promise<boolean> {
+  const claimed = await tx.$queryRaw<unknown[]>`INSERT INTO ps_usage_idempotency_keys (key) VALUES (${key}) ON CONFLICT (key) DO NOTHING RETURNING key`;
+  if (claimed.length > 0) return true;
+  const stored = await tx.psUsageIdempotencyKey.findUnique({ where: { key } });
+  if (stored && (stored.modelUsageId !== null || stored.externalApiUsageId !== null)) {
+    throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used to record a single event, not a batch" }]);
+  }
+  return false;
 }
 
 /** What a batch record needs to know about its table. */
@@ -231,15 +247,21 @@ export async function recordBatch<I>(
   const returnIds = options?.returnIds === true;
   const chunkCount = Math.ceil(inputs.length / chunkSize);
   try {
-    const results = await runChunks(db, chunkCount, async (client, chunk) => {
-      const start = chunk * chunkSize;
-      const sql = spec.chunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
-      if (!returnIds) {
-        await client.$executeRaw(sql);
-        return [];
-      }
-      return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
-    });
+    const results = await runChunks(
+      db,
+      chunkCount,
+      async (client, chunk) => {
+        const start = chunk * chunkSize;
+        const sql = spec.chunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
+        if (!returnIds) {
+          await client.$executeRaw(sql);
+          return [];
+        }
+        return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
+      },
+      options?.idempotencyKey,
+    );
+    if (results === null) return returnIds ? { count: 0, ids: [], replayed: true } : { count: 0, replayed: true };
     return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
   } catch (err) {
     throw await translateDatabaseError(db, err, (column) =>
@@ -506,6 +528,9 @@ export async function recordOnce<R extends { readonly userId: number }>(
     }
     const stored = await readKey();
     if (stored === null) continue;
+    if (stored.row === null && stored.modelUsageId === null && stored.externalApiUsageId === null) {
+      throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used to record a batch" }]);
+    }
     if (stored.row === null) {
       throw new UsageValidationError([
         { field: "options.idempotencyKey", reason: `was already used to record ${tableLabel === "model usage" ? "external API usage" : "model usage"}` },

@@ -286,8 +286,12 @@ export function checkModelCallOptions(options: unknown, issues: FieldIssue[]): v
 
 /** Checks `BatchRecordOptions`. */
 export function checkBatchOptions(options: unknown, issues: FieldIssue[]): void {
-  if (!checkOptionsObject(options, "options", ["chunkSize", "returnIds"], issues) || options === undefined) return;
-  const { chunkSize, returnIds } = options;
+  if (!checkOptionsObject(options, "options", ["chunkSize", "returnIds", "idempotencyKey"], issues) || options === undefined) return;
+  const { chunkSize, returnIds, idempotencyKey } = options;
+  if (idempotencyKey !== undefined) {
+    const problem = idempotencyKeyProblem(idempotencyKey);
+    if (problem) push(issues, "options.idempotencyKey", problem, undefined);
+  }
   if (chunkSize !== undefined) {
     const problem = idProblem(chunkSize);
     if (problem) push(issues, "options.chunkSize", problem, undefined);
