@@ -3,7 +3,6 @@
 import { Readable } from "node:stream";
 import {
   InputLineError,
-  UsageValidationError,
   recordExternalApiUsageBatch,
   recordModelUsage,
   recordModelUsageBatch,
@@ -13,6 +12,7 @@ import {
 } from "../src";
 import { createExternalApi, createModel } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+import { issuesOf } from "./support/errors";
 
 let t: TestDatabase;
 let modelId: number;
@@ -32,11 +32,6 @@ async function totalsOf(userId: number) {
   return { events: row.events, tokenInCount: row.tokenInCount };
 }
 
-async function validationIssues(call: Promise<unknown>) {
-  const error = await call.then(() => undefined, (e: unknown) => e);
-  expect(error).toBeInstanceOf(UsageValidationError);
-  return (error as UsageValidationError).issues;
-}
 
 test("the same batch key twice records the batch once; the retry reports a replay", async () => {
   const first = await recordModelUsageBatch(t.db, batchOf(101, 50), { idempotencyKey: "batch-101" });
@@ -65,14 +60,14 @@ test("a batch that fails leaves its key free, so the corrected retry records it"
 
 test("single-record keys and batch keys never stand for each other", async () => {
   await recordModelUsage(t.db, { userId: 104, modelId, tokenInCount: 1 }, { idempotencyKey: "single-104" });
-  expect(await validationIssues(recordModelUsageBatch(t.db, batchOf(104, 2), { idempotencyKey: "single-104" }))).toEqual([
+  expect(await issuesOf(recordModelUsageBatch(t.db, batchOf(104, 2), { idempotencyKey: "single-104" }))).toEqual([
     { field: "options.idempotencyKey", reason: "was already used to record a single event, not a batch" },
   ]);
   await recordExternalApiUsageBatch(t.db, [{ userId: 104, externalApiId: apiId, callCount: 2 }], { idempotencyKey: "batch-104" });
-  expect(await validationIssues(recordModelUsage(t.db, { userId: 104, modelId }, { idempotencyKey: "batch-104" }))).toEqual([
+  expect(await issuesOf(recordModelUsage(t.db, { userId: 104, modelId }, { idempotencyKey: "batch-104" }))).toEqual([
     { field: "options.idempotencyKey", reason: "was already used to record a batch" },
   ]);
-  expect(await validationIssues(recordModelUsageBatch(t.db, batchOf(104, 1), { idempotencyKey: "" }))).toEqual([
+  expect(await issuesOf(recordModelUsageBatch(t.db, batchOf(104, 1), { idempotencyKey: "" }))).toEqual([
     { field: "options.idempotencyKey", reason: "must not be empty" },
   ]);
   expect((await totalsOf(104)).events).toBe(1n);

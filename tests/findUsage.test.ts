@@ -15,6 +15,7 @@ import {
 } from "../src";
 import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+import { issuesOf } from "./support/errors";
 
 let t: TestDatabase;
 let models: number[];
@@ -232,14 +233,6 @@ describe("related rows", () => {
 });
 
 describe("bad filters and cursors", () => {
-  async function issuesOf(call: Promise<unknown>) {
-    const error = await call.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(error).toBeInstanceOf(UsageValidationError);
-    return (error as UsageValidationError).issues;
-  }
 
   test("every bad filter field is listed", async () => {
     expect(

@@ -4,13 +4,13 @@ import fc from "fast-check";
 import {
   MAX_INT32,
   UnknownReferenceError,
-  UsageValidationError,
   recordExternalApiUsage,
   recordExternalApiUsageBatch,
   type ExternalApiUsageInput,
 } from "../src";
 import { createAgent, createConnector, createExternalApi } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+import { issuesOf } from "./support/errors";
 
 let t: TestDatabase;
 let apiId: number;
@@ -28,14 +28,6 @@ afterAll(() => t.dispose());
 
 const rowCount = () => t.db.prisma.psExternalApiUsage.count();
 
-async function issuesOf(call: Promise<unknown>) {
-  const error = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(UsageValidationError);
-  return (error as UsageValidationError).issues;
-}
 
 test("a record round-trips every field and returns a plain record", async () => {
   const createdAt = new Date("2025-06-30T23:59:59.500Z");

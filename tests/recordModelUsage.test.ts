@@ -6,7 +6,6 @@ import {
   MAX_INT32,
   MODEL_USAGE_COUNTERS,
   UnknownReferenceError,
-  UsageValidationError,
   recordModelCall,
   recordModelUsage,
   recordModelUsageBatch,
@@ -15,6 +14,7 @@ import {
 } from "../src";
 import { createAgent, createConnector, createModel } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+import { issuesOf } from "./support/errors";
 
 let t: TestDatabase;
 let modelId: number;
@@ -32,15 +32,6 @@ afterAll(() => t.dispose());
 
 const rowCount = () => t.db.prisma.psModelUsage.count();
 
-/** The issues of a rejected call (fails the test if it did not throw a UsageValidationError). */
-async function issuesOf(call: Promise<unknown>) {
-  const error = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(UsageValidationError);
-  return (error as UsageValidationError).issues;
-}
 
 describe("recordModelUsage", () => {
   test("every counter round-trips, and the stored row is returned as a plain record", async () => {

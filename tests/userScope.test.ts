@@ -11,6 +11,7 @@ import {
 } from "../src";
 import { createAgent, createExternalApi, createModel } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+import { issuesOf } from "./support/errors";
 
 let t: TestDatabase;
 let modelId: number;
@@ -31,14 +32,6 @@ beforeAll(async () => {
 });
 afterAll(() => t.dispose());
 
-async function issuesOf(call: Promise<unknown>) {
-  const error = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(UsageValidationError);
-  return (error as UsageValidationError).issues;
-}
 
 test("records are made for the scope's user, with userId left out or given as the same id", async () => {
   const a = await alice.recordModelUsage({ modelId, tokenInCount: 1 });
