@@ -220,7 +220,7 @@ function sections(results: BenchResults): Section[] {
   }
   if (results.rss.length > 0) {
     out.push({
-      title: "peak RSS (each in a child process of its own)",
+      title: "peak RSS (each in a process of its own)",
       head: ["backend", "what", "rows", "peak RSS MB", "seconds", "verified", "note"],
       rows: results.rss.map((x) => [x.backend, x.label, human(x.rows), x.maxRssMb == null ? "n/a" : x.maxRssMb.toFixed(0), x.seconds == null ? "n/a" : x.seconds.toFixed(1), x.maxRssMb == null ? "—" : x.verified ? "yes" : "NO", x.note]),
     });

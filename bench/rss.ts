@@ -38,11 +38,21 @@ const MODES: [string, string][] = [
   ["ndjson", "NDJSON file streamed into `ps-usage record --ndjson` (the CLI process measured)"],
 ];
 
-export async function measureRss(rows: number, chunk: number, backends: readonly string[], log: (m: string) => void): Promise<RssResult[]> {
+/**
+ * The streamed modes run at both sizes: memory that stays put while the rows grow tenfold is
+ * what "bounded" means.
+ */
+export async function measureRss(large: number, small: number, chunk: number, backends: readonly string[], log: (m: string) => void): Promise<RssResult[]> {
   const results: RssResult[] = [];
   const child = path.join(__dirname, "rssChild.js");
+  const plan: [string, string, number][] = [];
+  for (const [mode, label] of MODES) {
+    if (mode === "idle") plan.push([mode, label, 0]);
+    else if (mode === "oneCall") plan.push([mode, label, large]);
+    else plan.push([mode, label, small], [mode, label, large]);
+  }
   for (const backend of backends) {
-    for (const [mode, label] of MODES) {
+    for (const [mode, label, rows] of plan) {
       log(`rss: ${backend} ${mode} (${rows} rows)`);
       try {
         const { stdout } = await run(process.execPath, [child, mode, backend, String(rows), String(chunk)], {

@@ -170,7 +170,7 @@ const SUM_QUERIES: [SumQuery, string][] = [
   ["byModelDay", "by model and day (UTC)"],
 ];
 
-/** Index of the fastest hand-written candidate (median of 3 after a warm-up); all must agree. */
+/** Index of the fastest hand-written candidate (median of 5 after a warm-up); all must agree. */
 async function fastestHandWritten(backend: Backend, query: SumQuery, reference: SumTable): Promise<number> {
   const candidates = HAND_WRITTEN_SUM_SQL[query];
   if (candidates.length === 1) return 0;
@@ -178,7 +178,7 @@ async function fastestHandWritten(backend: Backend, query: SumQuery, reference: 
   for (let v = 0; v < candidates.length; v++) {
     if (!sameSums(await sumHandWritten(backend, query, v), reference)) throw new Error(`hand-written ${query} candidate ${v} disagrees with candidate 0`);
     const runs: number[] = [];
-    for (let i = 0; i < 3; i++) runs.push((await timed(() => sumHandWritten(backend, query, v))).ms);
+    for (let i = 0; i < 5; i++) runs.push((await timed(() => sumHandWritten(backend, query, v))).ms);
     medians.push(median(runs));
   }
   const best = medians.indexOf(Math.min(...medians));
@@ -317,7 +317,7 @@ async function main(): Promise<void> {
     rss: [],
   };
   for (const kind of BACKENDS) await runBackend(kind, events, results);
-  const rss: RssResult[] = await measureRss(LARGE, CHUNK, BACKENDS, log);
+  const rss: RssResult[] = await measureRss(LARGE, SMALL, CHUNK, BACKENDS, log);
   results.rss.push(...rss);
   results.finishedAt = new Date().toISOString();
   results.loadAverageEnd = describeMachine().loadAverage;
