@@ -59,12 +59,23 @@ export interface Database {
 /** The default embedded database directory: `.ps-usage` in the working directory. */
 export const DEFAULT_DATA_DIR = ".ps-usage";
 
-/** True for `postgres://` and `postgresql://` URLs. */
+/**
+ * True for `postgres://` and `postgresql://` URLs.
+ *
+ * @example
+ * isPostgresUrl("postgresql://postgres@127.0.0.1:5432/usage"); // true
+ * isPostgresUrl("./.ps-usage");                                // false
+ */
 export function isPostgresUrl(value: string): boolean {
   return /^postgres(ql)?:\/\//i.test(value);
 }
 
-/** The URL with its password replaced by `***`, for messages and logs. */
+/**
+ * The URL with its password replaced by `***`, for messages and logs.
+ *
+ * @example
+ * redactUrl("postgresql://alice:s3cret@db:5432/usage"); // "postgresql://alice:***@db:5432/usage"
+ */
 export function redactUrl(value: string): string {
   try {
     const u = new URL(value);

@@ -77,7 +77,12 @@ export interface MigrateOptions {
   readonly migrationsDir?: string;
 }
 
-/** Reads the migration directories in the order Prisma applies them (by name). */
+/**
+ * Reads the migration directories in the order Prisma applies them (by name).
+ *
+ * @example
+ * readMigrations().map((m) => [m.name, m.checksum]); // [["20261125083500_init", "b5d3…"], …]
+ */
 export function readMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): MigrationFile[] {
   let entries: fs.Dirent[];
   try {

@@ -21,7 +21,14 @@ function configName(configuration: unknown): string | undefined {
   return typeof name === "string" ? name : undefined;
 }
 
-/** Looks up the names of the models, agents, connectors and APIs a report mentions (one query each). */
+/**
+ * Looks up the names of the models, agents, connectors and APIs a report mentions (one query each).
+ *
+ * @example
+ * const report = await costReport(db, { groupBy: ["modelId"] });
+ * const names = await loadReportNames(db, report.rows);
+ * names.modelId.get(3); // "gpt-4.1"
+ */
 export async function loadReportNames(db: Database, rows: readonly CostReportRow[]): Promise<ReportNames> {
   const ids = (k: Key) => [...new Set(rows.map((r) => r[k]).filter((v): v is number => typeof v === "number"))];
   const [models, agents, connectors, apis] = await Promise.all([
@@ -45,12 +52,24 @@ function sum(a: CostAmounts, keys: readonly (keyof CostAmounts["tokens"])[]): bi
   return keys.reduce((s, k) => s + a.tokens[k], 0n);
 }
 
-/** Groups digits in thousands: 1234567n -> "1,234,567". */
+/**
+ * Groups digits in thousands: 1234567n -> "1,234,567".
+ *
+ * @example
+ * formatCount(1234567n); // "1,234,567"
+ */
 export function formatCount(n: bigint): string {
   return n.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
-/** Rounds an exact decimal string for display only: 2 decimals, 4 below one cent. */
+/**
+ * Rounds an exact decimal string for display only: 2 decimals, 4 below one cent.
+ *
+ * @example
+ * formatMoney("1234.5678", "USD"); // "1,234.57 USD"
+ * formatMoney("0.00327", "EUR");   // "0.0033 EUR"
+ * formatMoney(null, null);         // "unpriced"
+ */
 export function formatMoney(amount: string | null, currency: string | null): string {
   if (amount === null || currency === null) return "unpriced";
   const d = new Prisma.Decimal(amount);
@@ -93,7 +112,13 @@ export interface TableLayout {
   readonly depthOf?: ReadonlyMap<number, number>;
 }
 
-/** The cost report as a terminal table, with totals per currency below it. */
+/**
+ * The cost report as a terminal table, with totals per currency below it.
+ *
+ * @example
+ * const report = await costReport(db, { groupBy: ["modelId"], bucket: "month" });
+ * console.log(formatReportTable(report, await loadReportNames(db, report.rows), { keys: ["modelId"], bucket: "month", timeZone: "UTC" }));
+ */
 export function formatReportTable(report: CostReport, names: ReportNames, layout: TableLayout): string {
   // Model and API usage never share a row: one column shows whichever the row is.
   const merged = layout.keys.includes("modelId") && layout.keys.includes("externalApiId");
@@ -144,7 +169,12 @@ export function formatReportTable(report: CostReport, names: ReportNames, layout
   return `${table.toString()}\nTotal per currency:\n${totals || "  (no usage)"}${unpriced}\n`;
 }
 
-/** JSON with bigints as strings and dates as ISO 8601. */
+/**
+ * JSON with bigints as strings and dates as ISO 8601.
+ *
+ * @example
+ * fs.writeFileSync("report.json", formatReportJson(await costReport(db)));
+ */
 export function formatReportJson(report: CostReport | AgentTreeCostReport): string {
   return JSON.stringify(report, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2) + "\n";
 }
@@ -154,7 +184,13 @@ function csvCell(v: unknown): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-/** CSV: one line per row, every counter and exact amount in its own column. */
+/**
+ * CSV: one line per row, every counter and exact amount in its own column.
+ *
+ * @example
+ * const report = await costReport(db, { groupBy: ["agentId"], bucket: "day" });
+ * fs.writeFileSync("costs.csv", formatReportCsv(report, { keys: ["agentId"], bucket: "day" }));
+ */
 export function formatReportCsv(report: CostReport, layout: Pick<TableLayout, "keys" | "bucket">): string {
   const counters = Object.keys(report.rows[0]?.tokens ?? report.totals[0]?.tokens ?? {});
   const head = [
