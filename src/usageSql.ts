@@ -217,14 +217,37 @@ export function whereSql(conditions: readonly Prisma.Sql[]): Prisma.Sql {
  * await db.prisma.$queryRaw`SELECT ${bucketStart} AS "bucketStart", count(*) FROM ps_model_usage GROUP BY 1`;
  */
 export function timeBucketSql(bucket: TimeBucket, timeZone: string, column: Prisma.Sql = Prisma.raw("created_at")): Prisma.Sql {
+  const { key, start } = timeBucketKeySql(bucket, timeZone, column);
+  return start(key);
+}
+
+/**
+ * A time bucket as a group key that is cheap to compute per row, and how to turn a key into the
+ * bucket's start instant — applied to the grouped rows only, so a 1M-row sum converts a few
+ * hundred keys instead of a million timestamps. In UTC (no DST) the key is the UTC wall date (or
+ * hour) and the start is that wall time read as UTC: grouping by the UTC date is the fastest
+ * form measured (PostgreSQL 15, 1M rows: 1.27x faster than `date_trunc(…) AT TIME ZONE 'UTC'`
+ * per row; the three-argument `date_trunc` with zone "UTC" is slower still). In other zones the
+ * key is the three-argument `date_trunc` itself, which keeps the two hours of a fall-back night
+ * apart and beats truncating the local wall time and converting back (237 ms against 494 ms).
+ *
+ * @example
+ * const { key, start } = timeBucketKeySql("day", "UTC");
+ * await db.prisma.$queryRaw`SELECT ${start(Prisma.raw("k"))} AS "bucketStart", n FROM (SELECT ${key} AS k, count(*) AS n FROM ps_model_usage GROUP BY 1) g`;
+ */
+export function timeBucketKeySql(
+  bucket: TimeBucket,
+  timeZone: string,
+  column: Prisma.Sql = Prisma.raw("created_at"),
+): { key: Prisma.Sql; start: (key: Prisma.Sql) => Prisma.Sql } {
   const unit = Prisma.raw(BUCKET_SQL[bucket].unit);
-  // UTC has no DST, so truncating the UTC wall time is exact for every unit, and it is the
-  // fastest form: PostgreSQL 15 runs the three-argument date_trunc with the zone spelled "UTC"
-  // about 2.5x slower (measured on 1M rows: 410 ms against 165 ms).
-  if (UTC_NAMES.has(timeZone.toLowerCase())) return Prisma.sql`(date_trunc(${unit}, ${column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')`;
-  // Elsewhere the three-argument form keeps the two hours of a fall-back night apart, and is
-  // faster than truncating the local wall time and converting back (237 ms against 494 ms).
-  return Prisma.sql`date_trunc(${unit}, ${column}, ${timeZone}::text)`;
+  if (UTC_NAMES.has(timeZone.toLowerCase())) {
+    const wall = Prisma.sql`(${column} AT TIME ZONE 'UTC')`;
+    const key =
+      bucket === "hour" ? Prisma.sql`date_trunc('hour', ${wall})` : bucket === "day" ? Prisma.sql`${wall}::date` : Prisma.sql`date_trunc(${unit}, ${wall})::date`;
+    return { key, start: (k) => Prisma.sql`(${k}::timestamp AT TIME ZONE 'UTC')` };
+  }
+  return { key: Prisma.sql`date_trunc(${unit}, ${column}, ${timeZone}::text)`, start: (k) => k };
 }
 
 /** Zone names that are UTC itself (no offset, no DST), lower-cased. */
