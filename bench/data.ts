@@ -12,19 +12,9 @@
  * - input tokens log-normal; 2% of calls cross a 128k long-context threshold and then, as in
  *   PolicySynth, all their tokens go to the long_context_* counters.
  */
+import { seededRandom } from "../src/random";
 import { MODEL_USAGE_COUNTERS, type ModelUsageInput, type ModelUsageCounter } from "../src/types";
 
-/** mulberry32: small, fast, good enough for test data, and reproducible from a seed. */
-export function createRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The counters in table order, as field names. */
 export const COUNTER_FIELDS: readonly ModelUsageCounter[] = MODEL_USAGE_COUNTERS.map(([field]) => field);
@@ -65,7 +55,7 @@ export const MODEL_PROFILES: readonly ModelProfile[] = [
 
 /** The agent forest: index 0 is the big tree's root; parents always come before children. */
 export function agentForest(seed: number): number[] {
-  const random = createRandom(seed ^ 0x5eed);
+  const random = seededRandom(seed ^ 0x5eed);
   const parents: number[] = [-1];
   for (let i = 1; i < TREE_SIZE; i++) {
     // Bias towards recent agents: trees a few levels deep, with bushy spots, like real runs.
@@ -110,7 +100,7 @@ function pickWeighted(random: () => number, cumulative: readonly number[]): numb
 
 /** Generates `count` events from `seed`. Same seed and count, same events. */
 export function generateEvents(count: number, seed: number, agentCount: number): EventColumns {
-  const random = createRandom(seed);
+  const random = seededRandom(seed);
   const counters = COUNTER_FIELDS.map(() => new Int32Array(count));
   const col = (field: ModelUsageCounter) => counters[COUNTER_FIELDS.indexOf(field)];
   const [tin, tinCached, tinCacheWrite, lcIn, lcInCached, lcInCacheWrite, tout, toutReasoning, toutAudio, toutImage, lcOut, lcOutReasoning, lcOutAudio, lcOutImage] = [

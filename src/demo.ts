@@ -1,6 +1,7 @@
 import type { Database } from "./db";
 import { recordExternalApiUsageBatch } from "./externalApiUsage";
 import { recordModelUsageBatch } from "./modelUsage";
+import { seededRandom } from "./random";
 import { setExternalApiPrice, setModelPrice, type ModelPriceInput } from "./prices";
 import type { ExternalApiUsageInput, ModelUsageInput } from "./types";
 
@@ -33,17 +34,6 @@ export interface DemoSummary {
   readonly priceChangeAt: Date;
 }
 
-// Deterministic pseudo-random numbers (mulberry32): the demo is the same on every machine.
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface DemoModel {
   readonly name: string;
@@ -159,7 +149,7 @@ export async function seedDemo(db: Database, options: DemoOptions = {}): Promise
   const days = options.days ?? 90;
   const until = options.until ?? new Date();
   const batchSize = options.batchSize ?? 10_000;
-  const rand = prng(options.seed ?? 42);
+  const rand = seededRandom(options.seed ?? 42);
   const start = new Date(until.getTime() - days * 86_400_000);
   const priceChangeAt = new Date(start.getTime() + Math.floor(days / 2) * 86_400_000);
 

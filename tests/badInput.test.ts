@@ -18,7 +18,8 @@ import {
   type ModelUsageInput,
   type RecordOptions,
 } from "../src";
-import { badInputCases, goodInput, seededRandom, type BadInputCase, type ExistingIds, type ExpectedError, type UsageKind } from "./support/badInputs";
+import { seededRandom } from "../src/random";
+import { badInputCases, goodInput, type BadInputCase, type ExistingIds, type ExpectedError, type UsageKind } from "./support/badInputs";
 import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
 

@@ -15,6 +15,7 @@ import {
 import { Prisma } from "../src/generated/prisma/client";
 import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+import { seededRandom } from "../src/random";
 
 /** Decimal with room for every digit the reports return: sums in the tests are exact. */
 const Exact = Prisma.Decimal.clone({ precision: 200 });
@@ -184,16 +185,6 @@ describe("a small report worked out by hand", () => {
 describe("a report grouped several ways adds up exactly to the ungrouped total", () => {
   let t: TestDatabase;
 
-  /** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-  function prng(seed: number): () => number {
-    let a = seed;
-    return () => {
-      a = (a + 0x6d2b79f5) | 0;
-      let x = Math.imul(a ^ (a >>> 15), 1 | a);
-      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-      return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-    };
-  }
 
   beforeAll(async () => {
     t = await openTestDatabase();
@@ -224,7 +215,7 @@ describe("a report grouped several ways adds up exactly to the ungrouped total",
     await setExternalApiPrice(db, apis[0], { unitType: "search", pricePerUnit: "0.005", currency: "USD" }, new Date(start));
     await setExternalApiPrice(db, apis[1], { unitType: "page", pricePerUnit: "0.0017", currency: "EUR" }, new Date(start));
 
-    const rand = prng(7);
+    const rand = seededRandom(7);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
     const when = () => new Date(start + Math.floor(rand() * 30 * 86_400_000));
     const modelEvents: ModelEvent[] = [];

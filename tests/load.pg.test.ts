@@ -20,6 +20,7 @@ import {
 } from "../src";
 import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
 import { createScratchDatabase } from "./support/testDatabase";
+import { seededRandom } from "../src/random";
 
 const WORKERS = 8;
 const EVENTS_PER_WORKER = 10_000;
@@ -29,17 +30,6 @@ const KEYED_MODEL = 200;
 const SINGLE_API = 300;
 const KEYED_API = 100;
 
-/** mulberry32: a small seeded generator, so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Operation =
   | { kind: "model"; input: ModelUsageInput; key?: string }
@@ -56,7 +46,7 @@ interface Refs {
 
 /** One worker's events, as operations in a shuffled order, and what they must add up to. */
 function workerPlan(worker: number, refs: Refs) {
-  const random = rng(0x5eed + worker);
+  const random = seededRandom(0x5eed + worker);
   const int = (max: number) => Math.floor(random() * (max + 1));
   const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)];
   const userId = worker + 1;

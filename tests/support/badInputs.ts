@@ -3,6 +3,7 @@
 // fields, missing required fields, bad dates, non-objects, and ids that exist nowhere. Used by
 // the API test (tests/badInput.test.ts) and, as NDJSON lines, by the CLI test.
 import { MAX_INT32, MODEL_USAGE_COUNTERS } from "../../src";
+import { seededRandom } from "../../src/random";
 
 export type UsageKind = "model" | "externalApi";
 
@@ -40,17 +41,6 @@ export interface ExistingIds {
   readonly connectorId: number;
 }
 
-/** mulberry32: small, seeded, good enough to spread cases. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One megabyte of text, shared by every case that needs a huge string. */
 export const HUGE_STRING = "x".repeat(1 << 20);
