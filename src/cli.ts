@@ -358,6 +358,11 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // `ps-usage report | head`: a reader that closes the pipe early is not an error.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
   runCli(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
