@@ -23,7 +23,10 @@ import {
   throwIfIssues,
 } from "./validation";
 import {
+  intArrayLiteral,
   recordBatch,
+  singleReferenceError,
+  timestampArrayLiteral,
   findUsagePage,
   type FindSpec,
   recordOnce,
@@ -57,14 +60,6 @@ function toExternalApiUsageRecord(row: PrismaExternalApiUsageRow): ExternalApiUs
   };
 }
 
-function singleReferenceError(input: ExternalApiUsageInput) {
-  return async (column: ReferenceColumn | null) => {
-    if (column === "agent_id") return new UnknownReferenceError("ps_agents", input.agentId ?? null);
-    if (column === "connector_id") return new UnknownReferenceError("ps_agent_connectors", input.connectorId ?? null);
-    if (column === "external_api_id") return new UnknownReferenceError("ps_external_apis", input.externalApiId);
-    return new UnknownReferenceError("a referenced table", null);
-  };
-}
 
 /**
  * Records one external API usage event (`callCount` calls or units of one API): one new row.
@@ -118,33 +113,11 @@ export async function recordExternalApiUsage(
       },
     );
   } catch (err) {
-    throw await translateDatabaseError(db, err, singleReferenceError(input));
+    throw await translateDatabaseError(db, err, singleReferenceError(input, EXTERNAL_API_USAGE_REFERENCES));
   }
 }
 
-/** Array literal of checked integers; see the note in modelUsage.ts on why literals. */
-function intArrayLiteral(
-  items: readonly ExternalApiUsageInput[],
-  start: number,
-  end: number,
-  field: "userId" | "externalApiId" | "callCount" | "agentId" | "connectorId",
-): string {
-  const parts = new Array<string | number>(end - start);
-  for (let i = start; i < end; i++) {
-    const v = items[i][field];
-    parts[i - start] = v === undefined || v === null ? "NULL" : v;
-  }
-  return `{${parts.join(",")}}`;
-}
 
-function timestampArrayLiteral(items: readonly ExternalApiUsageInput[], start: number, end: number): string {
-  const parts = new Array<string>(end - start);
-  for (let i = start; i < end; i++) {
-    const v = items[i].createdAt;
-    parts[i - start] = v === undefined ? "NULL" : v.toISOString();
-  }
-  return `{${parts.join(",")}}`;
-}
 
 function batchChunkSql(items: readonly ExternalApiUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
   const arrays = Prisma.join([

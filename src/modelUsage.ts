@@ -28,7 +28,10 @@ import {
   throwIfIssues,
 } from "./validation";
 import {
+  intArrayLiteral,
   recordBatch,
+  singleReferenceError,
+  timestampArrayLiteral,
   findUsagePage,
   type FindSpec,
   recordOnce,
@@ -75,15 +78,6 @@ function toModelUsageRecord(row: PrismaModelUsageRow): ModelUsageRecord {
   };
 }
 
-/** The UnknownReferenceError for a single input whose insert broke a foreign key. */
-function singleReferenceError(input: ModelUsageInput) {
-  return async (column: ReferenceColumn | null) => {
-    if (column === "agent_id") return new UnknownReferenceError("ps_agents", input.agentId ?? null);
-    if (column === "connector_id") return new UnknownReferenceError("ps_agent_connectors", input.connectorId ?? null);
-    if (column === "model_id") return new UnknownReferenceError("ps_ai_models", input.modelId);
-    return new UnknownReferenceError("a referenced table", null);
-  };
-}
 
 /**
  * Records one model usage event: one new row (the ledger is append only, so concurrent writers
@@ -139,35 +133,12 @@ export async function recordModelUsage(db: Database, input: ModelUsageInput, opt
       },
     );
   } catch (err) {
-    throw await translateDatabaseError(db, err, singleReferenceError(input));
+    throw await translateDatabaseError(db, err, singleReferenceError(input, MODEL_USAGE_REFERENCES));
   }
 }
 
 /** `ps_model_usage` columns a batch fills, in the order of the unnest arrays. */
 const BATCH_COLUMNS = ["user_id", "model_id", "agent_id", "connector_id", "created_at", ...MODEL_USAGE_COUNTERS.map(([, column]) => column)];
-
-/**
- * Array parameters are sent as PostgreSQL array literals (`{1,2,NULL}`) of values already
- * checked to be integers: Prisma serializes a JS array parameter element by element, which
- * costs about five times the CPU of one join, and the value is still a bound parameter.
- */
-function intArrayLiteral(items: readonly ModelUsageInput[], start: number, end: number, field: keyof ModelUsageInput, nullable: boolean): string {
-  const parts = new Array<string | number>(end - start);
-  for (let i = start; i < end; i++) {
-    const v = items[i][field] as number | null | undefined;
-    parts[i - start] = v === undefined || v === null ? (nullable ? "NULL" : 0) : v;
-  }
-  return `{${parts.join(",")}}`;
-}
-
-function timestampArrayLiteral(items: readonly { readonly createdAt?: Date }[], start: number, end: number): string {
-  const parts = new Array<string>(end - start);
-  for (let i = start; i < end; i++) {
-    const v = items[i].createdAt;
-    parts[i - start] = v === undefined ? "NULL" : v.toISOString();
-  }
-  return `{${parts.join(",")}}`;
-}
 
 const INSERT_COLUMNS = Prisma.raw(BATCH_COLUMNS.join(", "));
 const UNNEST_ALIASES = Prisma.raw(BATCH_COLUMNS.join(", "));
@@ -175,12 +146,12 @@ const SELECT_LIST = Prisma.raw(BATCH_COLUMNS.map((c) => (c === "created_at" ? "C
 
 function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
   const arrays = Prisma.join([
-    Prisma.sql`${intArrayLiteral(items, start, end, "userId", false)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "modelId", false)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "agentId", true)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "connectorId", true)}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "userId", 0)}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "modelId", 0)}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`,
+    Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`,
     Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
-    ...MODEL_USAGE_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, false)}::int[]`),
+    ...MODEL_USAGE_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`),
   ]);
   if (!returnIds) {
     return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS}) SELECT ${SELECT_LIST} FROM unnest(${arrays}) AS u(${UNNEST_ALIASES})`;

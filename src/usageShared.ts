@@ -220,6 +220,41 @@ async function claimBatchKey(tx: Prisma.TransactionClient, key: string): Promise
   return false;
 }
 
+/**
+ * A PostgreSQL array literal (`{1,2,NULL}`) of one integer field of `items[start..end)`, sent as
+ * one bound parameter and cast to `int[]`. The values were validated as integers first, so the
+ * text can only hold digits, commas and NULL. A missing value is NULL, or 0 with `missing: 0`
+ * (counters default to 0). Literals rather than JS arrays: Prisma serializes an array parameter
+ * element by element, about 1,000 ms of CPU per 200k rows against 180 ms for the literal.
+ */
+export function intArrayLiteral<I>(items: readonly I[], start: number, end: number, field: keyof I, missing: "NULL" | 0 = "NULL"): string {
+  const parts = new Array<string | number>(end - start);
+  for (let i = start; i < end; i++) {
+    const v = items[i][field] as number | null | undefined;
+    parts[i - start] = v === undefined || v === null ? missing : v;
+  }
+  return `{${parts.join(",")}}`;
+}
+
+/** The `createdAt` values of `items[start..end)` as a `timestamptz[]` literal (NULL: the database's now). */
+export function timestampArrayLiteral(items: readonly { readonly createdAt?: Date }[], start: number, end: number): string {
+  const parts = new Array<string>(end - start);
+  for (let i = start; i < end; i++) {
+    const v = items[i].createdAt;
+    parts[i - start] = v === undefined ? "NULL" : v.toISOString();
+  }
+  return `{${parts.join(",")}}`;
+}
+
+/** For a single record: the referenced table and the input's id behind a violated foreign key. */
+export function singleReferenceError<I>(input: I, references: readonly (readonly [ReferenceColumn, string])[]) {
+  return async (column: ReferenceColumn | null) => {
+    const field = references.find(([c]) => c === column)?.[1];
+    if (column === null || field === undefined) return new UnknownReferenceError("a referenced table", null);
+    return new UnknownReferenceError(REFERENCED_TABLES[column], ((input as Record<string, unknown>)[field] as number | undefined) ?? null);
+  };
+}
+
 /** What a batch record needs to know about its table. */
 export interface BatchSpec<I> {
   readonly shape: InputShape;
