@@ -195,6 +195,19 @@ describe("record", () => {
     expect(await count()).toEqual([before[0] + 26, before[1] + 1]);
   });
 
+  test("an NDJSON import with --idempotency-key can be run again without counting twice", async () => {
+    const before = await count();
+    const input = Array.from({ length: 7 }, (_, i) => JSON.stringify({ userId: 777, modelId, tokenInCount: i })).join("\n");
+    const args = ["record", "--db", dbArg, "--ndjson", "--batch-size", "3", "--idempotency-key", "cli-import-1"];
+    const first = await runCli(args, { input });
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain("Recorded 7 model usage and 0 external API usage events from 7 lines.");
+    const again = await runCli(args, { input });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("Recorded 0 model usage and 0 external API usage events from 7 lines. 7 line(s) were already recorded under this key and were skipped.");
+    expect(await count()).toEqual([before[0] + 7, before[1]]);
+  });
+
   test("a bad NDJSON line is named by number and nothing from its batch is written", async () => {
     const before = await count();
     const good = JSON.stringify({ userId: 777, modelId, tokenInCount: 1 });
