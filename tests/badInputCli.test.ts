@@ -3,49 +3,31 @@
 // good lines of the same batch, plus invalid JSON, lines that are not objects and huge lines.
 // Each run exits 1 with the bad line's number and the field (or missing row) on stderr, no stack
 // trace, and nothing from the batch is written.
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { openDatabase, type Database } from "../src";
+import type { Database } from "../src";
 import { seededRandom } from "../src/random";
 import { badInputCases, goodInput, type BadInputCase, type ExistingIds } from "./support/badInputs";
-import { runCli } from "./support/cli";
+import { createCliDatabase, runCli, type CliDatabase } from "./support/cli";
 import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
-import { backend, createScratchDatabase } from "./support/testDatabase";
+import { backend } from "./support/testDatabase";
 
 // Each run is a process of its own: about 0.2 s on PostgreSQL, 1 s on PGlite (which opens its files each time).
 const GENERATED_RUNS = backend === "postgres" ? 100 : 12;
 
+let cliDb: CliDatabase;
 let dbArg: string;
-let dropDatabase: () => Promise<void>;
 let ids: ExistingIds;
 
-async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
-  const db = await openDatabase(backend === "postgres" ? { url: dbArg } : { dataDir: dbArg });
-  try {
-    return await fn(db);
-  } finally {
-    await db.close();
-  }
-}
+const withDb = <T>(fn: (db: Database) => Promise<T>) => cliDb.withDb(fn);
 
 beforeAll(async () => {
-  if (backend === "postgres") {
-    const scratch = await createScratchDatabase();
-    dbArg = scratch.url;
-    dropDatabase = scratch.drop;
-  } else {
-    dbArg = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-bad-cli-"));
-    dropDatabase = async () => fs.rmSync(dbArg, { recursive: true, force: true });
-  }
-  const db = await openDatabase(backend === "postgres" ? { url: dbArg, migrate: true } : { dataDir: dbArg, migrate: true });
-  try {
-    ids = { modelId: await createModel(db), externalApiId: await createExternalApi(db), agentId: await createAgent(db), connectorId: await createConnector(db) };
-  } finally {
-    await db.close();
-  }
+  cliDb = await createCliDatabase("ps-usage-bad-cli-");
+  dbArg = cliDb.arg;
+  ids = await cliDb.withDb(
+    async (db) => ({ modelId: await createModel(db), externalApiId: await createExternalApi(db), agentId: await createAgent(db), connectorId: await createConnector(db) }),
+    { migrate: true },
+  );
 });
-afterAll(() => dropDatabase());
+afterAll(() => cliDb.drop());
 
 const rowCounts = () => withDb(async (db) => [await db.prisma.psModelUsage.count(), await db.prisma.psExternalApiUsage.count()]);
 

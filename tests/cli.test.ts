@@ -1,35 +1,17 @@
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { costReport, Decimal, openDatabase, type Database } from "../src";
-import { runCli } from "./support/cli";
-import { backend, createScratchDatabase } from "./support/testDatabase";
+import { costReport, Decimal, type Database } from "../src";
+import { createCliDatabase, runCli, type CliDatabase } from "./support/cli";
 
-// Each CLI run is a process of its own, so the database must outlive it: a scratch PostgreSQL
-// database, or a PGlite directory (PGlite allows one process at a time: runs are sequential).
+// Each CLI run is a process of its own, so the database must outlive it.
+let cliDb: CliDatabase;
 let dbArg: string;
-let dropDatabase: () => Promise<void>;
 
 beforeAll(async () => {
-  if (backend === "postgres") {
-    const scratch = await createScratchDatabase();
-    dbArg = scratch.url;
-    dropDatabase = scratch.drop;
-  } else {
-    dbArg = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-cli-"));
-    dropDatabase = async () => fs.rmSync(dbArg, { recursive: true, force: true });
-  }
+  cliDb = await createCliDatabase("ps-usage-cli-");
+  dbArg = cliDb.arg;
 });
-afterAll(() => dropDatabase());
+afterAll(() => cliDb.drop());
 
-async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
-  const db = await openDatabase(backend === "postgres" ? { url: dbArg } : { dataDir: dbArg });
-  try {
-    return await fn(db);
-  } finally {
-    await db.close();
-  }
-}
+const withDb = <T>(fn: (db: Database) => Promise<T>) => cliDb.withDb(fn);
 
 function expectNoStackTrace(text: string) {
   expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);

@@ -1,5 +1,9 @@
 import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import { openDatabase, type Database } from "../../src";
+import { backend, createScratchDatabase } from "./testDatabase";
 
 /** The built binary: `npm test` builds dist/ before jest runs. */
 export const CLI = path.resolve(__dirname, "..", "..", "dist", "src", "cli.js");
@@ -26,4 +30,34 @@ export function runCli(args: readonly string[], options: { input?: string; env?:
     child.stdin.on("error", () => undefined);
     child.stdin.end(options.input ?? "");
   });
+}
+
+/**
+ * A database that outlives each CLI process: a scratch PostgreSQL database, or a PGlite
+ * directory (PGlite allows one process at a time, so CLI runs and `withDb` take turns).
+ */
+export interface CliDatabase {
+  /** What to pass as `--db`. */
+  readonly arg: string;
+  /** Opens it in this process for `fn`, then closes it again. */
+  withDb<T>(fn: (db: Database) => Promise<T>, options?: { migrate?: boolean }): Promise<T>;
+  drop(): Promise<void>;
+}
+
+/** Creates an empty database for CLI tests on this jest project's backend. */
+export async function createCliDatabase(tmpPrefix: string): Promise<CliDatabase> {
+  const pg = backend === "postgres" ? await createScratchDatabase() : null;
+  const arg = pg ? pg.url : fs.mkdtempSync(path.join(os.tmpdir(), tmpPrefix));
+  return {
+    arg,
+    async withDb(fn, options) {
+      const db = await openDatabase(pg ? { url: arg, migrate: options?.migrate } : { dataDir: arg, migrate: options?.migrate });
+      try {
+        return await fn(db);
+      } finally {
+        await db.close();
+      }
+    },
+    drop: pg ? pg.drop : async () => fs.rmSync(arg, { recursive: true, force: true }),
+  };
 }
