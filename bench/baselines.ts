@@ -243,8 +243,8 @@ function sumRowsPerAgent(rows: readonly Record<string, unknown>[]): TreeTotals {
   return { perAgent, total };
 }
 
-/** PolicySynth's way through Sequelize (`sequelize.query` with replacements), as its code does. */
-export async function treePolicySynthSequelize(models: SequelizeModels, rootId: number): Promise<TreeTotals> {
+/** PolicySynth's getSubAgentIds: breadth-first from the root, one children query per agent. */
+async function subAgentIdsBreadthFirst(rootId: number, children: (agentId: number) => Promise<{ id: number }[]>): Promise<number[]> {
   const agentIds: number[] = [];
   const queue: number[] = [rootId];
   const visited = new Set<number>();
@@ -253,12 +253,19 @@ export async function treePolicySynthSequelize(models: SequelizeModels, rootId: 
     if (visited.has(current)) continue;
     visited.add(current);
     agentIds.push(current);
-    const children = await models.sequelize.query<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = :current`, {
+    (await children(current)).forEach((child) => queue.push(child.id));
+  }
+  return agentIds;
+}
+
+/** PolicySynth's way through Sequelize (`sequelize.query` with replacements), as its code does. */
+export async function treePolicySynthSequelize(models: SequelizeModels, rootId: number): Promise<TreeTotals> {
+  const agentIds = await subAgentIdsBreadthFirst(rootId, (current) =>
+    models.sequelize.query<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = :current`, {
       replacements: { current },
       type: QueryTypes.SELECT,
-    });
-    children.forEach((child) => queue.push(child.id));
-  }
+    }),
+  );
   const rows = await models.sequelize.query<Record<string, unknown>>(`${USAGE_OF_AGENTS_SELECT} WHERE mu.agent_id IN (:agentIds)`, {
     replacements: { agentIds },
     type: QueryTypes.SELECT,
@@ -268,17 +275,9 @@ export async function treePolicySynthSequelize(models: SequelizeModels, rootId: 
 
 /** The same algorithm through plain parameterized queries (used on PGlite, where Sequelize can't go). */
 export async function treePolicySynthPlain(backend: Backend, rootId: number): Promise<TreeTotals> {
-  const agentIds: number[] = [];
-  const queue: number[] = [rootId];
-  const visited = new Set<number>();
-  while (queue.length > 0) {
-    const current = queue.shift()!;
-    if (visited.has(current)) continue;
-    visited.add(current);
-    agentIds.push(current);
-    const children = await backend.sql<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = $1`, [current]);
-    children.forEach((child) => queue.push(child.id));
-  }
+  const agentIds = await subAgentIdsBreadthFirst(rootId, (current) =>
+    backend.sql<{ id: number }>(`SELECT id FROM ps_agents WHERE parent_agent_id = $1`, [current]),
+  );
   const rows = await backend.sql(`${USAGE_OF_AGENTS_SELECT} WHERE mu.agent_id = ANY($1::int4[])`, [agentIds]);
   return sumRowsPerAgent(rows);
 }
@@ -327,16 +326,7 @@ JOIN ps_agents a ON mu.agent_id = a.id`;
 
 /** The total cost of the tree, as the string PolicySynth returns (`toFixed(2)`), and per-agent rows. */
 async function agentCostsLikePolicySynth(q: AgentCostQueries, rootId: number): Promise<{ agents: number; totalCost: string }> {
-  const agentIds: number[] = [];
-  const queue: number[] = [rootId];
-  const visited = new Set<number>();
-  while (queue.length > 0) {
-    const current = queue.shift()!;
-    if (visited.has(current)) continue;
-    visited.add(current);
-    agentIds.push(current);
-    (await q.children(current)).forEach((child) => queue.push(child.id));
-  }
+  const agentIds = await subAgentIdsBreadthFirst(rootId, q.children);
   const usageRows = await q.usageRows(agentIds);
   const levels = new Map((await q.levels(rootId, agentIds)).map((row) => [row.id, row.level]));
   const agentCostMap = new Map<number, number>();
