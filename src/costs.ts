@@ -32,6 +32,7 @@ import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./
 import { Prisma } from "./generated/prisma/client";
 import { MAX_INT32, MODEL_USAGE_COUNTERS, type ModelUsageCounter, type TimeBucket, type UsageFilter } from "./types";
 import {
+  agentTreeCte,
   checkOptionNames,
   resolveTimeZone,
   timeBucketSql,
@@ -283,17 +284,6 @@ function apiBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
     LEFT JOIN ps_external_api_price_periods p ON p.id = a.period_id`;
 }
 
-/** Recursive CTE `tree(id, parent_id, depth, path)`: the agent and its sub-agents, cycle-safe. */
-function agentTreeCte(rootAgentId: number): Prisma.Sql {
-  return Prisma.sql`tree AS (
-      SELECT a.id, a.parent_agent_id AS parent_id, 0 AS depth, ARRAY[a.id] AS path
-      FROM ps_agents a WHERE a.id = ${rootAgentId}
-      UNION ALL
-      SELECT c.id, c.parent_agent_id, t.depth + 1, t.path || c.id
-      FROM ps_agents c JOIN tree t ON c.parent_agent_id = t.id
-      WHERE c.id <> ALL (t.path)
-    )`;
-}
 
 interface RawRow {
   readonly [key: string]: unknown;
@@ -458,9 +448,9 @@ export async function agentTreeCostReport(
 
   const agents = await read(
     db,
-    () => db.prisma.$queryRaw<{ id: number; parent_id: number | null; depth: number }[]>`
+    () => db.prisma.$queryRaw<{ id: number; parent_agent_id: number | null; depth: number }[]>`
       WITH RECURSIVE ${agentTreeCte(agentId)}
-      SELECT id, parent_id, depth FROM tree ORDER BY path`,
+      SELECT id, parent_agent_id, depth FROM tree ORDER BY path`,
   );
   if (agents.length === 0) throw new UnknownReferenceError("ps_agents", agentId);
   const report = await runReport(db, p, agentId);
@@ -469,7 +459,7 @@ export async function agentTreeCostReport(
   const rows = [...report.rows].sort((x, y) => (position.get(x.agentId as number) ?? 0) - (position.get(y.agentId as number) ?? 0));
   return {
     rootAgentId: agentId,
-    agents: agents.map((a) => ({ agentId: a.id, parentAgentId: a.parent_id, depth: Number(a.depth) })),
+    agents: agents.map((a) => ({ agentId: a.id, parentAgentId: a.parent_agent_id, depth: Number(a.depth) })),
     ...report,
     rows,
   };

@@ -26,6 +26,7 @@ import {
   columnSql,
   modelUsageSumColumnsSql,
   resolveTimeZone,
+  agentTreeCte,
   timeBucketKeySql,
   usageFilterConditions,
   validateBucket,
@@ -371,13 +372,7 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
     ", ",
   );
   const rows = await reading(db, () => db.prisma.$queryRaw<TreeSqlRow[]>`
-    WITH RECURSIVE tree AS (
-      SELECT id, parent_agent_id, 0 AS depth, ARRAY[id] AS path FROM ps_agents WHERE id = ${agentId}
-      UNION ALL
-      SELECT a.id, a.parent_agent_id, t.depth + 1, t.path || a.id
-      FROM ps_agents a JOIN tree t ON a.parent_agent_id = t.id
-      WHERE a.id <> ALL (t.path)
-    ),
+    WITH RECURSIVE ${agentTreeCte(agentId)},
     model AS (
       SELECT agent_id, count(*) AS events, ${modelUsageSumColumnsSql()}
       FROM ps_model_usage ${whereSql([inTree, ...modelWhere])} GROUP BY agent_id

@@ -401,3 +401,23 @@ export function modelUsageSumColumnsSql(alias?: string): Prisma.Sql {
     ", ",
   );
 }
+
+/**
+ * The recursive CTE `tree(id, parent_agent_id, depth, path)`: an agent and all its sub-agents via
+ * `parent_agent_id`, at any depth, in one query. `path` holds the ids from the root; an agent
+ * already on the path is not entered again, so a cycle in bad data ends the walk instead of
+ * looping. Order by `path` for depth-first order (each agent before its sub-agents).
+ *
+ * @example
+ * await db.prisma.$queryRaw`WITH RECURSIVE ${agentTreeCte(7)} SELECT id, depth FROM tree ORDER BY path`;
+ */
+export function agentTreeCte(rootAgentId: number): Prisma.Sql {
+  return Prisma.sql`tree AS (
+      SELECT a.id, a.parent_agent_id, 0 AS depth, ARRAY[a.id] AS path
+      FROM ps_agents a WHERE a.id = ${rootAgentId}
+      UNION ALL
+      SELECT c.id, c.parent_agent_id, t.depth + 1, t.path || c.id
+      FROM ps_agents c JOIN tree t ON c.parent_agent_id = t.id
+      WHERE c.id <> ALL (t.path)
+    )`;
+}
