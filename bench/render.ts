@@ -5,9 +5,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeReports, type BenchResults } from "./report";
-import { packageRoot } from "./stats";
+import { PACKAGE_ROOT } from "../src/migrate";
 
-const outDir = process.env.BENCH_OUT ?? path.join(packageRoot(), "bench");
+const outDir = process.env.BENCH_OUT ?? path.join(PACKAGE_ROOT, "bench");
 const results = JSON.parse(fs.readFileSync(path.join(outDir, "results.json"), "utf8")) as BenchResults;
 writeReports(results, outDir, () => undefined);
 process.stdout.write(`rewrote ${path.join(outDir, "RESULTS.md")}\n`);

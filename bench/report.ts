@@ -4,8 +4,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Table from "cli-table3";
-import { human, packageRoot } from "./stats";
+import { human } from "./stats";
 import type { RssResult } from "./rss";
+import { PACKAGE_ROOT } from "../src/migrate";
 
 export interface IngestResult {
   readonly contender: string;
@@ -82,7 +83,7 @@ export interface BenchResults {
 
 function packageVersion(name: string): string {
   try {
-    const file = path.join(packageRoot(), "node_modules", name, "package.json");
+    const file = path.join(PACKAGE_ROOT, "node_modules", name, "package.json");
     return (JSON.parse(fs.readFileSync(file, "utf8")) as { version: string }).version;
   } catch {
     return "unknown";

@@ -38,18 +38,19 @@ import {
 } from "./baselines";
 import { expectedTotals, generateEvents, agentForest, toInputs, type EventColumns } from "./data";
 import { ours } from "./ours";
-import { collectGarbage, human, median, packageRoot, percentile, timed } from "./stats";
+import { collectGarbage, human, median, percentile, timed } from "./stats";
 import { openPgliteBackend, openPostgresBackend, tableTotals, truncateUsage, type Backend } from "./setup";
 import { defineSequelizeModels, type SequelizeModels } from "./sequelizeModel";
 import { measureRss, type RssResult } from "./rss";
 import { describeMachine, writeReports, type BenchResults, type BackendResults } from "./report";
+import { PACKAGE_ROOT } from "../src/migrate";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? "1");
 const CHUNK_OVERRIDE = process.env.BENCH_CHUNK ? Number(process.env.BENCH_CHUNK) : undefined;
 const CHUNK = CHUNK_OVERRIDE ?? DEFAULT_BATCH_CHUNK_SIZE;
 const BACKENDS = (process.env.BENCH_BACKENDS ?? "postgresql,pglite").split(",").map((s) => s.trim());
 const CREATEMANY_FULL = process.env.BENCH_CREATEMANY_FULL === "1";
-const OUT_DIR = process.env.BENCH_OUT ?? path.join(packageRoot(), "bench");
+const OUT_DIR = process.env.BENCH_OUT ?? path.join(PACKAGE_ROOT, "bench");
 const SEED = 20261125;
 
 const SMALL = Math.max(1000, Math.round(100_000 * SCALE));

@@ -1,15 +1,5 @@
 /** Small timing helpers for the benchmark. */
-import fs from "node:fs";
-import path from "node:path";
 import { performance } from "node:perf_hooks";
-
-/** The package's root directory (the one with package.json), found from wherever this file was compiled to. */
-export function packageRoot(): string {
-  for (let dir = __dirname; path.dirname(dir) !== dir; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, "package.json")) && fs.existsSync(path.join(dir, "bench"))) return dir;
-  }
-  return process.cwd();
-}
 
 /** Milliseconds `fn` took, and its result. */
 export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; result: T }> {

@@ -4,16 +4,19 @@ import path from "node:path";
 import type { Database, SqlSession } from "./db";
 import { MigrationError } from "./errors";
 
-/** The package's root directory, found from this file whether it runs from src/ or dist/src/. */
-function packageRoot(): string {
+/** The package's root directory (it holds prisma/), found from this file whether it runs from src/ or dist/src/. */
+function findPackageRoot(): string {
   for (let dir = __dirname; ; dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, "prisma", "migrations"))) return dir;
     if (path.dirname(dir) === dir) return path.resolve(__dirname, "..", "..");
   }
 }
 
+/** @internal The package's root directory: prisma/, prisma.config.ts and package.json are there. */
+export const PACKAGE_ROOT = findPackageRoot();
+
 /** The migrations shipped with the package (`prisma/migrations`). */
-export const DEFAULT_MIGRATIONS_DIR = path.join(packageRoot(), "prisma", "migrations");
+export const DEFAULT_MIGRATIONS_DIR = path.join(PACKAGE_ROOT, "prisma", "migrations");
 
 /**
  * The advisory lock key Prisma Migrate takes on PostgreSQL. Taking the same one makes this

@@ -3,6 +3,7 @@ import path from "node:path";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { Database } from "./db";
 import { PsUsageError } from "./errors";
+import { PACKAGE_ROOT } from "./migrate";
 
 /** Options for {@link startStudio}. */
 export interface StudioOptions {
@@ -22,12 +23,6 @@ export interface StudioHandle {
   readonly databaseUrl: string;
   readonly done: Promise<number>;
   stop(): Promise<void>;
-}
-
-function packageRoot(): string {
-  // dist/src/studio.js or src/studio.ts -> the package root holds prisma.config.ts.
-  const up = path.basename(path.dirname(__dirname)) === "dist" ? ["..", ".."] : [".."];
-  return path.resolve(__dirname, ...up);
 }
 
 /**
@@ -51,7 +46,7 @@ export async function startStudio(db: Database, options: StudioOptions = {}): Pr
     url = `postgresql://postgres@${conn}/postgres?sslmode=disable`;
   }
   if (!url) throw new PsUsageError("PS_USAGE_STUDIO", "startStudio needs options.url for a PostgreSQL database");
-  const root = packageRoot();
+  const root = PACKAGE_ROOT;
   const port = options.port ?? 5555;
   const prismaCli = require.resolve("prisma/build/index.js", { paths: [root] });
   const child = spawn(
