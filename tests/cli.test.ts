@@ -211,6 +211,8 @@ describe("record", () => {
 test("studio serves the database to Prisma Studio", async () => {
   const { spawn } = await import("node:child_process");
   const { CLI } = await import("./support/cli");
+  // Migrated here too, so that this test does not lean on the migrate test having run first.
+  expect((await runCli(["migrate", "--db", dbArg])).code).toBe(0);
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = spawn(process.execPath, [CLI, "studio", "--db", dbArg, "--port", String(port)], { stdio: ["ignore", "pipe", "pipe"] });
   try {
