@@ -6,6 +6,7 @@ import { Pool } from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { DatabaseConnectionError } from "./errors";
 import { migrate } from "./migrate";
+import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
 import { PrismaClient } from "./generated/prisma/client";
 
 /** Where a database lives: a PostgreSQL server, or an embedded PGlite directory. */
@@ -131,6 +132,12 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   // An idle client whose server went away emits 'error' on the pool; without a listener that
   // would crash the process. The next query reconnects or fails with its own error.
   pool.on("error", () => undefined);
+  // Pin each new connection's session before anything else runs on it: pg queues this SET
+  // ahead of the first query the connection is handed out for. A failure here means the
+  // connection is broken, and that query fails with its own error.
+  pool.on("connect", (client) => {
+    client.query(SESSION_SETTINGS_SQL).catch(() => undefined);
+  });
   try {
     const client = await pool.connect();
     try {
@@ -200,7 +207,8 @@ async function openPglite(dataDir: string): Promise<Database> {
   let pglite: PGlite;
   try {
     pglite = await PGlite.create(inMemory ? dataDir : target);
-    await pglite.query("SELECT 1");
+    // PGlite is one session: pinning it once covers every later query (see sessionSettings).
+    await pglite.exec(SESSION_SETTINGS_SQL);
   } catch (err) {
     throw new DatabaseConnectionError(target, (err as Error).message || String(err), { cause: err });
   }

@@ -25,10 +25,23 @@ async function admin<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * The defaults every scratch database gets: a zone west of UTC, off the hour and with DST, and a
+ * DateStyle that is not ISO, as a host's postgresql.conf or a managed service may set them. The
+ * package pins its own sessions (src/db/sessionSettings.ts), so every test keeps proving that
+ * these defaults change nothing.
+ */
+export const SCRATCH_DATABASE_DEFAULTS = { timezone: "America/St_Johns", datestyle: "SQL, DMY" } as const;
+
 /** Creates an empty, uniquely named database on the test server and returns its URL. */
 export async function createScratchDatabase(): Promise<{ url: string; name: string; drop: () => Promise<void> }> {
   const name = `ps_usage_t_${process.pid}_${randomBytes(4).toString("hex")}`;
-  await admin((c) => c.query(`CREATE DATABASE "${name}"`));
+  await admin(async (c) => {
+    await c.query(`CREATE DATABASE "${name}"`);
+    for (const [setting, value] of Object.entries(SCRATCH_DATABASE_DEFAULTS)) {
+      await c.query(`ALTER DATABASE "${name}" SET ${setting} TO '${value}'`);
+    }
+  });
   return {
     name,
     url: urlFor(name),
