@@ -367,7 +367,7 @@ async function read<T>(db: Database, fn: () => Promise<T>): Promise<T> {
 }
 
 async function runReport(db: Database, p: ReportPlan, rootAgentId?: number): Promise<CostReport> {
-  const raw = await read(db, () => db.prisma.$queryRaw<RawRow[]>(buildQuery(p, rootAgentId)));
+  const raw = await read(db, () => db.reportPrisma.$queryRaw<RawRow[]>(buildQuery(p, rootAgentId)));
   const names = keyNames(p);
   const rows: CostReportRow[] = [];
   const totals: CostAmounts[] = [];
@@ -448,7 +448,7 @@ export async function agentTreeCostReport(
 
   const agents = await read(
     db,
-    () => db.prisma.$queryRaw<{ id: number; parent_agent_id: number | null; depth: number }[]>`
+    () => db.reportPrisma.$queryRaw<{ id: number; parent_agent_id: number | null; depth: number }[]>`
       WITH RECURSIVE ${agentTreeCte(agentId)}
       SELECT id, parent_agent_id, depth FROM tree ORDER BY path`,
   );

@@ -2,9 +2,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
-import { Pool } from "pg";
+import { Client, Pool } from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
-import { DatabaseConnectionError } from "./errors";
+import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "./errors";
 import { migrate } from "./migrate";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
 import { PrismaClient } from "./generated/prisma/client";
@@ -25,9 +25,38 @@ export interface OpenDatabaseOptions {
   readonly migrate?: boolean;
   /** Environment to read `DATABASE_URL` from. Default: `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>>;
-  /** Maximum connections in the PostgreSQL pool. Default: 10. */
+  /** Maximum connections in the PostgreSQL pool that records (and `db.prisma`) use. Default: 10. */
   readonly poolSize?: number;
+  /** Maximum connections in the PostgreSQL pool that finds, sums and reports use. Default: 4. */
+  readonly reportPoolSize?: number;
+  /**
+   * How long a call may wait for a PostgreSQL connection (a new one, or a free one of a busy
+   * pool) before it fails with a {@link DatabaseTimeoutError}. Default: 10,000 ms.
+   */
+  readonly connectTimeoutMs?: number;
+  /**
+   * How long one statement of a record call (and of `db.prisma`) may run: the server cancels it
+   * after this (`statement_timeout`), and the client gives up waiting for a server that stopped
+   * answering a few seconds later. Either way a {@link DatabaseTimeoutError}. Default: 30,000 ms.
+   */
+  readonly writeTimeoutMs?: number;
+  /** The same bound for finds, sums and cost reports, which scan more. Default: 300,000 ms. */
+  readonly reportTimeoutMs?: number;
 }
+
+/** Defaults of the PostgreSQL limits in {@link OpenDatabaseOptions}. */
+export const DEFAULT_POOL_LIMITS = {
+  poolSize: 10,
+  reportPoolSize: 4,
+  connectTimeoutMs: 10_000,
+  writeTimeoutMs: 30_000,
+  reportTimeoutMs: 300_000,
+} as const;
+
+/** How much longer than the server's statement_timeout the client waits for any answer. */
+const CLIENT_TIMEOUT_GRACE_MS = 5_000;
+
+type PoolLimits = { -readonly [K in keyof typeof DEFAULT_POOL_LIMITS]: number };
 
 /** @internal A plain SQL session on one connection, for the migrator and tests. */
 export interface SqlSession {
@@ -51,6 +80,11 @@ export interface Database {
   readonly target: string;
   /** The PGlite instance when `kind` is `pglite` (e.g. to serve it to Prisma Studio). */
   readonly pglite?: PGlite;
+  /**
+   * @internal The client finds, sums and reports run on: on PostgreSQL a pool of its own with the
+   * longer `reportTimeoutMs`; on PGlite the same client as `prisma`.
+   */
+  readonly reportPrisma: PrismaClient;
   /** @internal */
   readonly driver: SqlDriver;
   /** Disconnects Prisma and closes the pool or the embedded database. */
@@ -104,7 +138,7 @@ export function redactUrl(value: string): string {
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   const env = options.env ?? process.env;
   const url = options.url ?? (options.dataDir === undefined ? env.DATABASE_URL : undefined);
-  const db = url ? await openPostgres(url, options.poolSize ?? 10) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR);
+  const db = url ? await openPostgres(url, poolLimits(options)) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR);
   if (options.migrate) {
     try {
       await migrate(db);
@@ -116,7 +150,65 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   return db;
 }
 
-async function openPostgres(url: string, poolSize: number): Promise<Database> {
+/** The pool limits of `options`, each a positive integer (a UsageValidationError names a bad one). */
+function poolLimits(options: OpenDatabaseOptions): PoolLimits {
+  const issues: FieldIssue[] = [];
+  const limits = { ...DEFAULT_POOL_LIMITS } as PoolLimits;
+  for (const name of Object.keys(DEFAULT_POOL_LIMITS) as (keyof PoolLimits)[]) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+      issues.push({ field: name, reason: `must be a positive integer, got ${String(value)}` });
+    } else {
+      limits[name] = value;
+    }
+  }
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  return limits;
+}
+
+/**
+ * A pg Client class whose `connect` also pins the session (`pin`, a SET script) before the pool
+ * hands the connection out, so no query ever runs on an unpinned session. (A SET sent from the
+ * pool's "connect" event would race the first query and makes pg warn about queued queries.)
+ */
+function pinnedClientClass(pin: string): typeof Client {
+  return class PinnedClient extends Client {
+    // Both of pg's forms: a promise, or a callback (the form pg-pool uses).
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    connect(callback?: any): any {
+      const pinned = super.connect().then(() => super.query(pin)).then(() => undefined);
+      if (!callback) return pinned;
+      pinned.then(() => callback(null, this), (err: Error) => callback(err));
+      return undefined;
+    }
+  } as typeof Client;
+}
+
+/**
+ * A pg pool whose every connection is pinned (session settings, statement_timeout) and whose
+ * client-side query timeout bounds a wait on a server that stopped answering (no FIN, no RST).
+ */
+function pinnedPool(url: string, max: number, connectTimeoutMs: number, statementTimeoutMs: number): Pool {
+  const pin = `${SESSION_SETTINGS_SQL}; SET statement_timeout TO ${statementTimeoutMs}`;
+  // TCP keepalive lets a connection to a server that vanished without closing it (a dead host)
+  // fail within a minute instead of hanging until the operating system's two-hour default.
+  const pool = new Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: connectTimeoutMs,
+    query_timeout: statementTimeoutMs + CLIENT_TIMEOUT_GRACE_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    Client: pinnedClientClass(pin),
+  });
+  // An idle client whose server went away emits 'error' on the pool; without a listener that
+  // would crash the process. The next query reconnects or fails with its own error.
+  pool.on("error", () => undefined);
+  return pool;
+}
+
+async function openPostgres(url: string, limits: PoolLimits): Promise<Database> {
   const target = redactUrl(url);
   if (!isPostgresUrl(url)) {
     throw new DatabaseConnectionError(target, "not a postgres:// or postgresql:// URL");
@@ -126,18 +218,8 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   } catch {
     throw new DatabaseConnectionError(target, "the URL cannot be parsed");
   }
-  // TCP keepalive lets a connection to a server that vanished without closing it (a dead host)
-  // fail within a minute instead of hanging until the operating system's two-hour default.
-  const pool = new Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
-  // An idle client whose server went away emits 'error' on the pool; without a listener that
-  // would crash the process. The next query reconnects or fails with its own error.
-  pool.on("error", () => undefined);
-  // Pin each new connection's session before anything else runs on it: pg queues this SET
-  // ahead of the first query the connection is handed out for. A failure here means the
-  // connection is broken, and that query fails with its own error.
-  pool.on("connect", (client) => {
-    client.query(SESSION_SETTINGS_SQL).catch(() => undefined);
-  });
+  const pool = pinnedPool(url, limits.poolSize, limits.connectTimeoutMs, limits.writeTimeoutMs);
+  const reportPool = pinnedPool(url, limits.reportPoolSize, limits.connectTimeoutMs, limits.reportTimeoutMs);
   try {
     const client = await pool.connect();
     try {
@@ -146,21 +228,26 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
       client.release();
     }
   } catch (err) {
-    await pool.end().catch(() => undefined);
+    await Promise.all([pool.end(), reportPool.end()]).catch(() => undefined);
     throw new DatabaseConnectionError(target, (err as Error).message || String(err), { cause: err });
   }
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  const reportPrisma = new PrismaClient({ adapter: new PrismaPg(reportPool) });
   const driver: SqlDriver = {
     async query(sql, params) {
-      return (await pool.query(sql, params ? [...params] : undefined)).rows;
+      return (await reportPool.query(sql, params ? [...params] : undefined)).rows;
     },
     async exec(script) {
-      await pool.query(script);
+      await reportPool.query(script);
     },
+    // A session of its own, outside both pools and without their timeouts: the migrator holds an
+    // advisory lock and may build indexes on large tables for longer than any call should take.
     async withSession(fn) {
-      const client = await pool.connect();
-      let broken = false;
+      const client = new Client({ connectionString: url, connectionTimeoutMillis: limits.connectTimeoutMs, keepAlive: true });
+      client.on("error", () => undefined);
+      await client.connect();
       try {
+        await client.query(SESSION_SETTINGS_SQL);
         return await fn({
           async query(sql, params) {
             return (await client.query(sql, params ? [...params] : undefined)).rows;
@@ -169,26 +256,23 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
             await client.query(script);
           },
         });
-      } catch (err) {
-        broken = true;
-        throw err;
       } finally {
-        // A session that failed may hold a lock or an open transaction: do not reuse it.
-        client.release(broken ? true : undefined);
+        await client.end().catch(() => undefined);
       }
     },
   };
   let closed = false;
   return {
     prisma,
+    reportPrisma,
     kind: "postgresql",
     target,
     driver,
     async close() {
       if (closed) return;
       closed = true;
-      await prisma.$disconnect();
-      await pool.end();
+      await Promise.all([prisma.$disconnect(), reportPrisma.$disconnect()]);
+      await Promise.all([pool.end(), reportPool.end()]);
     },
   };
 }
@@ -234,6 +318,7 @@ async function openPglite(dataDir: string): Promise<Database> {
   let closed = false;
   return {
     prisma,
+    reportPrisma: prisma,
     kind: "pglite",
     target,
     pglite,

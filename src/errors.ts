@@ -96,3 +96,26 @@ export class InputLineError extends PsUsageError {
     this.recordedLines = recordedLines;
   }
 }
+
+/**
+ * A call gave up waiting on PostgreSQL: for a connection (`phase: "connect"`, the pool was busy or
+ * the server did not accept one within `connectTimeoutMs`), for a statement the server cancelled
+ * after `writeTimeoutMs` / `reportTimeoutMs` (`"statement"`: it wrote nothing), or for a server that
+ * stopped answering altogether (`"response"`: the connection is dropped; a write may or may not have
+ * been committed, so retry it with an idempotency key). The same `Database` keeps working.
+ */
+export class DatabaseTimeoutError extends PsUsageError {
+  readonly target: string;
+  readonly phase: "connect" | "statement" | "response";
+  constructor(target: string, phase: "connect" | "statement" | "response", detail: string, options?: { cause?: unknown }) {
+    const what =
+      phase === "connect"
+        ? "No connection to database"
+        : phase === "statement"
+          ? "A statement ran too long on database"
+          : "No answer from database";
+    super("PS_USAGE_TIMEOUT", `${what} ${target} in time: ${detail}`, options);
+    this.target = target;
+    this.phase = phase;
+  }
+}

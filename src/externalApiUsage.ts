@@ -190,7 +190,7 @@ const FIND_EXTERNAL_API_USAGE: FindSpec<FoundExternalApiUsageRow, FoundExternalA
   idField: "externalApiId",
   includeKeys: ["agent", "connector", "externalApi"],
   findMany: (db, args) =>
-    db.prisma.psExternalApiUsage.findMany(args as Prisma.PsExternalApiUsageFindManyArgs) as Promise<FoundExternalApiUsageRow[]>,
+    db.reportPrisma.psExternalApiUsage.findMany(args as Prisma.PsExternalApiUsageFindManyArgs) as Promise<FoundExternalApiUsageRow[]>,
   toItem(row, include) {
     const item: FoundExternalApiUsage = toExternalApiUsageRecord(row);
     if (!include.agent && !include.connector && !include.externalApi) return item;

@@ -299,7 +299,7 @@ const FIND_MODEL_USAGE: FindSpec<FoundModelUsageRow, FoundModelUsage> = {
   table: "model",
   idField: "modelId",
   includeKeys: ["agent", "connector", "model"],
-  findMany: (db, args) => db.prisma.psModelUsage.findMany(args as Prisma.PsModelUsageFindManyArgs) as Promise<FoundModelUsageRow[]>,
+  findMany: (db, args) => db.reportPrisma.psModelUsage.findMany(args as Prisma.PsModelUsageFindManyArgs) as Promise<FoundModelUsageRow[]>,
   toItem(row, include) {
     const item: FoundModelUsage = toModelUsageRecord(row);
     if (!include.agent && !include.connector && !include.model) return item;

@@ -253,7 +253,7 @@ export async function sumModelUsage<G extends ModelUsageGroupBy = never, B exten
 ): Promise<ModelUsageSumRow<G, B>[]> {
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "modelUsage", options);
-    return db.prisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
+    return db.reportPrisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
       sumSql("modelUsage", shape, options.where, modelUsageSumColumnsSql(), MODEL_SUM_FIELDS),
     );
   });
@@ -276,7 +276,7 @@ export async function sumExternalApiUsage<
 >(db: Database, options: ExternalApiUsageSumOptions<G, B> = {}): Promise<ExternalApiUsageSumRow<G, B>[]> {
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "externalApiUsage", options);
-    return db.prisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
+    return db.reportPrisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
       sumSql(
         "externalApiUsage",
         shape,
@@ -371,7 +371,7 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
     MODEL_SUM_FIELDS.map((field) => Prisma.sql`COALESCE(m.${quoted(field)}, 0)::bigint AS ${quoted(field)}`),
     ", ",
   );
-  const rows = await reading(db, () => db.prisma.$queryRaw<TreeSqlRow[]>`
+  const rows = await reading(db, () => db.reportPrisma.$queryRaw<TreeSqlRow[]>`
     WITH RECURSIVE ${agentTreeCte(agentId)},
     model AS (
       SELECT agent_id, count(*) AS events, ${modelUsageSumColumnsSql()}

@@ -4,7 +4,7 @@
  * cursor and one page of a find, idempotent single records, and plain DTOs for related rows.
  */
 import type { Database } from "./db";
-import { DatabaseConnectionError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
+import { DatabaseConnectionError, DatabaseTimeoutError, PsUsageError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   DEFAULT_BATCH_CHUNK_SIZE,
@@ -104,6 +104,21 @@ export function isConnectionFailure(err: unknown): boolean {
 }
 
 /**
+ * The bound a call ran into, if it failed on one: the pool's wait for a connection, the server's
+ * statement_timeout (SQLSTATE 57014 with that reason; a cancel by an operator is not a timeout),
+ * or pg's client-side query timeout on a server that stopped answering.
+ */
+export function timeoutPhase(err: unknown): DatabaseTimeoutError["phase"] | null {
+  const cause = adapterCause(err);
+  const message = `${cause?.originalMessage ?? ""} ${(err as Error)?.message ?? ""}`;
+  if ((cause?.originalCode ?? cause?.code) === "57014" && /statement timeout/i.test(message)) return "statement";
+  if (/canceling statement due to statement timeout/i.test(message)) return "statement";
+  if (/Query read timeout/i.test(message)) return "response";
+  if (/timeout exceeded when trying to connect|Connection terminated due to connection timeout/i.test(message)) return "connect";
+  return null;
+}
+
+/**
  * Turns a database error into the package's typed error: a foreign key violation into
  * {@link UnknownReferenceError} (`resolveReference` names the table and id), a lost connection
  * into {@link DatabaseConnectionError}; anything else is returned as it is.
@@ -113,10 +128,15 @@ export async function translateDatabaseError(
   err: unknown,
   resolveReference: (column: ReferenceColumn | null) => Promise<UnknownReferenceError>,
 ): Promise<unknown> {
-  if (err instanceof UsageValidationError || err instanceof UnknownReferenceError) return err;
+  if (err instanceof PsUsageError) return err;
   if (isForeignKeyViolation(err)) {
     const resolved = await resolveReference(violatedReferenceColumn(err));
     return new UnknownReferenceError(resolved.table, resolved.id, { cause: err });
+  }
+  const phase = timeoutPhase(err);
+  if (phase !== null) {
+    const detail = adapterCause(err)?.originalMessage ?? (err as Error)?.message ?? String(err);
+    return new DatabaseTimeoutError(db.target, phase, detail.trim(), { cause: err });
   }
   if (isConnectionFailure(err)) {
     const reason = adapterCause(err)?.originalMessage ?? adapterCause(err)?.kind ?? (err as Error)?.message ?? String(err);
