@@ -17,6 +17,10 @@ function poolConfig(url) {
     password: u.password ? decodeURIComponent(u.password) : undefined,
     database: decodeURIComponent(u.pathname.slice(1)),
     idleTimeoutMillis: 100,
+    // The test databases default to a non-ISO DateStyle (tests/support/testDatabase.ts). The
+    // native engine reads timestamps in binary and never sees it; through this text-protocol
+    // adapter, Prisma would fail to parse _prisma_migrations.finished_at. Pin ISO as the package does.
+    options: "-c DateStyle=ISO,MDY -c TimeZone=UTC",
   };
 }
 
