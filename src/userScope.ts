@@ -120,7 +120,19 @@ function scopeSumOptions<O extends { readonly where?: { readonly userId?: number
  * is left out and reject any other user's id (a {@link UsageValidationError} on `userId`, with
  * the item's `index` in a batch); finds always add `userId` to the filter, and a filter naming
  * another user is rejected (a {@link UsageValidationError} on `filter.userId`) rather than
- * silently returning nothing. An idempotency key already used by another user is rejected too.
+ * silently returning nothing. An idempotency key already used by another user (for a single
+ * record or a batch) is rejected too, never reported as a replay.
+ *
+ * What belongs to the user: agents and connectors whose `user_id` is the view's. Recording with
+ * another user's agent or connector is a {@link UsageValidationError} on `agentId` /
+ * `connectorId` (with `index` in a batch), checked in the insert's transaction with the rows
+ * locked; `page.include` gives `null` for another user's agent or connector (the id stays in
+ * `agentId` / `connectorId`). Models and external APIs are a shared catalogue (PolicySynth's
+ * admins configure them for every user's agents): any of them may be recorded with, and
+ * `include` always returns them, whatever their `user_id` or `organization_id`.
+ *
+ * Inputs are read as the plain functions read them: a field is `input[field]`, own, inherited
+ * or a getter, so the same input records the same row through the view and without it.
  *
  * The sums (`sumModelUsage`, `sumExternalApiUsage`, `sumAgentTreeUsage`) and the cost reports
  * (`costReport`, `agentTreeCostReport`) take the same options
