@@ -177,6 +177,9 @@ test("recording through forUser with another user's agent or connector is refuse
   // Alice's own agent and connector, and anyone's model or API (a shared catalogue), are fine.
   const ok = await alice.recordModelUsage({ modelId: bobsModelId, agentId: alicesAgent, connectorId: alicesConnector }, { idempotencyKey: "a-1" });
   expect(ok).toMatchObject({ userId: ALICE, modelId: bobsModelId, agentId: alicesAgent, connectorId: alicesConnector });
+  // The checked write keeps its idempotency: the same key again returns the first row.
+  const again = await alice.recordModelUsage({ modelId: bobsModelId, agentId: alicesAgent, connectorId: alicesConnector }, { idempotencyKey: "a-1" });
+  expect(again.id).toBe(ok.id);
   expect(await alice.recordExternalApiUsageBatch([{ externalApiId: bobsApiId, callCount: 2, agentId: alicesAgent }], { idempotencyKey: "a-batch" })).toEqual({
     count: 1,
   });
