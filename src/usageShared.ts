@@ -336,7 +336,7 @@ export async function recordBatch<I extends { readonly userId: number } & OwnedR
         }
         return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
       },
-      options?.idempotencyKey === undefined ? undefined : { key: options.idempotencyKey, userId: batchUser(inputs) },
+      options?.idempotencyKey === undefined ? undefined : { key: options.idempotencyKey, userId: owner ?? batchUser(inputs) },
       owner !== null && namesAgentOrConnector(inputs) ? (tx) => refuseOthersReferences(tx, inputs, owner, true) : undefined,
     );
     if (results === null) return returnIds ? { count: 0, ids: [], replayed: true } : { count: 0, replayed: true };

@@ -110,8 +110,12 @@ test("a batch key stores its one user; a mixed-user batch replays only as a mixe
     OTHER_USER_KEY,
   );
   expect(await rowCounts()).toEqual(before);
-  const stored = await t.db.prisma.psUsageIdempotencyKey.findMany({ where: { key: { in: ["alice-plain", "mixed", "bob-batch"] } } });
-  expect(Object.fromEntries(stored.map((k) => [k.key, k.userId]))).toEqual({ "alice-plain": ALICE, mixed: null, "bob-batch": BOB });
+  // An empty batch of a view is the view's user's too.
+  expect(await alice.recordModelUsageBatch([], { idempotencyKey: "alice-empty" })).toEqual({ count: 0 });
+  expect(await alice.recordModelUsageBatch([], { idempotencyKey: "alice-empty" })).toEqual({ count: 0, replayed: true });
+  expect(await issuesOf(bob.recordModelUsageBatch([], { idempotencyKey: "alice-empty" }))).toEqual(OTHER_USER_KEY);
+  const stored = await t.db.prisma.psUsageIdempotencyKey.findMany({ where: { key: { in: ["alice-plain", "mixed", "bob-batch", "alice-empty"] } } });
+  expect(Object.fromEntries(stored.map((k) => [k.key, k.userId]))).toEqual({ "alice-plain": ALICE, mixed: null, "bob-batch": BOB, "alice-empty": ALICE });
 });
 
 test("include through forUser hides another user's agent and connector (ids kept); models and APIs are shared", async () => {
