@@ -36,6 +36,7 @@ import {
   translateDatabaseError,
   type ReferenceColumn,
 } from "./usageShared";
+import { visibleTo, writeOwned, type Owner } from "./scope/ownership";
 
 /** Reference columns of `ps_external_api_usage` and the input fields that fill them. */
 const EXTERNAL_API_USAGE_REFERENCES: readonly (readonly [ReferenceColumn, string])[] = [
@@ -80,6 +81,19 @@ export async function recordExternalApiUsage(
   input: ExternalApiUsageInput,
   options?: RecordOptions,
 ): Promise<ExternalApiUsageRecord> {
+  return recordExternalApiUsageAs(db, input, options, null);
+}
+
+/**
+ * @internal {@link recordExternalApiUsage} for a `forUser` view: with an `owner`, another user's
+ * agent or connector is refused (src/scope/ownership.ts).
+ */
+export async function recordExternalApiUsageAs(
+  db: Database,
+  input: ExternalApiUsageInput,
+  options: RecordOptions | undefined,
+  owner: Owner,
+): Promise<ExternalApiUsageRecord> {
   const issues: FieldIssue[] = [];
   checkInput(input, EXTERNAL_API_USAGE_INPUT, issues);
   checkRecordOptions(options, issues);
@@ -95,17 +109,24 @@ export async function recordExternalApiUsage(
   if (input.createdAt !== undefined) data.createdAt = input.createdAt;
   const key = options?.idempotencyKey;
   try {
-    if (key === undefined) return toExternalApiUsageRecord(await db.prisma.psExternalApiUsage.create({ data }));
+    if (key === undefined) {
+      return toExternalApiUsageRecord(await writeOwned(db, input, owner, (client) => client.psExternalApiUsage.create({ data })));
+    }
     return await recordOnce(
       key,
       input.userId,
       "external API usage",
       async () =>
-        toExternalApiUsageRecord(await db.prisma.psExternalApiUsage.create({ data: { ...data, idempotencyKey: { create: { key } } } })),
+        toExternalApiUsageRecord(
+          await writeOwned(db, input, owner, (client) =>
+            client.psExternalApiUsage.create({ data: { ...data, idempotencyKey: { create: { key, userId: input.userId } } } }),
+          ),
+        ),
       async () => {
         const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { externalApiUsage: true } });
         if (!stored) return null;
         return {
+          userId: stored.userId,
           modelUsageId: stored.modelUsageId,
           externalApiUsageId: stored.externalApiUsageId,
           row: stored.externalApiUsage ? toExternalApiUsageRecord(stored.externalApiUsage) : null,
@@ -157,7 +178,18 @@ export async function recordExternalApiUsageBatch(
   inputs: readonly ExternalApiUsageInput[],
   options?: BatchRecordOptions,
 ): Promise<BatchRecordResult> {
-  return recordBatch(db, inputs, options, { shape: EXTERNAL_API_USAGE_INPUT, references: EXTERNAL_API_USAGE_REFERENCES, chunkSql: batchChunkSql });
+  return recordExternalApiUsageBatchAs(db, inputs, options, null);
+}
+
+/** @internal {@link recordExternalApiUsageBatch} for a `forUser` view (see {@link recordExternalApiUsageAs}). */
+export async function recordExternalApiUsageBatchAs(
+  db: Database,
+  inputs: readonly ExternalApiUsageInput[],
+  options: BatchRecordOptions | undefined,
+  owner: Owner,
+): Promise<BatchRecordResult> {
+  const spec = { shape: EXTERNAL_API_USAGE_INPUT, references: EXTERNAL_API_USAGE_REFERENCES, chunkSql: batchChunkSql };
+  return recordBatch(db, inputs, options, spec, owner);
 }
 
 /**
@@ -179,6 +211,19 @@ export async function findExternalApiUsage(
   return findUsagePage(db, FIND_EXTERNAL_API_USAGE, filter, page);
 }
 
+/**
+ * @internal {@link findExternalApiUsage} for a `forUser` view: an included agent or connector of
+ * another user is null (the external API is shared and always included).
+ */
+export async function findExternalApiUsageAs(
+  db: Database,
+  filter: ExternalApiUsageFilter,
+  page: ExternalApiUsagePageOptions = {},
+  owner: Owner,
+): Promise<UsagePage<FoundExternalApiUsage>> {
+  return findUsagePage(db, FIND_EXTERNAL_API_USAGE, filter, page, owner);
+}
+
 type FoundExternalApiUsageRow = PrismaExternalApiUsageRow & {
   agent?: Parameters<typeof toAgentRecord>[0] | null;
   connector?: Parameters<typeof toConnectorRecord>[0] | null;
@@ -191,13 +236,15 @@ const FIND_EXTERNAL_API_USAGE: FindSpec<FoundExternalApiUsageRow, FoundExternalA
   includeKeys: ["agent", "connector", "externalApi"],
   findMany: (db, args) =>
     db.reportPrisma.psExternalApiUsage.findMany(args as Prisma.PsExternalApiUsageFindManyArgs) as Promise<FoundExternalApiUsageRow[]>,
-  toItem(row, include) {
+  toItem(row, include, owner) {
     const item: FoundExternalApiUsage = toExternalApiUsageRecord(row);
     if (!include.agent && !include.connector && !include.externalApi) return item;
+    const agent = visibleTo(row.agent, owner);
+    const connector = visibleTo(row.connector, owner);
     return {
       ...item,
-      ...(include.agent ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
-      ...(include.connector ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
+      ...(include.agent ? { agent: agent ? toAgentRecord(agent) : null } : {}),
+      ...(include.connector ? { connector: connector ? toConnectorRecord(connector) : null } : {}),
       ...(include.externalApi && row.externalApi ? { externalApi: toExternalApiRecord(row.externalApi) } : {}),
     };
   },

@@ -41,6 +41,7 @@ import {
   translateDatabaseError,
   type ReferenceColumn,
 } from "./usageShared";
+import { visibleTo, writeOwned, type Owner } from "./scope/ownership";
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
 const MODEL_USAGE_REFERENCES: readonly (readonly [ReferenceColumn, string])[] = [
@@ -98,6 +99,19 @@ function toModelUsageRecord(row: PrismaModelUsageRow): ModelUsageRecord {
  * await recordModelUsage(db, { userId: 42, modelId: 3, tokenInCount: 5 }, { idempotencyKey: "call-8f2c" });
  */
 export async function recordModelUsage(db: Database, input: ModelUsageInput, options?: RecordOptions): Promise<ModelUsageRecord> {
+  return recordModelUsageAs(db, input, options, null);
+}
+
+/**
+ * @internal {@link recordModelUsage} for a `forUser` view: with an `owner`, another user's agent
+ * or connector is refused (src/scope/ownership.ts).
+ */
+export async function recordModelUsageAs(
+  db: Database,
+  input: ModelUsageInput,
+  options: RecordOptions | undefined,
+  owner: Owner,
+): Promise<ModelUsageRecord> {
   const issues: FieldIssue[] = [];
   checkInput(input, MODEL_USAGE_INPUT, issues);
   checkRecordOptions(options, issues);
@@ -116,16 +130,22 @@ export async function recordModelUsage(db: Database, input: ModelUsageInput, opt
   }
   const key = options?.idempotencyKey;
   try {
-    if (key === undefined) return toModelUsageRecord(await db.prisma.psModelUsage.create({ data }));
+    if (key === undefined) return toModelUsageRecord(await writeOwned(db, input, owner, (client) => client.psModelUsage.create({ data })));
     return await recordOnce(
       key,
       input.userId,
       "model usage",
-      async () => toModelUsageRecord(await db.prisma.psModelUsage.create({ data: { ...data, idempotencyKey: { create: { key } } } })),
+      async () =>
+        toModelUsageRecord(
+          await writeOwned(db, input, owner, (client) =>
+            client.psModelUsage.create({ data: { ...data, idempotencyKey: { create: { key, userId: input.userId } } } }),
+          ),
+        ),
       async () => {
         const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
         if (!stored) return null;
         return {
+          userId: stored.userId,
           modelUsageId: stored.modelUsageId,
           externalApiUsageId: stored.externalApiUsageId,
           row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
@@ -184,7 +204,18 @@ export async function recordModelUsageBatch(
   inputs: readonly ModelUsageInput[],
   options?: BatchRecordOptions,
 ): Promise<BatchRecordResult> {
-  return recordBatch(db, inputs, options, { shape: MODEL_USAGE_INPUT, references: MODEL_USAGE_REFERENCES, chunkSql: batchChunkSql });
+  return recordModelUsageBatchAs(db, inputs, options, null);
+}
+
+/** @internal {@link recordModelUsageBatch} for a `forUser` view (see {@link recordModelUsageAs}). */
+export async function recordModelUsageBatchAs(
+  db: Database,
+  inputs: readonly ModelUsageInput[],
+  options: BatchRecordOptions | undefined,
+  owner: Owner,
+): Promise<BatchRecordResult> {
+  const spec = { shape: MODEL_USAGE_INPUT, references: MODEL_USAGE_REFERENCES, chunkSql: batchChunkSql };
+  return recordBatch(db, inputs, options, spec, owner);
 }
 
 /**
@@ -252,12 +283,22 @@ export function modelCallToUsage(call: ModelCallInput, longContextTokenThreshold
  * ); // 200,000 input tokens reach the threshold: stored as long context
  */
 export async function recordModelCall(db: Database, call: ModelCallInput, options?: ModelCallOptions): Promise<ModelUsageRecord> {
+  return recordModelCallAs(db, call, options, null);
+}
+
+/** @internal {@link recordModelCall} for a `forUser` view (see {@link recordModelUsageAs}). */
+export async function recordModelCallAs(
+  db: Database,
+  call: ModelCallInput,
+  options: ModelCallOptions | undefined,
+  owner: Owner,
+): Promise<ModelUsageRecord> {
   const issues: FieldIssue[] = [];
   checkInput(call, MODEL_CALL_INPUT, issues);
   checkModelCallOptions(options, issues);
   throwIfIssues(issues);
   const usage = modelCallToUsage(call, options?.longContextTokenThreshold);
-  return recordModelUsage(db, usage, options?.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey });
+  return recordModelUsageAs(db, usage, options?.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey }, owner);
 }
 
 /**
@@ -289,6 +330,19 @@ export async function findModelUsage(
   return findUsagePage(db, FIND_MODEL_USAGE, filter, page);
 }
 
+/**
+ * @internal {@link findModelUsage} for a `forUser` view: an included agent or connector of
+ * another user is null (the model is shared and always included).
+ */
+export async function findModelUsageAs(
+  db: Database,
+  filter: ModelUsageFilter,
+  page: ModelUsagePageOptions = {},
+  owner: Owner,
+): Promise<UsagePage<FoundModelUsage>> {
+  return findUsagePage(db, FIND_MODEL_USAGE, filter, page, owner);
+}
+
 type FoundModelUsageRow = Parameters<typeof toModelUsageRecord>[0] & {
   agent?: Parameters<typeof toAgentRecord>[0] | null;
   connector?: Parameters<typeof toConnectorRecord>[0] | null;
@@ -300,13 +354,15 @@ const FIND_MODEL_USAGE: FindSpec<FoundModelUsageRow, FoundModelUsage> = {
   idField: "modelId",
   includeKeys: ["agent", "connector", "model"],
   findMany: (db, args) => db.reportPrisma.psModelUsage.findMany(args as Prisma.PsModelUsageFindManyArgs) as Promise<FoundModelUsageRow[]>,
-  toItem(row, include) {
+  toItem(row, include, owner) {
     const item: FoundModelUsage = toModelUsageRecord(row);
     if (!include.agent && !include.connector && !include.model) return item;
+    const agent = visibleTo(row.agent, owner);
+    const connector = visibleTo(row.connector, owner);
     return {
       ...item,
-      ...(include.agent ? { agent: row.agent ? toAgentRecord(row.agent) : null } : {}),
-      ...(include.connector ? { connector: row.connector ? toConnectorRecord(row.connector) : null } : {}),
+      ...(include.agent ? { agent: agent ? toAgentRecord(agent) : null } : {}),
+      ...(include.connector ? { connector: connector ? toConnectorRecord(connector) : null } : {}),
       ...(include.model && row.model ? { model: toAiModelRecord(row.model) } : {}),
     };
   },

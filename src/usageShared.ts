@@ -20,6 +20,7 @@ import {
   type UsageOrder,
   type UsagePage,
 } from "./types";
+import { namesAgentOrConnector, refuseOthersReferences, visibleTo, type OwnedReferences, type Owner } from "./scope/ownership";
 import { checkBatch, checkBatchOptions, checkFilter, checkPageOptions, pageOrder, throwIfIssues, type InputShape } from "./validation";
 
 /** A usage column that references another table, and that table. */
@@ -202,24 +203,33 @@ export async function findMissingReference(
 /** How long one chunk of a batch may take before the transaction is given up. */
 const TRANSACTION_MS_PER_CHUNK = 60_000;
 
+/** A batch's idempotency key and the batch's one user (null: its items name several users). */
+interface BatchKey {
+  readonly key: string;
+  readonly userId: number | null;
+}
+
 /**
  * Runs `chunkCount` statements all or nothing: one statement on its own is already atomic;
  * several run in one interactive transaction. With a `batchKey`, the transaction first claims
  * the key in ps_usage_idempotency_keys (a row with neither usage id: a batch's key); when the key
  * is taken it writes nothing and returns null. A concurrent claim of the same key waits for the
- * first transaction: its commit makes this one a replay, its rollback frees the key.
+ * first transaction: its commit makes this one a replay, its rollback frees the key. `prepare`
+ * (a check that must hold at commit) runs in the same transaction before the first chunk.
  */
 async function runChunks<T>(
   db: Database,
   chunkCount: number,
   runChunk: (client: Prisma.TransactionClient, chunk: number) => Promise<T>,
-  batchKey?: string,
+  batchKey?: BatchKey,
+  prepare?: (tx: Prisma.TransactionClient) => Promise<void>,
 ): Promise<T[] | null> {
-  if (batchKey === undefined && chunkCount === 0) return [];
-  if (batchKey === undefined && chunkCount === 1) return [await runChunk(db.prisma, 0)];
+  if (batchKey === undefined && prepare === undefined && chunkCount === 0) return [];
+  if (batchKey === undefined && prepare === undefined && chunkCount === 1) return [await runChunk(db.prisma, 0)];
   return db.prisma.$transaction(
     async (tx) => {
       if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
+      if (prepare !== undefined) await prepare(tx);
       const results: T[] = [];
       for (let chunk = 0; chunk < chunkCount; chunk++) results.push(await runChunk(tx, chunk));
       return results;
@@ -229,15 +239,44 @@ async function runChunks<T>(
   );
 }
 
-/** Claims a batch's idempotency key; false when it was already used by a batch. */
-async function claimBatchKey(tx: Prisma.TransactionClient, key: string): Promise<boolean> {
-  const claimed = await tx.$queryRaw<unknown[]>`INSERT INTO ps_usage_idempotency_keys (key) VALUES (${key}) ON CONFLICT (key) DO NOTHING RETURNING key`;
-  if (claimed.length > 0) return true;
-  const stored = await tx.psUsageIdempotencyKey.findUnique({ where: { key } });
-  if (stored && (stored.modelUsageId !== null || stored.externalApiUsageId !== null)) {
-    throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used to record a single event, not a batch" }]);
+const KEY_OF_ANOTHER_USER = "was already used by another user";
+
+/**
+ * Claims a batch's idempotency key together with the batch's user; false when this batch was
+ * already recorded with it (a replay). A replay needs the same user: a key stored for another
+ * user, or for a batch of several users when this batch has one (and the reverse), is a
+ * {@link UsageValidationError}, so that a user never learns of, nor loses usage to, another
+ * user's key. A key used for a single record is refused too (after the same user check).
+ */
+async function claimBatchKey(tx: Prisma.TransactionClient, batchKey: BatchKey): Promise<boolean> {
+  const { key, userId } = batchKey;
+  // A single record's key row can vanish (its usage row deleted) between the conflict and the read.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const claimed = await tx.$queryRaw<unknown[]>`
+      INSERT INTO ps_usage_idempotency_keys (key, user_id) VALUES (${key}, ${userId}::int) ON CONFLICT (key) DO NOTHING RETURNING key`;
+    if (claimed.length > 0) return true;
+    const stored = await tx.psUsageIdempotencyKey.findUnique({
+      where: { key },
+      include: { modelUsage: { select: { userId: true } }, externalApiUsage: { select: { userId: true } } },
+    });
+    if (stored === null) continue;
+    // Keys of single records stored before user_id existed: their row's user.
+    const storedUser = stored.userId ?? stored.modelUsage?.userId ?? stored.externalApiUsage?.userId ?? null;
+    if (storedUser !== userId) throw new UsageValidationError([{ field: "options.idempotencyKey", reason: KEY_OF_ANOTHER_USER }]);
+    if (stored.modelUsageId !== null || stored.externalApiUsageId !== null) {
+      throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used to record a single event, not a batch" }]);
+    }
+    return false;
   }
-  return false;
+  throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "kept conflicting with a key that then disappeared; retry" }]);
+}
+
+/** The one user of a batch's items, or null when they name several (or none). */
+function batchUser(inputs: readonly { readonly userId: number }[]): number | null {
+  if (inputs.length === 0) return null;
+  const first = inputs[0].userId;
+  for (let i = 1; i < inputs.length; i++) if (inputs[i].userId !== first) return null;
+  return first;
 }
 
 /**
@@ -286,12 +325,15 @@ export interface BatchSpec<I> {
 /**
  * A batch record: validates every item, then writes chunks of `options.chunkSize` rows, all or
  * nothing; a missing reference becomes an {@link UnknownReferenceError} naming the table and id.
+ * With an `owner` (a `forUser` view), another user's agent or connector is refused in the
+ * same transaction (see {@link refuseOthersReferences}).
  */
-export async function recordBatch<I>(
+export async function recordBatch<I extends { readonly userId: number } & OwnedReferences>(
   db: Database,
   inputs: readonly I[],
   options: BatchRecordOptions | undefined,
   spec: BatchSpec<I>,
+  owner: Owner = null,
 ): Promise<BatchRecordResult> {
   const issues: FieldIssue[] = [];
   checkBatchOptions(options, issues);
@@ -314,7 +356,8 @@ export async function recordBatch<I>(
         }
         return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
       },
-      options?.idempotencyKey,
+      options?.idempotencyKey === undefined ? undefined : { key: options.idempotencyKey, userId: owner ?? batchUser(inputs) },
+      owner !== null && namesAgentOrConnector(inputs) ? (tx) => refuseOthersReferences(tx, inputs, owner, true) : undefined,
     );
     if (results === null) return returnIds ? { count: 0, ids: [], replayed: true } : { count: 0, replayed: true };
     return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
@@ -413,8 +456,11 @@ export interface FindSpec<Row extends { readonly id: number }, Item> {
       include: Record<string, boolean>;
     },
   ): Promise<Row[]>;
-  /** A row (with the relations asked for) as the DTO the find returns. */
-  toItem(row: Row, include: Readonly<Record<string, boolean>>): Item;
+  /**
+   * A row (with the relations asked for) as the DTO the find returns; with an `owner` (a
+   * `forUser` view), another user's agent or connector is null (see {@link visibleTo}).
+   */
+  toItem(row: Row, include: Readonly<Record<string, boolean>>, owner: Owner): Item;
 }
 
 /**
@@ -428,6 +474,7 @@ export async function findUsagePage<Row extends { readonly id: number }, Item>(
   spec: FindSpec<Row, Item>,
   filter: UsageFilter,
   page: PageOptions & { readonly include?: Readonly<Record<string, boolean | undefined>> },
+  owner: Owner = null,
 ): Promise<UsagePage<Item>> {
   const issues: FieldIssue[] = [];
   checkFilter(filter, spec.idField, issues);
@@ -453,7 +500,7 @@ export async function findUsagePage<Row extends { readonly id: number }, Item>(
     const pageRows = more ? rows.slice(0, limit) : rows;
     const last = pageRows[pageRows.length - 1];
     return {
-      items: pageRows.map((row) => spec.toItem(row, include)),
+      items: pageRows.map((row) => spec.toItem(row, include, owner)),
       nextCursor: more && last ? encodeCursor({ table: spec.table, order, id: last.id }) : null,
     };
   } catch (err) {
@@ -554,6 +601,8 @@ export function toExternalApiRecord(row: {
 
 /** What an idempotency key row points at. */
 export interface StoredKey<R> {
+  /** The key row's user (null for keys stored before the column existed, or a mixed batch). */
+  readonly userId: number | null;
   readonly modelUsageId: number | null;
   readonly externalApiUsageId: number | null;
   /** The row the key points at, in this call's table, or null when it points at the other table. */
@@ -564,8 +613,9 @@ export interface StoredKey<R> {
  * Records once per idempotency key. `create` inserts the usage row together with its key row in
  * one transaction (a Prisma nested create); when the key is already taken (a unique violation,
  * possibly from a concurrent caller whose transaction has just committed), the row the key
- * points at is returned instead. A key taken by the other usage table, or by another user, is a
- * {@link UsageValidationError} on `options.idempotencyKey`.
+ * points at is returned instead. A key taken by another user (checked first, for a batch's key
+ * too), or by the other usage table or a batch, is a {@link UsageValidationError} on
+ * `options.idempotencyKey`. `create` stores `userId` on the key row.
  */
 export async function recordOnce<R extends { readonly userId: number }>(
   key: string,
@@ -583,7 +633,13 @@ export async function recordOnce<R extends { readonly userId: number }>(
     }
     const stored = await readKey();
     if (stored === null) continue;
-    if (stored.row === null && stored.modelUsageId === null && stored.externalApiUsageId === null) {
+    // A batch's key without a user is a batch of several users (or older than user_id).
+    const batchKey = stored.modelUsageId === null && stored.externalApiUsageId === null;
+    const storedUser = stored.userId ?? stored.row?.userId ?? null;
+    if ((storedUser !== null || batchKey) && storedUser !== userId) {
+      throw new UsageValidationError([{ field: "options.idempotencyKey", reason: KEY_OF_ANOTHER_USER }]);
+    }
+    if (batchKey) {
       throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used to record a batch" }]);
     }
     if (stored.row === null) {
@@ -591,9 +647,7 @@ export async function recordOnce<R extends { readonly userId: number }>(
         { field: "options.idempotencyKey", reason: `was already used to record ${tableLabel === "model usage" ? "external API usage" : "model usage"}` },
       ]);
     }
-    if (stored.row.userId !== userId) {
-      throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used by another user" }]);
-    }
+    if (stored.row.userId !== userId) throw new UsageValidationError([{ field: "options.idempotencyKey", reason: KEY_OF_ANOTHER_USER }]);
     return stored.row;
   }
   throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "kept conflicting with a key that then disappeared; retry" }]);

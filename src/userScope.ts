@@ -5,8 +5,8 @@
 import { agentTreeCostReport, costReport, type AgentTreeCostReport, type AgentTreeCostReportOptions, type CostReport, type CostReportOptions } from "./costs";
 import type { Database } from "./db";
 import { UsageValidationError, type FieldIssue } from "./errors";
-import { findExternalApiUsage, recordExternalApiUsage, recordExternalApiUsageBatch } from "./externalApiUsage";
-import { findModelUsage, recordModelCall, recordModelUsage, recordModelUsageBatch } from "./modelUsage";
+import { findExternalApiUsageAs, recordExternalApiUsageAs, recordExternalApiUsageBatchAs } from "./externalApiUsage";
+import { findModelUsageAs, recordModelCallAs, recordModelUsageAs, recordModelUsageBatchAs } from "./modelUsage";
 import {
   sumAgentTreeUsage,
   sumExternalApiUsage,
@@ -39,7 +39,7 @@ import type {
   TimeBucket,
   UsagePage,
 } from "./types";
-import { EXTERNAL_API_USAGE_INPUT, MODEL_CALL_INPUT, MODEL_USAGE_INPUT, checkInput, idProblem } from "./validation";
+import { EXTERNAL_API_USAGE_INPUT, MODEL_CALL_INPUT, MODEL_USAGE_INPUT, checkInput, copyInput, idProblem } from "./validation";
 
 /** An input whose `userId` may be left out: the scope fills it in. */
 export type Scoped<T extends { readonly userId: number }> = Omit<T, "userId"> & { readonly userId?: number };
@@ -72,30 +72,28 @@ export interface UserUsageScope {
 type Shape = typeof MODEL_USAGE_INPUT;
 
 /**
- * One input with the scope's user: `userId` left out is filled in, the scope's own id is kept,
- * any other value is an issue on `userId`. Non-objects pass through for the normal checks.
+ * One input with the scope's user, copied by the package's one reading rule ({@link copyInput}:
+ * inherited fields and getters count, as in the plain functions): `userId` left out is filled
+ * in, the scope's own id is kept, any other value is an issue on `userId`. Non-objects pass
+ * through for the normal checks.
  */
-function scopeInput<T>(userId: number, input: unknown, issues: FieldIssue[], index?: number): T {
-  if (typeof input !== "object" || input === null || Array.isArray(input)) return input as T;
-  const given = (input as { userId?: unknown }).userId;
-  if (given === undefined) return { ...input, userId } as T;
-  if (given !== userId) {
+function scopeInput<T>(userId: number, input: unknown, shape: Shape, issues: FieldIssue[], index?: number): T {
+  const copy = copyInput(input, shape);
+  if (typeof copy !== "object" || copy === null) return copy as T;
+  const given = (copy as { userId?: unknown }).userId;
+  if (given !== undefined && given !== userId) {
     const reason = `must be ${userId} (this view is confined to user ${userId}), got ${typeof given === "number" ? given : typeof given}`;
     issues.push(index === undefined ? { field: "userId", reason } : { field: "userId", reason, index });
   }
-  return input as T;
+  (copy as { userId?: unknown }).userId = userId;
+  return copy as T;
 }
 
-/** Throws the scope issues together with every other issue of the same inputs. */
-function throwScopeIssues(userId: number, inputs: readonly unknown[], shape: Shape, issues: FieldIssue[], batch: boolean): void {
+/** Throws the scope issues together with every other issue of the same (scoped) inputs. */
+function throwScopeIssues(scoped: readonly unknown[], shape: Shape, issues: FieldIssue[], batch: boolean): void {
   if (issues.length === 0) return;
   const all = [...issues];
-  inputs.forEach((input, i) => {
-    const rest: FieldIssue[] = [];
-    const asOwn = typeof input === "object" && input !== null && !Array.isArray(input) ? { ...input, userId } : input;
-    checkInput(asOwn, shape, rest, batch ? i : undefined);
-    all.push(...rest);
-  });
+  scoped.forEach((input, i) => checkInput(input, shape, all, batch ? i : undefined));
   throw new UsageValidationError(all);
 }
 
@@ -122,7 +120,19 @@ function scopeSumOptions<O extends { readonly where?: { readonly userId?: number
  * is left out and reject any other user's id (a {@link UsageValidationError} on `userId`, with
  * the item's `index` in a batch); finds always add `userId` to the filter, and a filter naming
  * another user is rejected (a {@link UsageValidationError} on `filter.userId`) rather than
- * silently returning nothing. An idempotency key already used by another user is rejected too.
+ * silently returning nothing. An idempotency key already used by another user (for a single
+ * record or a batch) is rejected too, never reported as a replay.
+ *
+ * What belongs to the user: agents and connectors whose `user_id` is the view's. Recording with
+ * another user's agent or connector is a {@link UsageValidationError} on `agentId` /
+ * `connectorId` (with `index` in a batch), checked in the insert's transaction with the rows
+ * locked; `page.include` gives `null` for another user's agent or connector (the id stays in
+ * `agentId` / `connectorId`). Models and external APIs are a shared catalogue (PolicySynth's
+ * admins configure them for every user's agents): any of them may be recorded with, and
+ * `include` always returns them, whatever their `user_id` or `organization_id`.
+ *
+ * Inputs are read as the plain functions read them: a field is `input[field]`, own, inherited
+ * or a getter, so the same input records the same row through the view and without it.
  *
  * The sums (`sumModelUsage`, `sumExternalApiUsage`, `sumAgentTreeUsage`) and the cost reports
  * (`costReport`, `agentTreeCostReport`) take the same options
@@ -142,32 +152,32 @@ export function forUser(db: Database, userId: number): UserUsageScope {
 
   function one<T>(input: unknown, shape: Shape): T {
     const issues: FieldIssue[] = [];
-    const scoped = scopeInput<T>(userId, input, issues);
-    throwScopeIssues(userId, [input], shape, issues, false);
+    const scoped = scopeInput<T>(userId, input, shape, issues);
+    throwScopeIssues([scoped], shape, issues, false);
     return scoped;
   }
   function many<T>(inputs: unknown, shape: Shape): T[] {
     // Not an array: the batch function reports it.
     if (!Array.isArray(inputs)) return inputs as T[];
     const issues: FieldIssue[] = [];
-    const scoped = inputs.map((input, i) => scopeInput<T>(userId, input, issues, i));
-    throwScopeIssues(userId, inputs, shape, issues, true);
+    const scoped = inputs.map((input, i) => scopeInput<T>(userId, input, shape, issues, i));
+    throwScopeIssues(scoped, shape, issues, true);
     return scoped;
   }
 
   return {
     userId,
     // async, so that a rejected input is a rejected promise like every other error.
-    recordModelUsage: async (input, options) => recordModelUsage(db, one<ModelUsageInput>(input, MODEL_USAGE_INPUT), options),
+    recordModelUsage: async (input, options) => recordModelUsageAs(db, one<ModelUsageInput>(input, MODEL_USAGE_INPUT), options, userId),
     recordModelUsageBatch: async (inputs, options) =>
-      recordModelUsageBatch(db, many<ModelUsageInput>(inputs, MODEL_USAGE_INPUT), options),
-    recordModelCall: async (call, options) => recordModelCall(db, one<ModelCallInput>(call, MODEL_CALL_INPUT), options),
+      recordModelUsageBatchAs(db, many<ModelUsageInput>(inputs, MODEL_USAGE_INPUT), options, userId),
+    recordModelCall: async (call, options) => recordModelCallAs(db, one<ModelCallInput>(call, MODEL_CALL_INPUT), options, userId),
     recordExternalApiUsage: async (input, options) =>
-      recordExternalApiUsage(db, one<ExternalApiUsageInput>(input, EXTERNAL_API_USAGE_INPUT), options),
+      recordExternalApiUsageAs(db, one<ExternalApiUsageInput>(input, EXTERNAL_API_USAGE_INPUT), options, userId),
     recordExternalApiUsageBatch: async (inputs, options) =>
-      recordExternalApiUsageBatch(db, many<ExternalApiUsageInput>(inputs, EXTERNAL_API_USAGE_INPUT), options),
-    findModelUsage: async (filter, page) => findModelUsage(db, scopeFilter(userId, filter), page),
-    findExternalApiUsage: async (filter, page) => findExternalApiUsage(db, scopeFilter(userId, filter), page),
+      recordExternalApiUsageBatchAs(db, many<ExternalApiUsageInput>(inputs, EXTERNAL_API_USAGE_INPUT), options, userId),
+    findModelUsage: async (filter, page) => findModelUsageAs(db, scopeFilter(userId, filter), page, userId),
+    findExternalApiUsage: async (filter, page) => findExternalApiUsageAs(db, scopeFilter(userId, filter), page, userId),
     sumModelUsage: async (options) => sumModelUsage(db, scopeSumOptions(userId, options)),
     sumExternalApiUsage: async (options) => sumExternalApiUsage(db, scopeSumOptions(userId, options)),
     sumAgentTreeUsage: async (agentId, options) => sumAgentTreeUsage(db, agentId, scopeSumOptions(userId, options)),

@@ -180,8 +180,36 @@ function push(issues: FieldIssue[], field: string, reason: string, index: number
 }
 
 /**
+ * How every function of this package reads an input object (the plain ones and `forUser`'s
+ * alike): a field is `input[field]`, whether an own property, inherited from a prototype
+ * (`Object.create(proto)`) or a getter (a class instance); an unknown field is any key `for…in`
+ * lists (own or inherited, enumerable). {@link copyInput} copies an input by the same rule.
+ */
+
+/**
+ * A copy of an input object read the way {@link checkInput} and the record functions read it:
+ * each known field that is not undefined, and each unknown enumerable key (so that checking the
+ * copy reports it). The copy has no prototype, so no key (not even `__proto__`) is special.
+ * Not an object: returned as it is, for the checks to report.
+ */
+export function copyInput(value: unknown, input: InputShape): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+  const record = value as Record<string, unknown>;
+  const copy: Record<string, unknown> = Object.create(null);
+  const fields = input.fields;
+  for (let f = 0; f < fields.length; f++) {
+    const field = fields[f][0];
+    const v = record[field];
+    if (v !== undefined) copy[field] = v;
+  }
+  for (const key in record) if (input.known[key] !== true) copy[key] = record[key];
+  return copy;
+}
+
+/**
  * Checks one input against its shape and appends an issue for every bad field. Returns true
- * when the input is good. `index` is the item's position in a batch.
+ * when the input is good. `index` is the item's position in a batch. Fields are read as
+ * described above {@link copyInput}.
  */
 export function checkInput(value: unknown, input: InputShape, issues: FieldIssue[], index?: number): boolean {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {

@@ -6,6 +6,7 @@ import {
   setModelPrice,
   findModelUsage,
   forUser,
+  recordExternalApiUsage,
   recordModelUsage,
   type UserUsageScope,
 } from "../src";
@@ -26,8 +27,9 @@ beforeAll(async () => {
   agentId = await createAgent(t.db);
   alice = forUser(t.db, 11);
   bob = forUser(t.db, 22);
-  // Bob's rows, which Alice must never see.
-  for (let i = 0; i < 5; i++) await bob.recordModelUsage({ modelId, agentId, tokenInCount: 1000 + i });
+  // Bob's rows, which Alice must never see. The agent is no one's here (user 1's), so the rows
+  // go through the unconfined API: a view records only with its own user's agents.
+  for (let i = 0; i < 5; i++) await recordModelUsage(t.db, { userId: 22, modelId, agentId, tokenInCount: 1000 + i });
   await bob.recordExternalApiUsage({ externalApiId: apiId, callCount: 9 });
 });
 afterAll(() => t.dispose());
@@ -106,9 +108,10 @@ test("the scope's own user id must be a positive integer", () => {
 test("sums count only the scope's usage and reject another user's where", async () => {
   const carol = forUser(t.db, 33);
   const carolAgent = await createAgent(t.db, agentId); // a sub-agent of the agent Bob used
-  await carol.recordModelUsage({ modelId, agentId: carolAgent, tokenInCount: 40, tokenOutCount: 2 });
-  await carol.recordModelUsage({ modelId, agentId, tokenInCount: 60 });
-  await carol.recordExternalApiUsage({ externalApiId: apiId, agentId, callCount: 5 });
+  // Several users' usage in one tree of user 1's agents, as the unconfined API may record it.
+  await recordModelUsage(t.db, { userId: 33, modelId, agentId: carolAgent, tokenInCount: 40, tokenOutCount: 2 });
+  await recordModelUsage(t.db, { userId: 33, modelId, agentId, tokenInCount: 60 });
+  await recordExternalApiUsage(t.db, { userId: 33, externalApiId: apiId, agentId, callCount: 5 });
 
   const [total] = await carol.sumModelUsage();
   expect(total.tokenInCount).toBe(100n);
@@ -131,7 +134,7 @@ test("sums count only the scope's usage and reject another user's where", async 
 test("cost reports price only the scope's usage and reject another user's where", async () => {
   const dave = forUser(t.db, 44);
   await setModelPrice(t.db, modelId, { currency: "USD", costInTokensPerMillion: "2", costOutTokensPerMillion: "8" }, new Date("2000-01-01T00:00:00Z"));
-  await dave.recordModelUsage({ modelId, agentId, tokenInCount: 500_000, tokenOutCount: 250_000 });
+  await recordModelUsage(t.db, { userId: 44, modelId, agentId, tokenInCount: 500_000, tokenOutCount: 250_000 });
 
   // Dave's own usage: 0.5M × 2 + 0.25M × 8 = 3 USD; Bob's 5,010 tokens on the same agent are not his.
   const report = await dave.costReport();
