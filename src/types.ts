@@ -117,9 +117,10 @@ export type ExternalApiUsageGroupBy = "userId" | "agentId" | "connectorId" | "ex
 /** Options of a batch record call. */
 export interface BatchRecordOptions {
   /**
-   * Rows per INSERT statement (default {@link DEFAULT_BATCH_CHUNK_SIZE}, at most
+   * Rows per INSERT statement (default {@link DEFAULT_BATCH_CHUNK_SIZE} on PostgreSQL,
+   * {@link DEFAULT_EMBEDDED_BATCH_CHUNK_SIZE} on the embedded database; at most
    * {@link MAX_BATCH_CHUNK_SIZE}). A larger batch is split into several statements inside one
-   * transaction, still all or nothing.
+   * transaction, still all or nothing, and lets the event loop run between them.
    */
   readonly chunkSize?: number;
   /** Also return the new rows' ids, in input order. Default false (a little slower). */
@@ -133,8 +134,14 @@ export interface BatchRecordOptions {
   readonly idempotencyKey?: string;
 }
 
-/** Rows per INSERT statement of a batch unless `chunkSize` says otherwise. */
+/** Rows per INSERT statement of a batch on PostgreSQL unless `chunkSize` says otherwise. */
 export const DEFAULT_BATCH_CHUNK_SIZE = 20_000;
+
+/**
+ * Rows per INSERT statement on the embedded database (PGlite runs each statement on the caller's
+ * thread, so a smaller chunk is a shorter stretch without timers or I/O for the host app).
+ */
+export const DEFAULT_EMBEDDED_BATCH_CHUNK_SIZE = 5_000;
 
 /** The largest `chunkSize` a batch accepts. */
 export const MAX_BATCH_CHUNK_SIZE = 100_000;

@@ -3,11 +3,13 @@
  * the package's typed errors, running a chunked batch in one transaction, the opaque page
  * cursor and one page of a find, idempotent single records, and plain DTOs for related rows.
  */
+import { setImmediate } from "node:timers/promises";
 import type { Database } from "./db";
 import { DatabaseConnectionError, DatabaseTimeoutError, PsUsageError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   DEFAULT_BATCH_CHUNK_SIZE,
+  DEFAULT_EMBEDDED_BATCH_CHUNK_SIZE,
   DEFAULT_PAGE_SIZE,
   type BatchRecordOptions,
   type BatchRecordResult,
@@ -21,7 +23,7 @@ import {
   type UsagePage,
 } from "./types";
 import { namesAgentOrConnector, refuseOthersReferences, visibleTo, type OwnedReferences, type Owner } from "./scope/ownership";
-import { checkBatch, checkBatchOptions, checkFilter, checkPageOptions, pageOrder, throwIfIssues, type InputShape } from "./validation";
+import { checkBatchYielding, checkBatchOptions, checkFilter, checkPageOptions, pageOrder, throwIfIssues, type InputShape } from "./validation";
 
 /** A usage column that references another table, and that table. */
 export const REFERENCED_TABLES = {
@@ -231,7 +233,11 @@ async function runChunks<T>(
       if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
       if (prepare !== undefined) await prepare(tx);
       const results: T[] = [];
-      for (let chunk = 0; chunk < chunkCount; chunk++) results.push(await runChunk(tx, chunk));
+      for (let chunk = 0; chunk < chunkCount; chunk++) {
+        // A turn of the event loop between statements: on PGlite each one runs on this thread.
+        if (chunk > 0) await setImmediate();
+        results.push(await runChunk(tx, chunk));
+      }
       return results;
     },
     // PGlite runs one transaction at a time, so a batch may wait for another to finish.
@@ -337,10 +343,10 @@ export async function recordBatch<I extends { readonly userId: number } & OwnedR
 ): Promise<BatchRecordResult> {
   const issues: FieldIssue[] = [];
   checkBatchOptions(options, issues);
-  checkBatch(inputs, spec.shape, issues);
+  await checkBatchYielding(inputs, spec.shape, issues);
   throwIfIssues(issues);
 
-  const chunkSize = options?.chunkSize ?? DEFAULT_BATCH_CHUNK_SIZE;
+  const chunkSize = options?.chunkSize ?? (db.kind === "pglite" ? DEFAULT_EMBEDDED_BATCH_CHUNK_SIZE : DEFAULT_BATCH_CHUNK_SIZE);
   const returnIds = options?.returnIds === true;
   const chunkCount = Math.ceil(inputs.length / chunkSize);
   try {

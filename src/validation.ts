@@ -6,6 +6,7 @@
  * The batch checks run once per row of batches of up to millions of rows, so they are written
  * as plain loops over small constant tables, without allocating per field.
  */
+import { setImmediate } from "node:timers/promises";
 import { UsageValidationError, type FieldIssue } from "./errors";
 import {
   MAX_BATCH_CHUNK_SIZE,
@@ -256,6 +257,24 @@ export function checkBatch(values: unknown, input: InputShape, issues: FieldIssu
     return false;
   }
   for (let i = 0; i < values.length; i++) checkInput(values[i], input, issues, i);
+  return issues.length === 0;
+}
+
+/** Items checked between two turns of the event loop in {@link checkBatchYielding}. */
+const CHECK_SLICE = 10_000;
+
+/**
+ * {@link checkBatch} for the record calls: the same checks, in slices with a turn of the event
+ * loop between them, so validating a batch of hundreds of thousands of items does not block the
+ * host process for a second.
+ */
+export async function checkBatchYielding(values: unknown, input: InputShape, issues: FieldIssue[]): Promise<boolean> {
+  if (!Array.isArray(values) || values.length <= CHECK_SLICE) return checkBatch(values, input, issues);
+  for (let start = 0; start < values.length; start += CHECK_SLICE) {
+    if (start > 0) await setImmediate();
+    const end = Math.min(values.length, start + CHECK_SLICE);
+    for (let i = start; i < end; i++) checkInput(values[i], input, issues, i);
+  }
   return issues.length === 0;
 }
 
