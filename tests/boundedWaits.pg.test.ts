@@ -12,26 +12,11 @@ import {
   type Database,
 } from "../src";
 import { createAgent, createModel } from "./support/fixtures";
+import { settlesWithin } from "./support/settles";
 import { createScratchDatabase } from "./support/testDatabase";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** How a call settled, or a failure of the test when it is still pending after `ms` (a hang). */
-async function settlesWithin<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; error?: unknown; ms: number }> {
-  const started = Date.now();
-  let timer: NodeJS.Timeout | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms);
-  });
-  try {
-    return { value: await Promise.race([promise, hang]), ms: Date.now() - started };
-  } catch (error) {
-    if (error instanceof Error && error.message.startsWith("still pending")) throw error;
-    return { error, ms: Date.now() - started };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A TCP proxy to the test server that can freeze: it stops forwarding but closes nothing. */
 async function startFreezableProxy(target: URL): Promise<{ url: string; freeze(): void; thaw(): void; close(): Promise<void> }> {

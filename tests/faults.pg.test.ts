@@ -16,27 +16,11 @@ import {
 } from "../src";
 import { createAgent, createExternalApi, createModel } from "./support/fixtures";
 import { startPrivatePostgres, type PrivatePostgres } from "./support/privatePostgres";
+import { settlesWithin } from "./support/settles";
 import { createScratchDatabase } from "./support/testDatabase";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Settles `promise` or fails the test when it takes longer than `ms` (a hang, not slowness). */
-async function settlesWithin<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; error?: unknown; ms: number }> {
-  const started = Date.now();
-  let timer: NodeJS.Timeout | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms);
-  });
-  try {
-    const value = await Promise.race([promise, hang]);
-    return { value, ms: Date.now() - started };
-  } catch (error) {
-    if (error instanceof Error && error.message.startsWith("still pending")) throw error;
-    return { error, ms: Date.now() - started };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A session that holds `FOR UPDATE` on one agent row until released: inserts referencing that agent block at their foreign key check. */
 async function lockAgentRow(url: string, agentId: number): Promise<{ release: () => Promise<void> }> {
