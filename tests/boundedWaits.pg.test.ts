@@ -17,7 +17,6 @@ import { createScratchDatabase } from "./support/testDatabase";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 /** A TCP proxy to the test server that can freeze: it stops forwarding but closes nothing. */
 async function startFreezableProxy(target: URL): Promise<{ url: string; freeze(): void; thaw(): void; close(): Promise<void> }> {
   let frozen = false;
