@@ -96,6 +96,8 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "model_usage_id integer",
     "external_api_usage_id integer",
     `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+    // The user a key was used for; no foreign key: users is the host application's table.
+    "user_id integer",
   ],
   ps_ai_model_price_periods: [
     serialId("ps_ai_model_price_periods"),

@@ -1,4 +1,4 @@
-import { costReport, Decimal, type Database } from "../src";
+import { costReport, Decimal, readMigrations, type Database } from "../src";
 import { createCliDatabase, runCli, type CliDatabase } from "./support/cli";
 
 // Each CLI run is a process of its own, so the database must outlive it.
@@ -54,7 +54,7 @@ test("an unreachable database fails with status 1, names the target without its 
 test("migrate applies the migrations once; status lists them", async () => {
   const first = await runCli(["migrate", "--db", dbArg]);
   expect(first.code).toBe(0);
-  expect(first.stdout).toMatch(/Applied 2 migration\(s\)/);
+  expect(first.stdout).toContain(`Applied ${readMigrations().length} migration(s)`);
   expect(first.stdout).toContain("20261125083500_init");
   const again = await runCli(["migrate", "--db", dbArg]);
   expect(again.code).toBe(0);
@@ -228,7 +228,7 @@ test("studio serves the database to Prisma Studio", async () => {
         .catch(() => "");
     }
     // Studio's answer is [error, rows].
-    expect(JSON.parse(body)).toEqual([null, [{ n: 2 }]]);
+    expect(JSON.parse(body)).toEqual([null, [{ n: readMigrations().length }]]);
   } finally {
     child.kill("SIGTERM");
     await new Promise((r) => child.once("close", r));
