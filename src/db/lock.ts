@@ -1,0 +1,164 @@
+// One process per embedded database directory. PGlite is a single-process database: two
+// processes that open one directory each keep their own copy of its pages in memory and
+// overwrite each other's writes (acknowledged rows vanish, ids are reused, the primary-key
+// index disagrees with the table). An exclusive inter-process lock taken before PGlite opens
+// the directory makes the second opener fail cleanly (or wait) instead.
+//
+// The lock itself is proper-lockfile's: an atomic mkdir of `<dir>.lock` whose mtime the holder
+// refreshes every STALE_MS / 2, so a lock whose holder died (SIGKILL, power loss) goes stale
+// and is taken over after STALE_MS. Who holds it is written next to it, for the error message.
+import fs from "node:fs";
+import os from "node:os";
+import lockfile from "proper-lockfile";
+import { DatabaseConnectionError } from "../errors";
+
+/** A lock not refreshed for this long is stale: its holder is gone and the lock is taken over. */
+export const LOCK_STALE_MS = 10_000;
+
+/** How often a waiting opener tries again. */
+const RETRY_MS = 100;
+
+/** Who holds a directory's lock, as recorded by the holder. */
+export interface LockHolder {
+  readonly pid: number;
+  readonly hostname: string;
+  /** The holder's command line (`process.argv` joined). */
+  readonly command: string;
+  /** When the holder took the lock (ISO 8601). */
+  readonly startedAt: string;
+  /** Inode of the lock directory it took: a holder file left by an earlier holder does not match. */
+  readonly lockIno: number;
+}
+
+/** A held directory lock. */
+export interface DirectoryLock {
+  /** The lock directory (`<dataDir>.lock`). */
+  readonly lockPath: string;
+  /** Releases the lock; safe to call twice, and after the lock was compromised. */
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** Wait up to this many milliseconds for the holder to release it. 0: fail at once. */
+  readonly waitMs: number;
+  /**
+   * Called (at most once) when the lock was lost while held: its directory was removed or taken
+   * over (e.g. this process was stopped for longer than LOCK_STALE_MS). Must not throw.
+   */
+  readonly onCompromised: (err: Error) => void;
+}
+
+function holderFile(lockPath: string): string {
+  return `${lockPath}.holder.json`;
+}
+
+function readHolder(lockPath: string): LockHolder | undefined {
+  try {
+    const holder = JSON.parse(fs.readFileSync(holderFile(lockPath), "utf8")) as LockHolder;
+    // Written by the holder of this very lock directory, not by one before it.
+    return holder.lockIno === fs.statSync(lockPath).ino ? holder : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `holder` ran on this host and its process no longer exists. */
+function holderIsDead(holder: LockHolder): boolean {
+  if (holder.hostname !== os.hostname()) return false;
+  try {
+    process.kill(holder.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+function describeHolder(lockPath: string, holder: LockHolder | undefined): string {
+  if (!holder) return `another process holds its lock ${lockPath} (not yet identified: it is starting or stopping)`;
+  const who = `process ${holder.pid} on ${holder.hostname} (${holder.command}), since ${holder.startedAt}`;
+  if (holderIsDead(holder)) {
+    return `its lock ${lockPath} was left by ${who}, which is no longer running; the lock frees within ${LOCK_STALE_MS / 1000} s of its death`;
+  }
+  return `it is in use by ${who}. An embedded database is opened by one process at a time: stop that process, pass --wait <seconds> (lockWaitMs), or use PostgreSQL for several processes`;
+}
+
+function lockAge(lockPath: string): number {
+  try {
+    return Date.now() - fs.statSync(lockPath).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Takes the exclusive lock of the embedded database directory `dir` (which must exist), waiting
+ * up to `options.waitMs` for the process holding it. A lock whose recorded holder ran on this
+ * host and has died is waited for until it goes stale (at most LOCK_STALE_MS), even with no wait
+ * asked for: taking it over earlier could let two openers both win.
+ *
+ * @throws DatabaseConnectionError naming `dir` and the holder (pid, host, command line).
+ */
+export async function lockDirectory(dir: string, options: LockOptions): Promise<DirectoryLock> {
+  // One lock per directory however it is reached (symlinks, relative paths).
+  const real = fs.realpathSync(dir);
+  const lockPath = `${real}.lock`;
+  const start = Date.now();
+  const deadline = start + Math.max(0, options.waitMs);
+  let compromised = false;
+  let release: (() => Promise<void>) | undefined;
+  for (;;) {
+    try {
+      release = await lockfile.lock(real, {
+        lockfilePath: lockPath,
+        realpath: false,
+        stale: LOCK_STALE_MS,
+        retries: 0,
+        onCompromised(err) {
+          compromised = true;
+          options.onCompromised(err);
+        },
+      });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ELOCKED") {
+        throw new DatabaseConnectionError(real, `cannot take its lock ${lockPath} (${(err as Error).message})`, { cause: err });
+      }
+      const holder = readHolder(lockPath);
+      let until = deadline;
+      if (holder && holderIsDead(holder)) {
+        // A dead holder's lock goes stale by itself: waiting for that is bounded and race free.
+        // Capped, in case the pid is alive in another pid namespace on a same-named host.
+        const staleAt = Date.now() + Math.max(0, LOCK_STALE_MS - lockAge(lockPath)) + 2 * RETRY_MS;
+        until = Math.max(until, Math.min(staleAt, start + LOCK_STALE_MS + 1_000));
+      }
+      if (Date.now() >= until) {
+        throw new DatabaseConnectionError(real, describeHolder(lockPath, holder), { cause: err });
+      }
+      await sleep(RETRY_MS);
+    }
+  }
+  const holder: LockHolder = {
+    pid: process.pid,
+    hostname: os.hostname(),
+    command: process.argv.join(" "),
+    startedAt: new Date().toISOString(),
+    lockIno: fs.statSync(lockPath).ino,
+  };
+  // Written whole under a temporary name, then renamed: a reader never sees half of it.
+  const tmp = `${holderFile(lockPath)}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${JSON.stringify(holder)}\n`);
+  fs.renameSync(tmp, holderFile(lockPath));
+  let released = false;
+  return {
+    lockPath,
+    async release() {
+      if (released) return;
+      released = true;
+      if (readHolder(lockPath)?.pid === process.pid) fs.rmSync(holderFile(lockPath), { force: true });
+      // A compromised lock is no longer ours to remove (another process may hold it now).
+      if (!compromised) await release!().catch(() => undefined);
+    },
+  };
+}

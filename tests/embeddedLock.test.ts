@@ -1,0 +1,177 @@
+// One process per embedded (PGlite) directory. Two processes that open one directory both used
+// to succeed and overwrite each other's pages: acknowledged rows vanished, ids were reused and
+// the primary-key index disagreed with the table. Now the directory is locked: a second opener
+// fails with a DatabaseConnectionError naming the holder's pid and command line, or waits for it
+// (lockWaitMs / --wait), and a lock left by a killed process is taken over.
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { DatabaseConnectionError, openDatabase, type Database } from "../src";
+import { CLI } from "./support/cli";
+import { createModel } from "./support/fixtures";
+import { backend } from "./support/testDatabase";
+
+// Embedded-directory behaviour does not depend on the server backend: run it once.
+const pgliteTest = backend === "pglite" ? test : test.skip;
+
+const CHILD = path.join(__dirname, "support", "embeddedChild.js");
+
+const tempDirs: string[] = [];
+afterAll(() => {
+  for (const d of tempDirs) {
+    fs.rmSync(d, { recursive: true, force: true });
+    fs.rmSync(`${d}.lock`, { recursive: true, force: true });
+    fs.rmSync(`${d}.lock.holder.json`, { force: true });
+  }
+});
+
+/** A migrated embedded directory with one model; returns the directory and the model id. */
+async function preparedDir(): Promise<{ dir: string; modelId: number }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-lock-"));
+  tempDirs.push(dir);
+  const db = await openDatabase({ dataDir: dir, migrate: true });
+  try {
+    return { dir, modelId: await createModel(db) };
+  } finally {
+    await db.close();
+  }
+}
+
+interface Run {
+  readonly child: ChildProcess;
+  /** Resolves once the child printed its first line (opened, or the open failed). */
+  readonly firstLine: Promise<Record<string, unknown>>;
+  /** Every JSON line it printed, its exit code and its stderr. */
+  readonly done: Promise<{ code: number | null; lines: Record<string, unknown>[]; stdout: string; stderr: string }>;
+}
+
+function run(args: readonly string[]): Run {
+  const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, DATABASE_URL: "" } });
+  let stdout = "";
+  let stderr = "";
+  let first: (line: Record<string, unknown>) => void = () => undefined;
+  const firstLine = new Promise<Record<string, unknown>>((resolve) => (first = resolve));
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d;
+    const nl = stdout.indexOf("\n");
+    if (nl >= 0) {
+      try {
+        first(JSON.parse(stdout.slice(0, nl)));
+      } catch {
+        first({});
+      }
+    }
+  });
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  child.stdin!.on("error", () => undefined);
+  const done = new Promise<{ code: number | null; lines: Record<string, unknown>[]; stdout: string; stderr: string }>((resolve) =>
+    child.on("close", (code) => {
+      first({});
+      const lines = stdout
+        .split("\n")
+        .filter((l) => l.startsWith("{") && l.endsWith("}"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      resolve({ code, lines, stdout, stderr });
+    }),
+  );
+  return { child, firstLine, done };
+}
+
+/** A library child (tests/support/embeddedChild.js). */
+function libraryChild(dir: string, modelId: number, rows: number, tokenBase: number, lockWaitMs: number, hold: number | "stdin"): Run {
+  return run([CHILD, dir, String(modelId), String(rows), String(tokenBase), String(lockWaitMs), String(hold)]);
+}
+
+/** `ps-usage record` of one model usage row, as a user would run it. */
+function cliRecord(dir: string, modelId: number, tokenInCount: number, extra: readonly string[] = []): Run {
+  return run([CLI, "record", "--db", dir, "--user", "1", "--model", String(modelId), "--token-in-count", String(tokenInCount), ...extra]);
+}
+
+interface Acknowledged {
+  id: number;
+  tokenInCount: number;
+}
+
+/** Table, primary-key index and sums, read back after every writer is gone. */
+async function readBack(db: Database) {
+  return db.driver.withSession(async (s) => {
+    const [table] = await s.query<{ n: number; ids: number; sum: number }>(
+      "SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids, coalesce(sum(token_in_count), 0)::int AS sum FROM ps_model_usage",
+    );
+    // The same count through the primary-key index only: a table and an index written by two
+    // processes disagree.
+    await s.exec("SET enable_seqscan = off; SET enable_bitmapscan = off");
+    const plan = await s.query<{ "QUERY PLAN": string }>("EXPLAIN SELECT count(id) FROM ps_model_usage WHERE id > 0");
+    const [viaIndex] = await s.query<{ n: number }>("SELECT count(id)::int AS n FROM ps_model_usage WHERE id > 0");
+    await s.exec("RESET enable_seqscan; RESET enable_bitmapscan");
+    const ids = (await s.query<{ id: number; token_in_count: number }>("SELECT id, token_in_count FROM ps_model_usage ORDER BY id")).map((r) => ({
+      id: r.id,
+      tokenInCount: r.token_in_count,
+    }));
+    return { ...table, viaIndex: viaIndex.n, plan: plan.map((p) => p["QUERY PLAN"]).join("\n"), rows: ids };
+  });
+}
+
+function expectCleanRefusal(outcome: { code: number | null; lines: Record<string, unknown>[]; stderr: string }, dir: string, holderPids: readonly number[]) {
+  const text = outcome.lines.length ? String(outcome.lines[0].message) : outcome.stderr;
+  if (outcome.lines.length) expect(outcome.lines[0]).toMatchObject({ error: "DatabaseConnectionError", code: "PS_USAGE_CONNECTION" });
+  expect(outcome.code).not.toBe(0);
+  expect(text).toContain(fs.realpathSync(dir));
+  const pid = Number(/process (\d+)/.exec(text)?.[1]);
+  expect(holderPids).toContain(pid);
+  expect(outcome.stderr).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+}
+
+pgliteTest("several processes at once on one directory: each succeeds with its rows kept or fails cleanly; table, index and sums agree", async () => {
+  const { dir, modelId } = await preparedDir();
+  // Library children that wait for the lock, one that does not, and the CLI with and without
+  // --wait, all started at the same moment. Each writes rows whose tokenInCount is unique.
+  const runs = [
+    { kind: "lib", waits: true, run: libraryChild(dir, modelId, 15, 1_000, 90_000, 300) },
+    { kind: "lib", waits: true, run: libraryChild(dir, modelId, 15, 2_000, 90_000, 300) },
+    { kind: "lib", waits: true, run: libraryChild(dir, modelId, 15, 3_000, 90_000, 300) },
+    { kind: "lib", waits: false, run: libraryChild(dir, modelId, 15, 4_000, 0, 300) },
+    { kind: "cli", waits: true, run: cliRecord(dir, modelId, 5_000, ["--wait", "90"]) },
+    { kind: "cli", waits: false, run: cliRecord(dir, modelId, 6_000) },
+  ];
+  const outcomes = await Promise.all(runs.map((r) => r.run.done));
+  const pids = runs.map((r) => r.run.child.pid!);
+  const acknowledged: Acknowledged[] = [];
+  let refused = 0;
+  outcomes.forEach((o, i) => {
+    const { kind, waits } = runs[i];
+    if (kind === "lib") {
+      const last = o.lines[o.lines.length - 1] ?? {};
+      if (o.code === 0) acknowledged.push(...(last.acknowledged as Acknowledged[]));
+      else {
+        expectCleanRefusal(o, dir, pids);
+        refused++;
+      }
+    } else if (o.code === 0) {
+      const row = JSON.parse(o.stdout) as Acknowledged;
+      acknowledged.push({ id: row.id, tokenInCount: row.tokenInCount });
+    } else {
+      expectCleanRefusal(o, dir, pids);
+      refused++;
+    }
+    if (waits) expect({ i, code: o.code, stderr: o.stderr }).toEqual({ i, code: 0, stderr: "" });
+  });
+  expect(acknowledged.length).toBe(3 * 15 + 1 + (outcomes[3].code === 0 ? 15 : 0) + (outcomes[5].code === 0 ? 1 : 0));
+  const db = await openDatabase({ dataDir: dir });
+  try {
+    const back = await readBack(db);
+    expect(back.plan).toMatch(/Index/);
+    const want = [...acknowledged].sort((a, b) => a.id - b.id);
+    expect({ n: back.n, ids: back.ids, viaIndex: back.viaIndex, sum: back.sum, rows: back.rows }).toEqual({
+      n: want.length,
+      ids: want.length,
+      viaIndex: want.length,
+      sum: want.reduce((s, r) => s + r.tokenInCount, 0),
+      rows: want,
+    });
+  } finally {
+    await db.close();
+  }
+  expect(refused).toBe(outcomes.filter((o) => o.code !== 0).length);
+});
