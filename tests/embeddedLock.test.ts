@@ -175,3 +175,108 @@ pgliteTest("several processes at once on one directory: each succeeds with its r
   }
   expect(refused).toBe(outcomes.filter((o) => o.code !== 0).length);
 });
+
+pgliteTest("a second opener is refused at once, naming the directory and the holder's pid and command line", async () => {
+  const { dir, modelId } = await preparedDir();
+  const holder = libraryChild(dir, modelId, 1, 100, 0, "stdin");
+  try {
+    expect(await holder.firstLine).toEqual({ opened: holder.child.pid });
+    const error = await openDatabase({ dataDir: dir }).then(
+      async (db) => {
+        await db.close();
+        return new Error("opened a directory another process holds");
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(DatabaseConnectionError);
+    const message = (error as Error).message;
+    expect(message).toContain(fs.realpathSync(dir));
+    expect(message).toContain(`process ${holder.child.pid} on ${os.hostname()}`);
+    expect(message).toContain("embeddedChild.js");
+    // The CLI says the same in one line, and writes nothing.
+    const cli = await cliRecord(dir, modelId, 7).done;
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain(`process ${holder.child.pid}`);
+    expect(cli.stderr.trim().split("\n")).toHaveLength(1);
+  } finally {
+    holder.child.stdin!.end("close\n");
+    await holder.done;
+  }
+  const db = await openDatabase({ dataDir: dir });
+  try {
+    expect((await readBack(db)).rows.map((r) => r.tokenInCount)).toEqual([100]);
+  } finally {
+    await db.close();
+  }
+});
+
+pgliteTest("--wait and lockWaitMs wait for the holder to close, then open; a wait that runs out is the typed error", async () => {
+  const { dir, modelId } = await preparedDir();
+  const holder = libraryChild(dir, modelId, 2, 10, 0, "stdin");
+  try {
+    expect(await holder.firstLine).toEqual({ opened: holder.child.pid });
+    // Runs out: the holder keeps it open.
+    const error = await openDatabase({ dataDir: dir, lockWaitMs: 700 }).then(
+      async (db) => {
+        await db.close();
+        return new Error("opened a directory another process holds");
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(DatabaseConnectionError);
+    expect((error as Error).message).toContain(`process ${holder.child.pid}`);
+    const outOfTime = await cliRecord(dir, modelId, 20, ["--wait", "0.5"]).done;
+    expect(outOfTime.code).toBe(1);
+    expect(outOfTime.stderr).toContain(`process ${holder.child.pid}`);
+    // Waits long enough: the CLI and the library both get in once the holder closes.
+    const waitingCli = cliRecord(dir, modelId, 30, ["--wait", "120"]);
+    const waitingLib = openDatabase({ dataDir: dir, lockWaitMs: 120_000 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    holder.child.stdin!.end("close\n");
+    const db = await waitingLib;
+    try {
+      await db.prisma.psModelUsage.create({ data: { userId: 1, modelId, tokenInCount: 40 } });
+    } finally {
+      await db.close();
+    }
+    const cli = await waitingCli.done;
+    expect({ code: cli.code, stderr: cli.stderr }).toEqual({ code: 0, stderr: "" });
+  } finally {
+    holder.child.stdin!.end("close\n");
+    await holder.done;
+  }
+  const db = await openDatabase({ dataDir: dir });
+  try {
+    expect((await readBack(db)).rows.map((r) => r.tokenInCount).sort()).toEqual([10, 11, 30, 40]);
+  } finally {
+    await db.close();
+  }
+});
+
+pgliteTest("a lock held by a killed process is taken over, and what it had committed is kept", async () => {
+  const { dir, modelId } = await preparedDir();
+  const holder = libraryChild(dir, modelId, 3, 500, 0, "stdin");
+  const first = await holder.firstLine;
+  expect(first).toEqual({ opened: holder.child.pid });
+  // Let it finish its three rows (it then waits on stdin), then kill it without a chance to
+  // clean up: the lock directory stays behind.
+  await new Promise((r) => setTimeout(r, 1_500));
+  holder.child.kill("SIGKILL");
+  await holder.done;
+  expect(fs.existsSync(`${fs.realpathSync(dir)}.lock`)).toBe(true);
+  // No wait asked for: the recorded holder is dead on this host, so the opener waits for its
+  // lock to go stale by itself, then takes it over.
+  const db = await openDatabase({ dataDir: dir });
+  try {
+    const back = await readBack(db);
+    expect(back.rows.map((r) => r.tokenInCount)).toEqual([500, 501, 502]);
+    expect(back.viaIndex).toBe(3);
+    await db.prisma.psModelUsage.create({ data: { userId: 1, modelId, tokenInCount: 1 } });
+  } finally {
+    await db.close();
+  }
+  // Released on close: the next opener gets in at once.
+  const again = await openDatabase({ dataDir: dir });
+  await again.close();
+  expect(fs.existsSync(`${fs.realpathSync(dir)}.lock`)).toBe(false);
+});
