@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { DatabaseConnectionError, openDatabase, type Database } from "../src";
+import { Client } from "pg";
+import { DatabaseConnectionError, openDatabase, serveEmbeddedDatabase, type Database } from "../src";
 import { CLI } from "./support/cli";
 import { createModel } from "./support/fixtures";
 import { backend } from "./support/testDatabase";
@@ -279,4 +280,58 @@ pgliteTest("a lock held by a killed process is taken over, and what it had commi
   const again = await openDatabase({ dataDir: dir });
   await again.close();
   expect(fs.existsSync(`${fs.realpathSync(dir)}.lock`)).toBe(false);
+});
+
+pgliteTest("Studio's socket: several clients with prepared and parameterized queries, transactions and reconnects all get their own answers", async () => {
+  const db = await openDatabase({ dataDir: "memory://", migrate: true });
+  const modelId = await createModel(db);
+  const server = await serveEmbeddedDatabase(db);
+  const connect = async () => {
+    const c = new Client({ connectionString: server.url });
+    await c.connect();
+    return c;
+  };
+  let a = await connect();
+  let b = await connect();
+  try {
+    let rows = 0;
+    for (let round = 0; round < 12; round++) {
+      // The same statement name with different texts on two connections, and unnamed
+      // parameterized statements, sent at the same moment.
+      const [ra, rb, rc] = await Promise.all([
+        a.query({ name: "usage", text: "SELECT count(*)::int AS n, $1::int AS tag FROM ps_model_usage WHERE user_id = $2", values: [round, 1] }),
+        b.query({ name: "usage", text: "SELECT $1::text AS who, count(*)::int AS n FROM ps_model_usage", values: [`b${round}`] }),
+        b.query("SELECT $1::int + $2::int AS sum", [round, 1000]),
+      ]);
+      expect(ra.rows).toEqual([{ n: rows, tag: round }]);
+      expect(rb.rows).toEqual([{ who: `b${round}`, n: rows }]);
+      expect(rc.rows).toEqual([{ sum: round + 1000 }]);
+      // A write in a transaction on one connection while the other reads: the reader waits for
+      // it and then sees it, never half of it.
+      await a.query("BEGIN");
+      await a.query("INSERT INTO ps_model_usage (user_id, model_id, token_in_count) VALUES ($1, $2, $3)", [1, modelId, round]);
+      const during = b.query({ name: "usage", text: "SELECT $1::text AS who, count(*)::int AS n FROM ps_model_usage", values: ["during"] });
+      await a.query("INSERT INTO ps_model_usage (user_id, model_id, token_in_count) VALUES ($1, $2, $3)", [1, modelId, round]);
+      await a.query("COMMIT");
+      rows += 2;
+      expect((await during).rows).toEqual([{ who: "during", n: rows }]);
+      // A page reload: one connection goes away (sometimes mid-transaction) and a new one comes.
+      if (round % 3 === 1) {
+        await b.query("BEGIN");
+        await b.query("INSERT INTO ps_model_usage (user_id, model_id) VALUES (1, $1)", [modelId]);
+        await b.end();
+        b = await connect();
+      }
+      if (round % 4 === 2) {
+        await a.end();
+        a = await connect();
+      }
+    }
+    const [{ n }] = (await db.driver.query<{ n: number }>("SELECT count(*)::int AS n FROM ps_model_usage"));
+    expect(n).toBe(rows);
+  } finally {
+    await Promise.allSettled([a.end(), b.end()]);
+    await server.stop();
+    await db.close();
+  }
 });
