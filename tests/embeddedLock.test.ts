@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Client } from "pg";
-import { DatabaseConnectionError, openDatabase, serveEmbeddedDatabase, type Database } from "../src";
+import { DatabaseConnectionError, openDatabase, recordModelUsage, serveEmbeddedDatabase, type Database } from "../src";
 import { CLI } from "./support/cli";
 import { createModel } from "./support/fixtures";
 import { backend } from "./support/testDatabase";
@@ -280,6 +280,29 @@ pgliteTest("a lock held by a killed process is taken over, and what it had commi
   const again = await openDatabase({ dataDir: dir });
   await again.close();
   expect(fs.existsSync(`${fs.realpathSync(dir)}.lock`)).toBe(false);
+});
+
+pgliteTest("a lock lost while held closes the database: later calls are DatabaseConnectionError, the process goes on", async () => {
+  const { dir, modelId } = await preparedDir();
+  const db = await openDatabase({ dataDir: dir });
+  try {
+    await db.prisma.psModelUsage.create({ data: { userId: 1, modelId, tokenInCount: 1 } });
+    // Someone removes the lock under the holder (another tool, a clean-up script): from then on
+    // another process could open the directory, so this one must stop writing.
+    fs.rmSync(`${fs.realpathSync(dir)}.lock`, { recursive: true });
+    for (let i = 0; i < 100 && !db.pglite!.closed; i++) await new Promise((r) => setTimeout(r, 200));
+    expect(db.pglite!.closed).toBe(true);
+    await expect(recordModelUsage(db, { userId: 1, modelId })).rejects.toBeInstanceOf(DatabaseConnectionError);
+  } finally {
+    await db.close();
+  }
+  // What it wrote before is there, and the directory opens again.
+  const again = await openDatabase({ dataDir: dir });
+  try {
+    expect((await readBack(again)).rows.map((r) => r.tokenInCount)).toEqual([1]);
+  } finally {
+    await again.close();
+  }
 });
 
 pgliteTest("Studio's socket: several clients with prepared and parameterized queries, transactions and reconnects all get their own answers", async () => {
