@@ -282,6 +282,36 @@ pgliteTest("a lock held by a killed process is taken over, and what it had commi
   expect(fs.existsSync(`${fs.realpathSync(dir)}.lock`)).toBe(false);
 });
 
+pgliteTest("openers that all take over one stale lock at the same moment: never two win, and the lock stays takeable", async () => {
+  // proper-lockfile's stale takeover (rmdir, then mkdir) can let two openers both win when one
+  // removes the other's fresh lock (node-proper-lockfile#121); lockDirectory then keeps only the
+  // one that wrote the holder file last. Without that check, 2 of 30 rounds here had two winners.
+  // Nine openers, each with a module registry of its own, as nine processes have: one process's
+  // record of its locks is not another's. (Nine: each registers proper-lockfile's exit handlers.)
+  type Lock = typeof import("../src/db/lock");
+  const openers: Lock["lockDirectory"][] = [];
+  for (let i = 0; i < 9; i++) jest.isolateModules(() => openers.push((jest.requireActual("../src/db/lock") as Lock).lockDirectory));
+  const winners: number[] = [];
+  for (let round = 0; round < 30; round++) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-stale-"));
+    tempDirs.push(dir);
+    fs.mkdirSync(`${dir}.lock`);
+    const longAgo = new Date(Date.now() - 60_000);
+    fs.utimesSync(`${dir}.lock`, longAgo, longAgo);
+    const attempts = await Promise.allSettled(openers.map((lockDirectory) => lockDirectory(dir, { waitMs: 0, onCompromised: () => undefined })));
+    const won = attempts.flatMap((a) => (a.status === "fulfilled" ? [a.value] : []));
+    // (Each registry has its own DatabaseConnectionError class: compare by name and code.)
+    for (const a of attempts) if (a.status === "rejected") expect(a.reason).toMatchObject({ name: "DatabaseConnectionError", code: "PS_USAGE_CONNECTION" });
+    winners.push(won.length);
+    for (const lock of won) await lock.release();
+    // Whatever happened, the directory can be taken again (a lock left by a loser goes stale).
+    const after = await openers[0](dir, { waitMs: 15_000, onCompromised: () => undefined });
+    await after.release();
+  }
+  expect(winners.filter((n) => n > 1)).toEqual([]);
+  expect(winners.filter((n) => n === 1).length).toBeGreaterThan(0);
+});
+
 pgliteTest("a lock lost while held closes the database: later calls are DatabaseConnectionError, the process goes on", async () => {
   const { dir, modelId } = await preparedDir();
   const db = await openDatabase({ dataDir: dir });
