@@ -5,8 +5,9 @@
 // the directory makes the second opener fail cleanly (or wait) instead.
 //
 // The lock itself is proper-lockfile's: an atomic mkdir of `<dir>.lock` whose mtime the holder
-// refreshes every STALE_MS / 2, so a lock whose holder died (SIGKILL, power loss) goes stale
-// and is taken over after STALE_MS. Who holds it is written next to it, for the error message.
+// refreshes every LOCK_STALE_MS / 2, so a lock whose holder died (SIGKILL, power loss) goes stale
+// and is taken over after LOCK_STALE_MS. Who holds it is written next to it
+// (`<dir>.lock.holder.json`), for the error message and to settle a contested takeover.
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -95,7 +96,9 @@ function holderIsDead(holder: LockHolder): boolean {
 }
 
 function describeHolder(lockPath: string, holder: LockHolder | undefined): string {
-  if (!holder) return `another process holds its lock ${lockPath} (not yet identified: it is starting or stopping)`;
+  if (!holder) {
+    return `another process holds its lock ${lockPath} and has not recorded who it is (it is starting, or died before it could: a lock not refreshed for ${LOCK_STALE_MS / 1000} s is taken over; pass --wait <seconds> / lockWaitMs to wait for that)`;
+  }
   const who = `process ${holder.pid} on ${holder.hostname} (${holder.command}), since ${holder.startedAt}`;
   if (holderIsDead(holder)) {
     return `its lock ${lockPath} was left by ${who}, which is no longer running; the lock frees within ${LOCK_STALE_MS / 1000} s of its death`;
