@@ -388,3 +388,25 @@ pgliteTest("Studio's socket: several clients with prepared and parameterized que
     await db.close();
   }
 });
+
+pgliteTest("while `ps-usage studio` serves a directory, other CLI commands get the lock error naming the studio process", async () => {
+  const { dir, modelId } = await preparedDir();
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const studio = run([CLI, "studio", "--db", dir, "--port", String(port)]);
+  let out = "";
+  studio.child.stdout!.on("data", (d: string) => (out += d));
+  try {
+    for (let i = 0; i < 240 && !out.includes("Prisma Studio on"); i++) await new Promise((r) => setTimeout(r, 250));
+    expect(out).toContain("Prisma Studio on");
+    const cli = await cliRecord(dir, modelId, 1).done;
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain(`process ${studio.child.pid}`);
+    expect(cli.stderr).toMatch(/cli\.js studio --db/);
+  } finally {
+    studio.child.kill("SIGTERM");
+    await studio.done;
+  }
+  // Studio closed the database on SIGTERM and let go of the lock.
+  const after = await cliRecord(dir, modelId, 2).done;
+  expect({ code: after.code, stderr: after.stderr }).toEqual({ code: 0, stderr: "" });
+});
