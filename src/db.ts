@@ -219,34 +219,34 @@ async function openPglite(dataDir: string, lockWaitMs: number): Promise<Database
     }
   }
   // One process per directory (see db/lock): taken before PGlite reads a page of it.
-  let pglite: PGlite | undefined;
+  let opened: PGlite | undefined;
   const lock: DirectoryLock | undefined = inMemory
     ? undefined
     : await lockDirectory(target, {
         waitMs: lockWaitMs,
         // Lost while open: stop writing rather than crash the host process with a throw from a
         // timer. Later calls see "PGlite is closed", a DatabaseConnectionError.
-        onCompromised: () => void pglite?.close().catch(() => undefined),
+        onCompromised: () => void opened?.close().catch(() => undefined),
       });
+  let pglite: PGlite;
   try {
-    pglite = await PGlite.create(inMemory ? dataDir : target);
+    pglite = opened = await PGlite.create(inMemory ? dataDir : target);
     // PGlite is one session: pinning it once covers every later query (see sessionSettings).
     await pglite.exec(SESSION_SETTINGS_SQL);
   } catch (err) {
-    await pglite?.close().catch(() => undefined);
+    await opened?.close().catch(() => undefined);
     await lock?.release();
     throw new DatabaseConnectionError(target, (err as Error).message || String(err), { cause: err });
   }
-  const db = pglite;
-  const prisma = new PrismaClient({ adapter: new PrismaPGlite(db) });
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
   // PGlite is one connection: a "session" is the whole database, so sessions take turns.
   let queue: Promise<unknown> = Promise.resolve();
   const session: SqlSession = {
     async query(sql, params) {
-      return (await db.query(sql, params ? [...params] : undefined)).rows as never[];
+      return (await pglite.query(sql, params ? [...params] : undefined)).rows as never[];
     },
     async exec(script) {
-      await db.exec(script);
+      await pglite.exec(script);
     },
   };
   const driver: SqlDriver = {
@@ -262,14 +262,14 @@ async function openPglite(dataDir: string, lockWaitMs: number): Promise<Database
     prisma,
     kind: "pglite",
     target,
-    pglite: db,
+    pglite,
     driver,
     async close() {
       if (closed) return;
       closed = true;
       try {
         await prisma.$disconnect();
-        if (!db.closed) await db.close();
+        if (!pglite.closed) await pglite.close();
       } finally {
         // Only once PGlite has written and closed the directory may another process open it.
         await lock?.release();

@@ -34,7 +34,9 @@ export interface EmbeddedServer {
 
 /**
  * Serves an open embedded (PGlite) database on 127.0.0.1 (a free port) over the PostgreSQL wire
- * protocol, for Prisma Studio or any PostgreSQL client.
+ * protocol, for Prisma Studio or any PostgreSQL client. PGlite has one session: each client gets
+ * it for whole turns (a statement up to its Sync, or a whole transaction) and keeps its prepared
+ * statements apart (see db/pgliteServer). Stop the server before closing `db`.
  */
 export async function serveEmbeddedDatabase(db: Database): Promise<EmbeddedServer> {
   if (db.kind !== "pglite" || !db.pglite) throw new PsUsageError("PS_USAGE_STUDIO", "serveEmbeddedDatabase needs an embedded (PGlite) database");
@@ -44,8 +46,9 @@ export async function serveEmbeddedDatabase(db: Database): Promise<EmbeddedServe
 
 /**
  * Starts Prisma Studio on the same database as `db`. For the embedded PGlite database it first
- * serves PGlite on a local socket (`@electric-sql/pglite-socket`), since Studio speaks the
- * PostgreSQL wire protocol.
+ * serves PGlite on a local socket ({@link serveEmbeddedDatabase}), since Studio speaks the
+ * PostgreSQL wire protocol. The calling process keeps the embedded database (and its lock) while
+ * Studio runs.
  *
  * @example
  * const db = await openDatabase();
