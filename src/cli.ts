@@ -22,6 +22,7 @@ class UserError extends PsUsageError {
 
 interface DbOptions {
   db?: string;
+  wait?: number;
 }
 
 function dbOption(): Option {
@@ -31,10 +32,18 @@ function dbOption(): Option {
   );
 }
 
+/** Every command that opens a database takes `--wait` (see buildProgram). */
+function waitOption(): Option {
+  return new Option(
+    "--wait <seconds>",
+    "embedded database: wait up to this long for another process that has it open (default: fail at once)",
+  ).argParser(nonNegativeSeconds("--wait"));
+}
+
 async function open(opts: DbOptions, migrateFirst = false): Promise<Database> {
   const target = opts.db ?? process.env.DATABASE_URL;
   if (target && isPostgresUrl(target)) return openDatabase({ url: target, migrate: migrateFirst });
-  return openDatabase({ dataDir: target ?? DEFAULT_DATA_DIR, migrate: migrateFirst });
+  return openDatabase({ dataDir: target ?? DEFAULT_DATA_DIR, migrate: migrateFirst, lockWaitMs: Math.round((opts.wait ?? 0) * 1000) });
 }
 
 async function withDb<T>(opts: DbOptions, fn: (db: Database) => Promise<T>, migrateFirst = false): Promise<T> {
@@ -170,11 +179,24 @@ export function buildProgram(): Command {
       await withDb(opts, (db) => runMain(db));
     });
 
+  // --wait goes wherever --db does: each command that opens a database.
+  for (const command of program.commands) {
+    if (command.options.some((o) => o.long === "--db")) command.addOption(waitOption());
+  }
   return program;
 }
 
 function kebab(field: string): string {
   return field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function nonNegativeSeconds(flag: string) {
+  return (value: string): number => {
+    if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(Number(value))) {
+      throw new InvalidArgumentError(`${flag} must be a number of seconds (0 or more), got "${value}".`);
+    }
+    return Number(value);
+  };
 }
 
 function positiveInt(flag: string) {

@@ -6,6 +6,7 @@ import { Client, Pool } from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "./errors";
 import { migrate } from "./migrate";
+import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
 import { PrismaClient } from "./generated/prisma/client";
 
@@ -42,6 +43,19 @@ export interface OpenDatabaseOptions {
   readonly writeTimeoutMs?: number;
   /** The same bound for finds, sums and cost reports, which scan more. Default: 300,000 ms. */
   readonly reportTimeoutMs?: number;
+  /**
+   * Embedded directory only: how long to wait, in milliseconds, for another process that has the
+   * directory open to close it. An embedded (PGlite) database is opened by one process at a
+   * time (two would lose each other's writes), so a second opener fails at once with a
+   * {@link DatabaseConnectionError} naming the directory and the holder's pid and command line,
+   * or, with this option, waits up to this long and then fails the same way. A lock left by a
+   * process that died is taken over once it is stale (10 s after its holder stopped refreshing
+   * it); when the holder recorded on this host is no longer running, the opener waits for that
+   * by itself. If the lock is lost while open (its `<dir>.lock` removed, or this process was
+   * suspended for longer than that), the database is closed: later calls fail with
+   * {@link DatabaseConnectionError}. Default: 0 (do not wait).
+   */
+  readonly lockWaitMs?: number;
 }
 
 /** Defaults of the PostgreSQL limits in {@link OpenDatabaseOptions}. */
@@ -138,7 +152,7 @@ export function redactUrl(value: string): string {
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   const env = options.env ?? process.env;
   const url = options.url ?? (options.dataDir === undefined ? env.DATABASE_URL : undefined);
-  const db = url ? await openPostgres(url, poolLimits(options)) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR);
+  const db = url ? await openPostgres(url, poolLimits(options)) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR, options.lockWaitMs ?? 0);
   if (options.migrate) {
     try {
       await migrate(db);
@@ -277,7 +291,7 @@ async function openPostgres(url: string, limits: PoolLimits): Promise<Database> 
   };
 }
 
-async function openPglite(dataDir: string): Promise<Database> {
+async function openPglite(dataDir: string, lockWaitMs: number): Promise<Database> {
   const inMemory = dataDir === "memory://" || dataDir.startsWith("memory://");
   const target = inMemory ? dataDir : path.resolve(dataDir);
   if (!inMemory) {
@@ -288,12 +302,24 @@ async function openPglite(dataDir: string): Promise<Database> {
       throw new DatabaseConnectionError(target, `directory is not writable (${(err as Error).message})`, { cause: err });
     }
   }
+  // One process per directory (see db/lock): taken before PGlite reads a page of it.
+  let opened: PGlite | undefined;
+  const lock: DirectoryLock | undefined = inMemory
+    ? undefined
+    : await lockDirectory(target, {
+        waitMs: lockWaitMs,
+        // Lost while open: stop writing rather than crash the host process with a throw from a
+        // timer. Later calls see "PGlite is closed", a DatabaseConnectionError.
+        onCompromised: () => void opened?.close().catch(() => undefined),
+      });
   let pglite: PGlite;
   try {
-    pglite = await PGlite.create(inMemory ? dataDir : target);
+    pglite = opened = await PGlite.create(inMemory ? dataDir : target);
     // PGlite is one session: pinning it once covers every later query (see sessionSettings).
     await pglite.exec(SESSION_SETTINGS_SQL);
   } catch (err) {
+    await opened?.close().catch(() => undefined);
+    await lock?.release();
     throw new DatabaseConnectionError(target, (err as Error).message || String(err), { cause: err });
   }
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
@@ -326,8 +352,13 @@ async function openPglite(dataDir: string): Promise<Database> {
     async close() {
       if (closed) return;
       closed = true;
-      await prisma.$disconnect();
-      await pglite.close();
+      try {
+        await prisma.$disconnect();
+        if (!pglite.closed) await pglite.close();
+      } finally {
+        // Only once PGlite has written and closed the directory may another process open it.
+        await lock?.release();
+      }
     },
   };
 }

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { Database } from "./db";
+import { servePglite } from "./db/pgliteServer";
 import { PsUsageError } from "./errors";
 import { PACKAGE_ROOT } from "./migrate";
 
@@ -25,10 +25,30 @@ export interface StudioHandle {
   stop(): Promise<void>;
 }
 
+/** An embedded database served on a local PostgreSQL wire-protocol socket. */
+export interface EmbeddedServer {
+  /** `postgresql://postgres@127.0.0.1:PORT/postgres?sslmode=disable` */
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves an open embedded (PGlite) database on 127.0.0.1 (a free port) over the PostgreSQL wire
+ * protocol, for Prisma Studio or any PostgreSQL client. PGlite has one session: each client gets
+ * it for whole turns (a statement up to its Sync, or a whole transaction) and keeps its prepared
+ * statements apart (see db/pgliteServer). Stop the server before closing `db`.
+ */
+export async function serveEmbeddedDatabase(db: Database): Promise<EmbeddedServer> {
+  if (db.kind !== "pglite" || !db.pglite) throw new PsUsageError("PS_USAGE_STUDIO", "serveEmbeddedDatabase needs an embedded (PGlite) database");
+  const server = await servePglite(db.pglite);
+  return { url: server.url, stop: () => server.stop() };
+}
+
 /**
  * Starts Prisma Studio on the same database as `db`. For the embedded PGlite database it first
- * serves PGlite on a local socket (`@electric-sql/pglite-socket`), since Studio speaks the
- * PostgreSQL wire protocol.
+ * serves PGlite on a local socket ({@link serveEmbeddedDatabase}), since Studio speaks the
+ * PostgreSQL wire protocol. The calling process keeps the embedded database (and its lock) while
+ * Studio runs.
  *
  * @example
  * const db = await openDatabase();
@@ -37,13 +57,11 @@ export interface StudioHandle {
  * await studio.done;
  */
 export async function startStudio(db: Database, options: StudioOptions = {}): Promise<StudioHandle> {
-  let server: PGLiteSocketServer | undefined;
+  let server: EmbeddedServer | undefined;
   let url = options.url;
   if (db.kind === "pglite") {
-    server = new PGLiteSocketServer({ db: db.pglite!, port: 0, host: "127.0.0.1", maxConnections: 8 });
-    await server.start();
-    const conn = server.getServerConn(); // "127.0.0.1:PORT"
-    url = `postgresql://postgres@${conn}/postgres?sslmode=disable`;
+    server = await serveEmbeddedDatabase(db);
+    url = server.url;
   }
   if (!url) throw new PsUsageError("PS_USAGE_STUDIO", "startStudio needs options.url for a PostgreSQL database");
   const root = PACKAGE_ROOT;

@@ -84,9 +84,10 @@ describe("with demo data", () => {
   });
 
   test("report --csv rows add up exactly to the totals per currency", async () => {
+    // Two processes at once: on an embedded database the second waits for the first (--wait).
     const [csv, json] = await Promise.all([
-      runCli(["report", "--db", dbArg, "--csv", "--group-by", "agent", "--bucket", "week", "--tz", "Europe/Berlin"]),
-      runCli(["report", "--db", dbArg, "--json"]),
+      runCli(["report", "--db", dbArg, "--wait", "120", "--csv", "--group-by", "agent", "--bucket", "week", "--tz", "Europe/Berlin"]),
+      runCli(["report", "--db", dbArg, "--wait", "120", "--json"]),
     ]);
     expect(csv.code).toBe(0);
     const [head, ...lines] = csv.stdout.trim().split("\n");
