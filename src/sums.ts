@@ -98,7 +98,8 @@ export interface SumOptions<G extends string, B extends TimeBucket | undefined> 
    * Return zero rows for buckets without usage (needs `bucket`). The range runs from the bucket
    * holding `where.from` to the bucket holding the last instant before `where.to`; a bound not
    * given is taken from the first or last bucket that has usage. With `groupBy`, every group
-   * that has usage somewhere in the range gets every bucket.
+   * that has usage somewhere in the range gets every bucket. At most {@link MAX_FILLED_ROWS}
+   * rows (buckets × groups); a larger fill is refused with a UsageValidationError.
    */
   readonly fillEmptyBuckets?: boolean;
 }
@@ -275,7 +276,7 @@ async function checkFilledRows(
  * local bucket starts (a day across a DST change is 23 or 25 hours; weeks start on Monday).
  *
  * @throws UsageValidationError for an unknown group field, bucket, time zone or option, a bad
- * filter id or date, or `from` not before `to`.
+ * filter id or date, `from` not before `to`, or a zero fill of more than {@link MAX_FILLED_ROWS} rows.
  *
  * @example
  * const [total] = await sumModelUsage(db, { where: { userId: 7 } });
