@@ -9,6 +9,7 @@
 import {
   UsageValidationError,
   MAX_FILLED_ROWS,
+  costReport,
   recordModelUsageBatch,
   sumModelUsage,
   type ModelUsageInput,
@@ -245,6 +246,14 @@ describe("buckets across DST changes in many zones equal an independent computat
       }
     }
   });
+});
+
+test.each(BUCKETS)("cost reports bucket by %s the same way (checked against the independent computation)", async (bucket) => {
+  for (const c of clusters) {
+    const report = await costReport(t.db, { where: { userId: c.userId }, bucket, timeZone: c.zone });
+    const rows = report.rows.map((r) => ({ bucketStart: r.bucketStart as Date, events: r.modelEvents, tokenInCount: r.tokens.tokenInCount }));
+    await check(c.zone, bucket, rows, c.events, { filled: false });
+  }
 });
 
 describe("zero-fill limits (buckets × groups)", () => {
