@@ -35,7 +35,7 @@ import {
   agentTreeCte,
   checkOptionNames,
   resolveTimeZone,
-  timeBucketSql,
+  timeBucketKeySql,
   usageFilterConditions,
   validateBucket,
   validateUsageFilter,
@@ -209,7 +209,8 @@ function keyNames(p: ReportPlan): string[] {
 /** The key expressions of one side, aliased k0, k1, ... */
 function keyExpressions(side: Side, p: ReportPlan): Prisma.Sql[] {
   const keys: Prisma.Sql[] = [];
-  if (p.bucket) keys.push(timeBucketSql(p.bucket, p.timeZone, Prisma.raw("u.created_at")));
+  // The bucket's key per row; it becomes the bucket's start once grouped (buildQuery).
+  if (p.bucket) keys.push(timeBucketKeySql(p.bucket, p.timeZone, Prisma.raw("u.created_at")).key);
   for (const g of p.groupBy) {
     const foreign = (g === "modelId" && side !== "model") || (g === "externalApiId" && side !== "externalApi");
     keys.push(foreign ? Prisma.sql`NULL::integer` : ident(COLUMN[g]));
@@ -311,6 +312,11 @@ function buildQuery(p: ReportPlan, rootAgentId?: number): Prisma.Sql {
     : Prisma.sql`currency`;
   const isTotal = keys.length ? Prisma.sql`(GROUPING(${Prisma.join(keys)}) <> 0)` : Prisma.sql`TRUE`;
   const order = [Prisma.raw("is_total"), ...keys.map((k) => Prisma.sql`${k} NULLS LAST`), Prisma.raw("currency NULLS LAST")];
+  // The bucket key (k0) turned into its start instant on the grouped rows only; ORDER BY k0 then
+  // sorts these starts, in the same order as the keys.
+  const outputKeys = keys.map((k, i) =>
+    i === 0 && p.bucket ? Prisma.sql`${timeBucketKeySql(p.bucket, p.timeZone).start(k)} AS k0` : k,
+  );
   const money = (expr: string) => Prisma.raw(`CASE WHEN currency IS NULL THEN NULL ELSE trim_scale(${expr})::text END`);
   return Prisma.sql`
     WITH RECURSIVE ${agentTree ? Prisma.sql`${agentTreeCte(rootAgentId)},` : Prisma.empty}
@@ -325,7 +331,7 @@ function buildQuery(p: ReportPlan, rootAgentId?: number): Prisma.Sql {
       FROM ps_external_api_price_periods
     ),
     combined AS (${Prisma.join(branches, " UNION ALL ")})
-    SELECT ${keys.length ? Prisma.sql`${Prisma.join(keys)},` : Prisma.empty}
+    SELECT ${keys.length ? Prisma.sql`${Prisma.join(outputKeys)},` : Prisma.empty}
            currency, ${isTotal} AS is_total,
            sum(model_events)::bigint AS model_events, ${sums},
            ${money("sum(model_cost)")} AS model_cost,

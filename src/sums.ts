@@ -5,7 +5,7 @@
  * (which returns `number`) fails with P2023.
  */
 import type { Database } from "./db";
-import { UnknownReferenceError, type FieldIssue } from "./errors";
+import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   MAX_INT32,
@@ -20,8 +20,11 @@ import {
 import {
   GROUP_COLUMNS,
   USAGE_TABLE_NAMES,
+  MAX_FILLED_ROWS,
   bucketSeriesSql,
   checkFilledRange,
+  filledBucketCount,
+  filledRowsProblem,
   checkOptionNames,
   columnSql,
   modelUsageSumColumnsSql,
@@ -95,7 +98,8 @@ export interface SumOptions<G extends string, B extends TimeBucket | undefined> 
    * Return zero rows for buckets without usage (needs `bucket`). The range runs from the bucket
    * holding `where.from` to the bucket holding the last instant before `where.to`; a bound not
    * given is taken from the first or last bucket that has usage. With `groupBy`, every group
-   * that has usage somewhere in the range gets every bucket.
+   * that has usage somewhere in the range gets every bucket. At most {@link MAX_FILLED_ROWS}
+   * rows (buckets × groups); a larger fill is refused with a UsageValidationError.
    */
   readonly fillEmptyBuckets?: boolean;
 }
@@ -115,6 +119,8 @@ export interface ExternalApiUsageSumOptions<
 > extends SumOptions<G, B> {
   readonly where?: ExternalApiUsageFilter;
 }
+
+export { MAX_FILLED_ROWS };
 
 const SUM_OPTIONS = ["where", "groupBy", "bucket", "timeZone", "fillEmptyBuckets"];
 const MODEL_SUM_FIELDS = ["events", ...MODEL_USAGE_COUNTERS.map(([field]) => field)];
@@ -161,8 +167,10 @@ async function checkSumOptions(
 
 /**
  * The one statement of a sum: `SELECT keys, bucket, count(*), SUM(...) FROM table WHERE ...
- * GROUP BY keys ORDER BY keys`. With `fill`, that grouped result is a CTE joined to the series of
- * buckets (and the distinct groups), missing buckets getting zeros.
+ * GROUP BY keys ORDER BY keys`. Bucket keys become start instants only after grouping, once per
+ * distinct key (`starts`). With `fill`, the grouped result is joined to the series of bucket keys
+ * (and the distinct groups), missing buckets getting zeros; series and data share one key
+ * function, so every bucket with usage meets its series row.
  */
 function sumSql(
   table: UsageTable,
@@ -181,34 +189,38 @@ function sumSql(
   const grouped = Prisma.sql`SELECT ${Prisma.join([...keys, Prisma.sql`count(*) AS events`, sumColumns], ", ")}
     FROM ${Prisma.raw(USAGE_TABLE_NAMES[table])} ${whereSql(usageFilterConditions(where))}
     ${keys.length > 0 ? Prisma.sql`GROUP BY ${positions}` : Prisma.empty}`;
-  // The grouped rows with each bucket key turned into its start instant (same order as the keys).
-  const finished = (from: Prisma.Sql) =>
-    bucket
-      ? Prisma.sql`SELECT ${Prisma.join(
-          [...shape.groupBy.map(quoted), Prisma.sql`${bucket.start(Prisma.raw('"bucketStart"'))} AS "bucketStart"`, ...sumFields.map(quoted)],
-          ", ",
-        )} FROM ${from}`
-      : Prisma.sql`SELECT * FROM ${from}`;
-  if (!shape.fill || !shape.bucket) {
+  if (!bucket || !shape.bucket) {
     // Sorting the grouped rows, not the table: with ORDER BY on the aggregate itself the planner
     // sorts every usage row to group them (a 1M-row disk sort, 1.6x slower on PostgreSQL and 2.5x
     // on PGlite in the benchmark) instead of hashing them into the few groups.
-    return keys.length > 0 ? Prisma.sql`WITH sums AS MATERIALIZED (${grouped}) ${finished(Prisma.raw("sums"))} ORDER BY ${positions}` : grouped;
+    return keys.length > 0 ? Prisma.sql`WITH sums AS MATERIALIZED (${grouped}) SELECT * FROM sums ORDER BY ${positions}` : grouped;
+  }
+  const startOf = (k: Prisma.Sql) => bucket.start(k);
+  const groupFields = shape.groupBy.map((field) => Prisma.sql`s.${quoted(field)}`);
+  if (!shape.fill) {
+    return Prisma.sql`WITH raw AS MATERIALIZED (${grouped}),
+      starts AS (SELECT k, ${startOf(Prisma.raw("k"))} AS s FROM (SELECT DISTINCT "bucketStart" AS k FROM raw) AS d)
+      SELECT ${Prisma.join([...groupFields, Prisma.sql`st.s AS "bucketStart"`, ...sumFields.map((f) => Prisma.sql`s.${quoted(f)}`)], ", ")}
+      FROM raw s JOIN starts st ON st.k = s."bucketStart"
+      ORDER BY ${positions}`;
   }
 
-  const first = where?.from ? Prisma.sql`${where.from}::timestamptz` : Prisma.sql`(SELECT min("bucketStart") FROM sums)`;
-  const last = where?.to
-    ? Prisma.sql`${where.to}::timestamptz - interval '1 microsecond'`
-    : Prisma.sql`(SELECT max("bucketStart") FROM sums)`;
+  // A bound not given is the first or last bucket with usage: its start is an instant inside it.
+  const dataBound = (aggregate: string) =>
+    Prisma.sql`(SELECT ${startOf(Prisma.raw("b"))} FROM (SELECT ${Prisma.raw(aggregate)}("bucketStart") AS b FROM raw) AS x)`;
+  const first = where?.from ? Prisma.sql`${where.from}::timestamptz` : dataBound("min");
+  const last = where?.to ? Prisma.sql`${where.to}::timestamptz - interval '1 microsecond'` : dataBound("max");
   const series = bucketSeriesSql(shape.bucket, shape.timeZone, first, last);
   const zeroFilled = Prisma.join(
     sumFields.map((field) => Prisma.sql`COALESCE(s.${quoted(field)}, 0)::bigint AS ${quoted(field)}`),
     ", ",
   );
+  const ctes = Prisma.sql`WITH raw AS MATERIALIZED (${grouped}),
+    starts AS (SELECT "bucketKey" AS k, ${startOf(Prisma.raw('"bucketKey"'))} AS s FROM ${series} AS series)`;
   if (shape.groupBy.length === 0) {
-    return Prisma.sql`WITH raw AS MATERIALIZED (${grouped}), sums AS (${finished(Prisma.raw("raw"))})
-      SELECT b."bucketStart", ${zeroFilled}
-      FROM ${series} AS b LEFT JOIN sums s ON s."bucketStart" = b."bucketStart"
+    return Prisma.sql`${ctes}
+      SELECT st.s AS "bucketStart", ${zeroFilled}
+      FROM starts st LEFT JOIN raw s ON s."bucketStart" = st.k
       ORDER BY 1`;
   }
   const groupKeys = Prisma.join(shape.groupBy.map((field) => Prisma.sql`g.${quoted(field)}`), ", ");
@@ -217,11 +229,42 @@ function sumSql(
   const sameGroup = shape.groupBy.map(
     (field) => Prisma.sql`COALESCE(s.${quoted(field)}, 0) = COALESCE(g.${quoted(field)}, 0)`,
   );
-  return Prisma.sql`WITH raw AS MATERIALIZED (${grouped}), sums AS (${finished(Prisma.raw("raw"))})
-    SELECT ${groupKeys}, b."bucketStart", ${zeroFilled}
-    FROM (SELECT DISTINCT ${distinctKeys} FROM sums) AS g CROSS JOIN ${series} AS b
-    LEFT JOIN sums s ON ${Prisma.join([...sameGroup, Prisma.sql`s."bucketStart" = b."bucketStart"`], " AND ")}
+  return Prisma.sql`${ctes}
+    SELECT ${groupKeys}, st.s AS "bucketStart", ${zeroFilled}
+    FROM (SELECT DISTINCT ${distinctKeys} FROM raw) AS g CROSS JOIN starts st
+    LEFT JOIN raw s ON ${Prisma.join([...sameGroup, Prisma.sql`s."bucketStart" = st.k`], " AND ")}
     ORDER BY ${Prisma.raw(Array.from({ length: shape.groupBy.length + 1 }, (_, i) => i + 1).join(", "))}`;
+}
+
+/**
+ * Refuses a zero fill that would return more than {@link MAX_FILLED_ROWS} rows (buckets × groups)
+ * before running it: one cheap query counts the groups with usage and, for a bound not given, the
+ * first or last usage instant. Nothing to check without groups when from and to are both given
+ * (checkSumOptions did that).
+ */
+async function checkFilledRows(
+  db: Database,
+  table: UsageTable,
+  shape: { groupBy: readonly string[]; bucket?: TimeBucket; fill: boolean },
+  where: AnyUsageFilter | undefined,
+): Promise<void> {
+  if (!shape.fill || !shape.bucket) return;
+  const grouped = shape.groupBy.length > 0;
+  if (!grouped && where?.from && where.to) return;
+  const filter = whereSql(usageFilterConditions(where));
+  const tableName = Prisma.raw(USAGE_TABLE_NAMES[table]);
+  const [row] = grouped
+    ? await db.reportPrisma.$queryRaw<{ groups: bigint; first: Date | null; last: Date | null }[]>`
+        SELECT count(*)::bigint AS groups, min(mn) AS first, max(mx) AS last FROM (
+          SELECT min(created_at) AS mn, max(created_at) AS mx FROM ${tableName} ${filter}
+          GROUP BY ${Prisma.join(shape.groupBy.map((field) => columnSql(GROUP_COLUMNS[table][field])), ", ")}) AS g`
+    : await db.reportPrisma.$queryRaw<{ groups: bigint; first: Date | null; last: Date | null }[]>`
+        SELECT 1::bigint AS groups, min(created_at) AS first, max(created_at) AS last FROM ${tableName} ${filter}`;
+  const first = where?.from ?? row.first;
+  const last = where?.to ? new Date(where.to.getTime() - 1) : row.last;
+  if (!first || !last) return;
+  const reason = filledRowsProblem(shape.bucket, filledBucketCount(shape.bucket, first, last), Number(row.groups), grouped);
+  if (reason) throw new UsageValidationError([{ field: "fillEmptyBuckets", reason }]);
 }
 
 /**
@@ -233,7 +276,7 @@ function sumSql(
  * local bucket starts (a day across a DST change is 23 or 25 hours; weeks start on Monday).
  *
  * @throws UsageValidationError for an unknown group field, bucket, time zone or option, a bad
- * filter id or date, or `from` not before `to`.
+ * filter id or date, `from` not before `to`, or a zero fill of more than {@link MAX_FILLED_ROWS} rows.
  *
  * @example
  * const [total] = await sumModelUsage(db, { where: { userId: 7 } });
@@ -253,6 +296,7 @@ export async function sumModelUsage<G extends ModelUsageGroupBy = never, B exten
 ): Promise<ModelUsageSumRow<G, B>[]> {
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "modelUsage", options);
+    await checkFilledRows(db, "modelUsage", shape, options.where);
     return db.reportPrisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
       sumSql("modelUsage", shape, options.where, modelUsageSumColumnsSql(), MODEL_SUM_FIELDS),
     );
@@ -276,6 +320,7 @@ export async function sumExternalApiUsage<
 >(db: Database, options: ExternalApiUsageSumOptions<G, B> = {}): Promise<ExternalApiUsageSumRow<G, B>[]> {
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "externalApiUsage", options);
+    await checkFilledRows(db, "externalApiUsage", shape, options.where);
     return db.reportPrisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
       sumSql(
         "externalApiUsage",

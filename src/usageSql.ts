@@ -59,16 +59,22 @@ const BUCKET_SQL: Readonly<Record<TimeBucket, { unit: string; step: string }>> =
   month: { unit: "'month'", step: "interval '1 month'" },
 };
 
-/** Rough upper bounds of a bucket's length, to refuse a zero-filled range that would be huge. */
-const BUCKET_MIN_MS: Readonly<Record<TimeBucket, number>> = {
+/**
+ * A bucket's nominal length, to estimate how many buckets a zero-filled range holds (a DST day is
+ * 23 or 25 hours, so the estimate is off by at most a few buckets a year).
+ */
+const BUCKET_NOMINAL_MS: Readonly<Record<Exclude<TimeBucket, "month">, number>> = {
   hour: 3_600_000,
-  day: 23 * 3_600_000,
-  week: 7 * 23 * 3_600_000,
-  month: 28 * 23 * 3_600_000,
+  day: 86_400_000,
+  week: 7 * 86_400_000,
 };
 
-/** Most buckets `fillEmptyBuckets` will generate for an explicit from/to range. */
-export const MAX_FILLED_BUCKETS = 100_000;
+/**
+ * Most rows (buckets × groups) `fillEmptyBuckets` returns; a larger fill is refused before it is
+ * run. 100,000 sum rows are about 50 MB of JavaScript objects; a day fill since year 0 (740,000
+ * rows) or ten years of hours for a dozen agents is far past it.
+ */
+export const MAX_FILLED_ROWS = 100_000;
 
 const FILTER_FIELDS: Readonly<Record<UsageTable, readonly string[]>> = {
   modelUsage: ["userId", "agentId", "connectorId", "modelId", "from", "to"],
@@ -206,22 +212,6 @@ export function whereSql(conditions: readonly Prisma.Sql[]): Prisma.Sql {
 }
 
 /**
- * The instant the `bucket` holding `column` starts, in the (validated) IANA `timeZone`:
- * `date_trunc(unit, column, zone)`. It truncates in local time, so a day across a DST change is
- * 23 or 25 hours long and weeks start on Monday; an hour bucket keeps the instant's own UTC
- * offset, so the two 02:00 hours of a fall-back night stay two buckets (the two-step
- * `date_trunc(unit, column AT TIME ZONE tz) AT TIME ZONE tz` would merge them).
- *
- * @example
- * const bucketStart = timeBucketSql("day", "Europe/Berlin");
- * await db.prisma.$queryRaw`SELECT ${bucketStart} AS "bucketStart", count(*) FROM ps_model_usage GROUP BY 1`;
- */
-export function timeBucketSql(bucket: TimeBucket, timeZone: string, column: Prisma.Sql = Prisma.raw("created_at")): Prisma.Sql {
-  const { key, start } = timeBucketKeySql(bucket, timeZone, column);
-  return start(key);
-}
-
-/**
  * A time bucket as a group key that is cheap to compute per row, and how to turn a key into the
  * bucket's start instant — applied to the grouped rows only, so a 1M-row sum converts a few
  * hundred keys instead of a million timestamps. In UTC (no DST) the key is the UTC wall date (or
@@ -229,7 +219,10 @@ export function timeBucketSql(bucket: TimeBucket, timeZone: string, column: Pris
  * form measured (PostgreSQL 15, 1M rows: 1.27x faster than `date_trunc(…) AT TIME ZONE 'UTC'`
  * per row; the three-argument `date_trunc` with zone "UTC" is slower still). In other zones the
  * key is the three-argument `date_trunc` itself, which keeps the two hours of a fall-back night
- * apart and beats truncating the local wall time and converting back (237 ms against 494 ms).
+ * apart and beats truncating the local wall time and converting back (237 ms against 494 ms); it
+ * truncates in local time, so a day across a DST change is 23 or 25 hours and weeks start on
+ * Monday. Its value is not always the bucket's first instant, so `start` corrects the few keys
+ * at a transition ({@link bucketStartOfKeySql}).
  *
  * @example
  * const { key, start } = timeBucketKeySql("day", "UTC");
@@ -247,31 +240,75 @@ export function timeBucketKeySql(
       bucket === "hour" ? Prisma.sql`date_trunc('hour', ${wall})` : bucket === "day" ? Prisma.sql`${wall}::date` : Prisma.sql`date_trunc(${unit}, ${wall})::date`;
     return { key, start: (k) => Prisma.sql`(${k}::timestamp AT TIME ZONE 'UTC')` };
   }
-  return { key: Prisma.sql`date_trunc(${unit}, ${column}, ${timeZone}::text)`, start: (k) => k };
+  return { key: zonedKeySql(bucket, timeZone, column), start: (k) => bucketStartOfKeySql(bucket, timeZone, k) };
+}
+
+/**
+ * The group key of `t`'s bucket in a zone other than UTC. Days, weeks and months: the
+ * three-argument `date_trunc`. Hours: that (the local hour at t's own UTC offset) paired with the
+ * local wall hour, because the first alone is not one bucket: Pacific/Chatham falls back from
+ * 03:45+13:45 to 02:45+12:45, and both 03:00+13:45 and 02:00+12:45 are 13:15Z. The pair costs a
+ * second zone conversion per row (PostgreSQL 15, 1M rows grouped by Berlin hour: 0.8 s -> 1.2-1.7 s);
+ * UTC and day/week/month keys are unchanged.
+ */
+function zonedKeySql(bucket: TimeBucket, timeZone: string, t: Prisma.Sql): Prisma.Sql {
+  const unit = Prisma.raw(BUCKET_SQL[bucket].unit);
+  const truncated = Prisma.sql`date_trunc(${unit}, ${t}, ${timeZone}::text)`;
+  if (bucket !== "hour") return truncated;
+  return Prisma.sql`ARRAY[${truncated}, date_trunc('hour', (${t}) AT TIME ZONE ${timeZone}::text) AT TIME ZONE 'UTC']`;
+}
+
+/**
+ * The first instant of the local bucket whose key ({@link zonedKeySql}) is `k` (NULL stays
+ * NULL). The key's instant is not always that instant: `date_trunc('hour', t, tz)` keeps t's own UTC offset,
+ * so in Australia/Lord_Howe (30-minute DST) the hour after spring-forward (02:30+11) gets the key
+ * 02:00+11 = 01:30+10:30, inside the previous hour; and a local midnight that happens twice
+ * (America/Havana falls back from 01:00 to 00:00) resolves to the later one, after the day has
+ * begun. A key that truncates to itself and whose previous microsecond is another bucket is
+ * already the start (every bucket but those at a transition); otherwise the start is the earliest
+ * instant near k with key k, found on a 1-minute grid over [k - 4 h, k + 2 h] and then to the
+ * second (offsets and transitions since 1970 are whole seconds, the largest jump near a bucket
+ * start is Antarctica/Casey's 3 h). Meant for grouped keys, not per usage row.
+ */
+function bucketStartOfKeySql(bucket: TimeBucket, timeZone: string, k: Prisma.Sql): Prisma.Sql {
+  const keyOf = (t: Prisma.Sql) => zonedKeySql(bucket, timeZone, t);
+  const at = bucket === "hour" ? Prisma.sql`(${k})[1]` : k;
+  return Prisma.sql`(CASE WHEN ${keyOf(at)} = ${k} AND ${keyOf(Prisma.sql`${at} - interval '1 microsecond'`)} <> ${k} THEN ${at}
+    ELSE (SELECT min(s) FROM
+      (SELECT min(g) AS g0 FROM generate_series(${at} - interval '4 hours', ${at} + interval '2 hours', interval '1 minute') AS g
+        WHERE ${keyOf(Prisma.raw("g"))} = ${k}) AS m,
+      generate_series(m.g0 - interval '59 seconds', m.g0, interval '1 second') AS s
+      WHERE ${keyOf(Prisma.raw("s"))} = ${k}) END)`;
 }
 
 /** Zone names that are UTC itself (no offset, no DST), lower-cased. */
 const UTC_NAMES = new Set(["utc", "etc/utc", "uct", "etc/uct", "universal", "etc/universal", "zulu", "etc/zulu", "gmt", "etc/gmt", "greenwich", "etc/greenwich"]);
 
 /**
- * A one-column set `"bucketStart"` of every bucket start from the bucket holding `first` to the
- * bucket holding `last` (both timestamptz SQL), in `timeZone`, for zero-filling. Hours step in
- * absolute time (a fall-back night has 25 of them); days, weeks and months step in local time.
+ * A one-column set `"bucketKey"` holding the key ({@link timeBucketKeySql}) of every bucket from
+ * the one holding `first` to the one holding `last` (both timestamptz SQL), in `timeZone`, for
+ * zero-filling: join it to the grouped keys, then turn keys into starts. It is the distinct keys
+ * of candidate instants, so it can never disagree with the keys of the data: hours take an
+ * instant every 15 minutes (a 30-minute DST change makes 30-minute hours) plus `last`; days,
+ * weeks and months take each local date's midnight (a midnight that does not exist resolves into
+ * the day anyway, and a skipped day such as Pacific/Apia's 30 Dec 2011 collapses into the next).
  *
  * @example
  * const series = bucketSeriesSql("day", "UTC", Prisma.sql`${from}::timestamptz`, Prisma.sql`${to}::timestamptz`);
- * await db.prisma.$queryRaw`SELECT "bucketStart" FROM ${series} ORDER BY 1`;
+ * await db.prisma.$queryRaw`SELECT "bucketKey" FROM ${series} ORDER BY 1`;
  */
 export function bucketSeriesSql(bucket: TimeBucket, timeZone: string, first: Prisma.Sql, last: Prisma.Sql): Prisma.Sql {
+  const { key } = timeBucketKeySql(bucket, timeZone, Prisma.raw("c"));
+  if (bucket === "hour") {
+    return Prisma.sql`(SELECT DISTINCT ${key} AS "bucketKey" FROM (
+      SELECT generate_series(${first}, ${last}, interval '15 minutes') AS c UNION ALL SELECT ${last}) AS candidates
+      WHERE c IS NOT NULL)`;
+  }
   const unit = Prisma.raw(BUCKET_SQL[bucket].unit);
   const step = Prisma.raw(BUCKET_SQL[bucket].step);
-  const start = Prisma.sql`date_trunc(${unit}, ${first}, ${timeZone}::text)`;
-  const end = Prisma.sql`date_trunc(${unit}, ${last}, ${timeZone}::text)`;
-  if (bucket === "hour") {
-    return Prisma.sql`(SELECT gs AS "bucketStart" FROM generate_series(${start}, ${end}, ${step}) AS gs)`;
-  }
-  return Prisma.sql`(SELECT gs AT TIME ZONE ${timeZone}::text AS "bucketStart"
-    FROM generate_series(${start} AT TIME ZONE ${timeZone}::text, ${end} AT TIME ZONE ${timeZone}::text, ${step}) AS gs)`;
+  const wall = (t: Prisma.Sql) => Prisma.sql`date_trunc(${unit}, (${t}) AT TIME ZONE ${timeZone}::text)`;
+  return Prisma.sql`(SELECT DISTINCT ${key} AS "bucketKey" FROM (
+      SELECT d AT TIME ZONE ${timeZone}::text AS c FROM generate_series(${wall(first)}, ${wall(last)}, ${step}) AS d) AS candidates)`;
 }
 
 /**
@@ -315,18 +352,51 @@ export function validateBucket(bucket: unknown, issues: FieldIssue[]): TimeBucke
 }
 
 /**
- * Refuses a zero-filled range of more than {@link MAX_FILLED_BUCKETS} buckets (field
- * `fillEmptyBuckets`); a range taken from the data itself is not checked.
+ * About how many buckets lie from the one holding `first` to the one holding `last` (exact for
+ * months, within a few per year for DST days and hours), for the zero-fill limit.
+ *
+ * @example
+ * filledBucketCount("day", new Date("2026-01-01"), new Date("2026-01-31T12:00:00Z")); // 31
+ */
+export function filledBucketCount(bucket: TimeBucket, first: Date, last: Date): number {
+  if (last.getTime() < first.getTime()) return 0;
+  if (bucket === "month") {
+    return (last.getUTCFullYear() - first.getUTCFullYear()) * 12 + last.getUTCMonth() - first.getUTCMonth() + 1;
+  }
+  return Math.floor((last.getTime() - first.getTime()) / BUCKET_NOMINAL_MS[bucket]) + 1;
+}
+
+/**
+ * The issue (field `fillEmptyBuckets`) for a zero fill of `buckets` × `groups` rows when that is
+ * more than {@link MAX_FILLED_ROWS}, saying how to narrow it; else null.
+ *
+ * @example
+ * filledRowsProblem("hour", 87_661, 12, false); // "would return about 1,051,932 rows (...)..."
+ */
+export function filledRowsProblem(bucket: TimeBucket, buckets: number, groups: number, grouped: boolean): string | null {
+  const rows = buckets * groups;
+  if (rows <= MAX_FILLED_ROWS) return null;
+  const n = (x: number) => x.toLocaleString("en-US");
+  const shape = grouped ? `${n(buckets)} ${bucket} buckets × ${n(groups)} groups` : `${n(buckets)} ${bucket} buckets`;
+  return (
+    `would return about ${n(rows)} rows (${shape}), more than the limit of ${n(MAX_FILLED_ROWS)}; ` +
+    `narrow it: a shorter where.from..where.to range, a coarser bucket, fewer groups (groupBy or where), or no fillEmptyBuckets`
+  );
+}
+
+/**
+ * Refuses, before any query, a zero fill whose explicit from..to range alone holds more than
+ * {@link MAX_FILLED_ROWS} buckets (field `fillEmptyBuckets`). Ranges taken from the data and the
+ * group count are checked by the sum itself, with a query.
  *
  * @example
  * checkFilledRange("hour", { from: new Date("2026-01-01"), to: new Date("2026-01-02") }, issues); // fine: 24
  */
 export function checkFilledRange(bucket: TimeBucket, filter: AnyUsageFilter | undefined, issues: FieldIssue[]): void {
   if (!(filter?.from instanceof Date) || !(filter.to instanceof Date)) return;
-  const span = filter.to.getTime() - filter.from.getTime();
-  if (span / BUCKET_MIN_MS[bucket] > MAX_FILLED_BUCKETS) {
-    issues.push({ field: "fillEmptyBuckets", reason: `the range from..to holds more than ${MAX_FILLED_BUCKETS} ${bucket} buckets` });
-  }
+  const buckets = filledBucketCount(bucket, filter.from, new Date(filter.to.getTime() - 1));
+  const reason = filledRowsProblem(bucket, buckets, 1, false);
+  if (reason) issues.push({ field: "fillEmptyBuckets", reason });
 }
 
 /** Time zone names each database knows, lower-cased -> its own spelling; read once per database. */
