@@ -4,7 +4,7 @@
  * cursor and one page of a find, idempotent single records, and plain DTOs for related rows.
  */
 import type { Database } from "./db";
-import { DatabaseConnectionError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
+import { DatabaseConnectionError, DatabaseNotMigratedError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   DEFAULT_BATCH_CHUNK_SIZE,
@@ -39,6 +39,8 @@ interface AdapterCause {
   readonly originalMessage?: string;
   readonly message?: string;
   readonly constraint?: { readonly index?: string; readonly fields?: readonly string[] };
+  readonly table?: string;
+  readonly column?: string;
 }
 
 /** The driver adapter's description of a failed query, if Prisma kept one. */
@@ -104,16 +106,40 @@ export function isConnectionFailure(err: unknown): boolean {
 }
 
 /**
+ * What is missing when a query failed because the schema is not there (a database never
+ * migrated, or migrated by an older version): Prisma's P2021/P2022, or PostgreSQL's 42P01/42703
+ * from a raw query. Null for any other error.
+ */
+export function missingSchemaObject(err: unknown): string | null {
+  const cause = adapterCause(err);
+  const code = cause?.originalCode ?? cause?.code;
+  const prismaCode = err instanceof Prisma.PrismaClientKnownRequestError ? err.code : undefined;
+  const meta = (err instanceof Prisma.PrismaClientKnownRequestError ? err.meta : undefined) as { table?: unknown; column?: unknown } | undefined;
+  if (prismaCode === "P2021" || cause?.kind === "TableDoesNotExist" || code === "42P01") {
+    const table = cause?.table ?? (typeof meta?.table === "string" ? meta.table : undefined);
+    return table ? `table ${table} does not exist` : "a table does not exist";
+  }
+  if (prismaCode === "P2022" || cause?.kind === "ColumnNotFound" || code === "42703") {
+    const column = cause?.column ?? (typeof meta?.column === "string" ? meta.column : undefined);
+    return column ? `column ${column} does not exist` : "a column does not exist";
+  }
+  return null;
+}
+
+/**
  * Turns a database error into the package's typed error: a foreign key violation into
  * {@link UnknownReferenceError} (`resolveReference` names the table and id), a lost connection
- * into {@link DatabaseConnectionError}; anything else is returned as it is.
+ * into {@link DatabaseConnectionError}, a missing table or column into
+ * {@link DatabaseNotMigratedError}; anything else is returned as it is.
  */
 export async function translateDatabaseError(
   db: Database,
   err: unknown,
   resolveReference: (column: ReferenceColumn | null) => Promise<UnknownReferenceError>,
 ): Promise<unknown> {
-  if (err instanceof UsageValidationError || err instanceof UnknownReferenceError) return err;
+  if (err instanceof UsageValidationError || err instanceof UnknownReferenceError || err instanceof DatabaseNotMigratedError) return err;
+  const missing = missingSchemaObject(err);
+  if (missing !== null) return new DatabaseNotMigratedError(db.target, missing, { cause: err });
   if (isForeignKeyViolation(err)) {
     const resolved = await resolveReference(violatedReferenceColumn(err));
     return new UnknownReferenceError(resolved.table, resolved.id, { cause: err });
