@@ -20,7 +20,18 @@ import {
   type UsageOrder,
   type UsagePage,
 } from "./types";
-import { checkBatch, checkBatchOptions, checkFilter, checkPageOptions, pageOrder, throwIfIssues, type InputShape } from "./validation";
+import { usageFilterConditions, whereSql } from "./usageSql";
+import {
+  checkBatch,
+  checkBatchOptions,
+  checkFilter,
+  checkPageOptions,
+  dateProblem,
+  idProblem,
+  pageOrder,
+  throwIfIssues,
+  type InputShape,
+} from "./validation";
 
 /** A usage column that references another table, and that table. */
 export const REFERENCED_TABLES = {
@@ -338,33 +349,69 @@ export async function recordBatch<I>(
 /** Which find a cursor belongs to. */
 export type CursorTable = "model" | "externalApi";
 
-interface CursorContent {
-  readonly table: CursorTable;
-  readonly order: UsageOrder;
-  /** The last row of the page: the next page starts after it in `(createdAt, id)` order. */
+/**
+ * Where a page ended: the last row's `created_at` at full microsecond precision (UTC text
+ * `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written by the database itself: a JS Date only holds
+ * milliseconds) and its id. The next page starts after `(at, id)` in `(created_at, id)` order,
+ * whether or not that row still exists.
+ */
+interface CursorPosition {
+  readonly at: string;
   readonly id: number;
 }
 
-const CURSOR_VERSION = "v1";
+interface CursorContent extends CursorPosition {
+  readonly table: CursorTable;
+  readonly order: UsageOrder;
+}
 
-/** An opaque cursor: `v1.` and base64url of a small JSON document. */
+/** v2 carries the position; v1 (before it) carried only the id. */
+const CURSOR_VERSION = "v2";
+const CURSOR_V1 = "v1";
+/** The position text, exactly as {@link POSITION_SQL} writes it. */
+const POSITION_TEXT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$/;
+/** A row's position as text, whatever the session's TimeZone and DateStyle. */
+const POSITION_SQL = Prisma.raw(`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+
+/** The SQL table of a find. */
+const FIND_TABLES: Readonly<Record<CursorTable, Prisma.Sql>> = {
+  model: Prisma.raw("ps_model_usage"),
+  externalApi: Prisma.raw("ps_external_api_usage"),
+};
+
+/** An opaque cursor: `v2.` and base64url of a small JSON document. */
 export function encodeCursor(content: CursorContent): string {
-  const json = JSON.stringify({ t: content.table === "model" ? "m" : "e", o: content.order === "newest" ? "n" : "o", id: content.id });
+  const json = JSON.stringify({ t: content.table === "model" ? "m" : "e", o: content.order === "newest" ? "n" : "o", at: content.at, id: content.id });
   return `${CURSOR_VERSION}.${Buffer.from(json, "utf8").toString("base64url")}`;
 }
 
+/** True when `at` is position text of a real instant in years 1..9999 (the range dates are checked against). */
+function isPosition(at: unknown): at is string {
+  if (typeof at !== "string" || !POSITION_TEXT.test(at)) return false;
+  const ms = `${at.slice(0, 23)}Z`;
+  const date = new Date(ms);
+  // Round-trips only when every field was in range (no 2026-02-30 rolled into March).
+  return dateProblem(date) === null && date.toISOString() === ms;
+}
+
+/** What a cursor holds: the position (v2), or only the row id (v1), for the same find and order. */
+export type DecodedCursor = CursorPosition | { readonly at?: undefined; readonly id: number };
+
 /**
- * Reads a cursor made by {@link encodeCursor} for the same find and order; anything else (a
- * cursor of another find, of the other order, or any other string) is a validation issue.
+ * Reads a cursor made by {@link encodeCursor} (or by the previous version, which held only the
+ * id) for the same find and order; anything else (a cursor of another find, of the other order,
+ * an id outside INTEGER, a position that is not an instant in years 1..9999, or any other
+ * string) is a validation issue on `page.cursor`.
  */
-export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrder, issues: FieldIssue[]): number | null {
+export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrder, issues: FieldIssue[]): DecodedCursor | null {
   const finder = table === "model" ? "findModelUsage" : "findExternalApiUsage";
   const bad = (reason: string) => {
     issues.push({ field: "page.cursor", reason });
     return null;
   };
   const dot = cursor.indexOf(".");
-  if (cursor.length > 200 || dot < 0 || cursor.slice(0, dot) !== CURSOR_VERSION || !/^[A-Za-z0-9_-]+$/.test(cursor.slice(dot + 1))) {
+  const version = dot < 0 ? "" : cursor.slice(0, dot);
+  if (cursor.length > 300 || (version !== CURSOR_VERSION && version !== CURSOR_V1) || !/^[A-Za-z0-9_-]+$/.test(cursor.slice(dot + 1))) {
     return bad(`is not a cursor returned by ${finder}`);
   }
   let parsed: unknown;
@@ -373,34 +420,19 @@ export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrd
   } catch {
     return bad(`is not a cursor returned by ${finder}`);
   }
-  const { t, o, id } = (parsed ?? {}) as { t?: unknown; o?: unknown; id?: unknown };
-  if ((t !== "m" && t !== "e") || (o !== "n" && o !== "o") || typeof id !== "number" || !Number.isInteger(id) || id < 1) {
+  const { t, o, at, id } = (parsed ?? {}) as { t?: unknown; o?: unknown; at?: unknown; id?: unknown };
+  if ((t !== "m" && t !== "e") || (o !== "n" && o !== "o") || idProblem(id) !== null || (version === CURSOR_VERSION && !isPosition(at))) {
     return bad(`is not a cursor returned by ${finder}`);
   }
   if ((t === "m") !== (table === "model")) return bad(`is a cursor of ${t === "m" ? "findModelUsage" : "findExternalApiUsage"}, not of ${finder}`);
   const cursorOrder: UsageOrder = o === "n" ? "newest" : "oldest";
   if (cursorOrder !== order) return bad(`was made for order "${cursorOrder}", not "${order}"`);
-  return id;
+  return version === CURSOR_VERSION ? { at: at as string, id: id as number } : { id: id as number };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Find (one page)
 // ---------------------------------------------------------------------------------------------
-
-/** The Prisma `where` of a checked find filter; the same shape fits both usage tables. */
-export function usageWhere(filter: UsageFilter, idField: "modelId" | "externalApiId") {
-  const oneOrMany = (v: number | readonly number[]) => (typeof v === "number" ? v : { in: [...v] });
-  const id = (filter as Record<string, unknown>)[idField] as number | readonly number[] | undefined;
-  return {
-    ...(filter.userId !== undefined ? { userId: filter.userId } : {}),
-    ...(filter.agentId !== undefined ? { agentId: oneOrMany(filter.agentId) } : {}),
-    ...(filter.connectorId !== undefined ? { connectorId: filter.connectorId } : {}),
-    ...(id !== undefined ? { [idField]: oneOrMany(id) } : {}),
-    ...(filter.from !== undefined || filter.to !== undefined
-      ? { createdAt: { ...(filter.from !== undefined ? { gte: filter.from } : {}), ...(filter.to !== undefined ? { lt: filter.to } : {}) } }
-      : {}),
-  };
-}
 
 /** What a find needs to know about its table. */
 export interface FindSpec<Row extends { readonly id: number }, Item> {
@@ -408,14 +440,11 @@ export interface FindSpec<Row extends { readonly id: number }, Item> {
   readonly idField: "modelId" | "externalApiId";
   /** The relations `page.include` may name. */
   readonly includeKeys: readonly string[];
-  /** The table's `findMany`. */
+  /** The table's `findMany` (here: the rows of one page, by id, with their relations). */
   findMany(
     db: Database,
     args: {
-    where: object;
-    orderBy: object[];
-    take: number;
-    cursor?: { id: number };
+      where: { id: { in: number[] } };
       include: Record<string, boolean>;
     },
   ): Promise<Row[]>;
@@ -424,10 +453,25 @@ export interface FindSpec<Row extends { readonly id: number }, Item> {
 }
 
 /**
- * One page of a find: checks the filter and page, then reads `limit + 1` rows in
- * `(createdAt, id)` order from the cursor row on. Prisma's cursor compares `(created_at, id)`
- * with the cursor row in SQL, at full microsecond precision; the cursor row itself is excluded
- * by id rather than by `skip: 1`.
+ * The position of a v1 cursor's row; a v1 cursor cannot go on once its row is gone (it never
+ * held the position), which is what v2 fixed.
+ */
+async function v1Position(db: Database, table: CursorTable, id: number): Promise<CursorPosition> {
+  const rows = await db.prisma.$queryRaw<{ at: string }[]>`SELECT ${POSITION_SQL} AS at FROM ${FIND_TABLES[table]} WHERE id = ${id}`;
+  if (rows.length === 0) {
+    throw new UsageValidationError([
+      { field: "page.cursor", reason: "is a cursor of an earlier version whose row no longer exists; start again without a cursor" },
+    ]);
+  }
+  return { at: rows[0].at, id };
+}
+
+/**
+ * One page of a find: checks the filter and page, then reads the ids and positions of `limit + 1`
+ * rows in `(created_at, id)` order after the cursor's position with a keyset condition
+ * (`(created_at, id) < (at, id)` for newest first), in SQL at full microsecond precision, and
+ * then those rows (with the relations asked for) through Prisma. The cursor needs only its
+ * position, so it keeps working when its row, or any other, is deleted between pages.
  */
 export async function findUsagePage<Row extends { readonly id: number }, Item>(
   db: Database,
@@ -440,27 +484,35 @@ export async function findUsagePage<Row extends { readonly id: number }, Item>(
   checkPageOptions(page, spec.includeKeys, issues);
   throwIfIssues(issues);
   const order = pageOrder(page.order);
-  const cursorId = page.cursor === undefined ? null : decodeCursor(page.cursor, spec.table, order, issues);
+  const decoded = page.cursor === undefined ? null : decodeCursor(page.cursor, spec.table, order, issues);
   throwIfIssues(issues);
 
   const limit = page.limit ?? DEFAULT_PAGE_SIZE;
-  const direction = order === "newest" ? "desc" : "asc";
   const include = Object.fromEntries(spec.includeKeys.map((k) => [k, page.include?.[k] === true]));
-  const where = usageWhere(filter, spec.idField);
   try {
-    const rows = await spec.findMany(db, {
-      where: cursorId === null ? where : { AND: [where, { id: { not: cursorId } }] },
-      orderBy: [{ createdAt: direction }, { id: direction }],
-      take: limit + 1,
-      ...(cursorId === null ? {} : { cursor: { id: cursorId } }),
-      include,
-    });
-    const more = rows.length > limit;
-    const pageRows = more ? rows.slice(0, limit) : rows;
-    const last = pageRows[pageRows.length - 1];
+    const after = decoded === null ? null : decoded.at === undefined ? await v1Position(db, spec.table, decoded.id) : decoded;
+    const conditions = usageFilterConditions(filter);
+    const direction = Prisma.raw(order === "newest" ? "DESC" : "ASC");
+    if (after !== null) {
+      conditions.push(
+        order === "newest"
+          ? Prisma.sql`(created_at, id) < (${after.at}::timestamptz, ${after.id}::int)`
+          : Prisma.sql`(created_at, id) > (${after.at}::timestamptz, ${after.id}::int)`,
+      );
+    }
+    const keys = await db.prisma.$queryRaw<{ id: number; at: string }[]>`
+      SELECT id, ${POSITION_SQL} AS at FROM ${FIND_TABLES[spec.table]} ${whereSql(conditions)}
+      ORDER BY created_at ${direction}, id ${direction} LIMIT ${limit + 1}`;
+    const more = keys.length > limit;
+    const pageKeys = more ? keys.slice(0, limit) : keys;
+    const rows = pageKeys.length === 0 ? [] : await spec.findMany(db, { where: { id: { in: pageKeys.map((k) => k.id) } }, include });
+    // In the keyset's order; a row deleted between the two reads is simply not there.
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    const pageRows = pageKeys.flatMap((k) => byId.get(k.id) ?? []);
+    const last = pageKeys[pageKeys.length - 1];
     return {
       items: pageRows.map((row) => spec.toItem(row, include)),
-      nextCursor: more && last ? encodeCursor({ table: spec.table, order, id: last.id }) : null,
+      nextCursor: more && last ? encodeCursor({ table: spec.table, order, at: last.at, id: last.id }) : null,
     };
   } catch (err) {
     throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
