@@ -37,7 +37,7 @@ import {
   type UsageTable,
 } from "./usageSql";
 import { translateDatabaseError } from "./usageShared";
-import { throwIfIssues } from "./validation";
+import { checkBucketStarts, throwIfIssues } from "./validation";
 
 /** Every model usage counter summed, and `events`: how many rows were summed. */
 export type ModelUsageTotals = { readonly events: bigint } & { readonly [K in ModelUsageCounter]: bigint };
@@ -253,9 +253,11 @@ export async function sumModelUsage<G extends ModelUsageGroupBy = never, B exten
 ): Promise<ModelUsageSumRow<G, B>[]> {
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "modelUsage", options);
-    return db.prisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
+    const rows = await db.prisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
       sumSql("modelUsage", shape, options.where, modelUsageSumColumnsSql(), MODEL_SUM_FIELDS),
     );
+    if (shape.bucket) checkBucketStarts(rows, shape.timeZone);
+    return rows;
   });
 }
 
@@ -276,7 +278,7 @@ export async function sumExternalApiUsage<
 >(db: Database, options: ExternalApiUsageSumOptions<G, B> = {}): Promise<ExternalApiUsageSumRow<G, B>[]> {
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "externalApiUsage", options);
-    return db.prisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
+    const rows = await db.prisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
       sumSql(
         "externalApiUsage",
         shape,
@@ -285,6 +287,8 @@ export async function sumExternalApiUsage<
         EXTERNAL_API_SUM_FIELDS,
       ),
     );
+    if (shape.bucket) checkBucketStarts(rows, shape.timeZone);
+    return rows;
   });
 }
 

@@ -208,11 +208,11 @@ describe("on a migrated database", () => {
   test("a time bucket that would start before year 1 is refused, never returned as Invalid Date", async () => {
     const userId = 104;
     const model = await createModel(db, "year-one");
-    await recordModelUsage(db, { userId, modelId: model, createdAt: new Date("0001-01-01T03:00:00Z"), tokenInCount: 5 });
+    await recordModelUsage(db, { userId, modelId: model, createdAt: new Date("0001-01-01T00:02:00Z"), tokenInCount: 5 });
     // In UTC the buckets start at 0001-01-01T00:00Z: fine.
     const utc = await sumModelUsage(db, { where: { modelId: model }, bucket: "month" });
     expect(utc.map((r) => r.bucketStart.toISOString())).toEqual(["0001-01-01T00:00:00.000Z"]);
-    // West of UTC (and in the local mean time of 0001), the day holding it starts in 1 BC.
+    // West of UTC (New York kept its local mean time, -4:56:02, then), even its hour starts in 1 BC.
     for (const bucket of ["hour", "day", "week", "month"] as const) {
       for (const timeZone of ["America/New_York", "Pacific/Kiritimati"]) {
         const issues = await issuesOf(sumModelUsage(db, { where: { modelId: model }, bucket, timeZone }));
