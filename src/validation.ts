@@ -275,12 +275,15 @@ function checkOptionsObject(
   return true;
 }
 
+/** Longest idempotency key: the `varchar(255)` of ps_usage_idempotency_keys.key. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+
 /** Why `key` is not a usable idempotency key, or null when it is one. */
 export function idempotencyKeyProblem(key: unknown): string | null {
   if (typeof key !== "string") return `must be a string, got ${describeValue(key)}`;
   if (key.length === 0) return "must not be empty";
   // varchar(255) counts characters; a JS length of at most 255 UTF-16 units is at most 255 of them.
-  if (key.length > 255) return `must be at most 255 characters, got ${key.length}`;
+  if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) return `must be at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters, got ${key.length}`;
   if (key.includes("\u0000")) return "must not contain the NUL character";
   // A lone surrogate would be stored as U+FFFD, so two different keys could collide.
   if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(key)) {
