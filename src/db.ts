@@ -7,6 +7,7 @@ import { PrismaPGlite } from "pglite-prisma-adapter";
 import { DatabaseConnectionError } from "./errors";
 import { migrate } from "./migrate";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
+import { markClosing, trackedClient, workEnded } from "./db/closing";
 import { PrismaClient } from "./generated/prisma/client";
 
 /** Where a database lives: a PostgreSQL server, or an embedded PGlite directory. */
@@ -104,7 +105,8 @@ export function redactUrl(value: string): string {
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   const env = options.env ?? process.env;
   const url = options.url ?? (options.dataDir === undefined ? env.DATABASE_URL : undefined);
-  const db = url ? await openPostgres(url, options.poolSize ?? 10) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR);
+  const opened = url ? await openPostgres(url, options.poolSize ?? 10) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR);
+  const db: Database = { ...opened, prisma: trackedClient(() => db, opened.prisma), close: () => closeDatabase(db, opened) };
   if (options.migrate) {
     try {
       await migrate(db);
@@ -114,6 +116,23 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
     }
   }
   return db;
+}
+
+/**
+ * `close()`: marks the database closing first, so that calls still running end as a lost
+ * connection (a batch between chunks stops and rolls back, writing nothing), lets a running
+ * batch's statement or transaction end, then disconnects.
+ * A statement already running is not interrupted: a batch that commits before the close resolves
+ * with all its rows. Closing again is a no-op; a failure to close is a DatabaseConnectionError.
+ */
+async function closeDatabase(db: Database, opened: Database): Promise<void> {
+  markClosing(db);
+  try {
+    await workEnded(db);
+    await opened.close();
+  } catch (err) {
+    throw new DatabaseConnectionError(db.target, `closing failed: ${(err as Error)?.message ?? String(err)}`, { cause: err, lost: true });
+  }
 }
 
 async function openPostgres(url: string, poolSize: number): Promise<Database> {

@@ -4,7 +4,15 @@
  * cursor and one page of a find, idempotent single records, and plain DTOs for related rows.
  */
 import type { Database } from "./db";
-import { DatabaseConnectionError, DatabaseNotMigratedError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
+import { closedError, isClosing, trackWork } from "./db/closing";
+import {
+  DatabaseConnectionError,
+  DatabaseNotMigratedError,
+  PsUsageError,
+  UnknownReferenceError,
+  UsageValidationError,
+  type FieldIssue,
+} from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   DEFAULT_BATCH_CHUNK_SIZE,
@@ -159,6 +167,8 @@ export async function translateDatabaseError(
     const reason = adapterCause(err)?.originalMessage ?? adapterCause(err)?.kind ?? (err as Error)?.message ?? String(err);
     return new DatabaseConnectionError(db.target, reason, { cause: err, lost: true });
   }
+  // close() during the call: whatever failed (an invalidated transaction, say) failed because of it.
+  if (isClosing(db) && !(err instanceof PsUsageError)) return closedError(db.target, err);
   return err;
 }
 
@@ -233,17 +243,22 @@ async function runChunks<T>(
   batchKey?: string,
 ): Promise<T[] | null> {
   if (batchKey === undefined && chunkCount === 0) return [];
-  if (batchKey === undefined && chunkCount === 1) return [await runChunk(db.prisma, 0)];
-  return db.prisma.$transaction(
+  if (isClosing(db)) throw closedError(db.target);
+  if (batchKey === undefined && chunkCount === 1) return [await trackWork(db, runChunk(db.prisma, 0))];
+  return trackWork(db, db.prisma.$transaction(
     async (tx) => {
       if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
       const results: T[] = [];
-      for (let chunk = 0; chunk < chunkCount; chunk++) results.push(await runChunk(tx, chunk));
+      for (let chunk = 0; chunk < chunkCount; chunk++) {
+        // Closed meanwhile: start no more statements; throwing rolls the batch back.
+        if (isClosing(db)) throw closedError(db.target);
+        results.push(await runChunk(tx, chunk));
+      }
       return results;
     },
     // PGlite runs one transaction at a time, so a batch may wait for another to finish.
     { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * Math.max(chunkCount, 1) },
-  );
+  ));
 }
 
 /** Claims a batch's idempotency key; false when it was already used by a batch. */

@@ -323,25 +323,69 @@ describe("close() while a batch is being written", () => {
     };
   }
 
+  test("a record, find, sum or report in flight when close() is called settles, typed; none hangs", async () => {
+    const { db: first, reopen, cleanup } = await openFresh();
+    let db = first;
+    try {
+      const modelId = await createModel(db);
+      const calls: [string, (d: Database) => Promise<unknown>][] = [
+        ["recordModelUsage", (d) => recordModelUsage(d, { userId: 1, modelId })],
+        ["recordModelUsage with a key", (d) => recordModelUsage(d, { userId: 1, modelId }, { idempotencyKey: "in-flight" })],
+        ["findModelUsage", (d) => findModelUsage(d)],
+        ["sumModelUsage", (d) => sumModelUsage(d)],
+        ["costReport", (d) => costReport(d)],
+        ["setModelPrice", (d) => setModelPrice(d, modelId, { currency: "USD", costInTokensPerMillion: 1, costOutTokensPerMillion: 1 })],
+      ];
+      for (const [name, call] of calls) {
+        db = await reopen();
+        const settled = call(db).then(
+          () => "resolved",
+          (e: unknown) => e,
+        );
+        await db.close();
+        const outcome = await Promise.race([settled, new Promise((resolve) => setTimeout(() => resolve("never settled"), 10_000))]);
+        if (outcome !== "resolved") expect([name, outcome]).toEqual([name, expect.any(DatabaseConnectionError)]);
+      }
+    } finally {
+      await db.close();
+      await first.close();
+      await cleanup();
+    }
+  });
+
   test("the batch rejects with a lost DatabaseConnectionError, writes nothing, and close neither hangs nor throws", async () => {
     const { db: first, reopen, cleanup } = await openFresh();
     let db = first;
     try {
       const modelId = await createModel(db);
       const inputs = Array.from({ length: 60_000 }, (_, i) => ({ userId: 1, modelId, tokenInCount: i }));
-      // Several chunks in one transaction, and one big statement.
-      for (const chunkSize of [5_000, 60_000]) {
-        if (chunkSize !== 5_000) db = await reopen();
+      // close() in the same tick as the batch (a batch of several chunks must then stop), and once
+      // the batch is under way (it may already have committed: it must say so truthfully).
+      const rounds = [
+        { chunkSize: 5_000, delayMs: 0 },
+        { chunkSize: 60_000, delayMs: 0 },
+        { chunkSize: 5_000, delayMs: 50 },
+        { chunkSize: 60_000, delayMs: 50 },
+      ];
+      for (const [round, { chunkSize, delayMs }] of rounds.entries()) {
+        if (round > 0) db = await reopen();
         const settled = rejection("batch", recordModelUsageBatch(db, inputs, { chunkSize }));
-        // Let the batch reach the database before closing.
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
         expect(await rejection("close", db.close())).toEqual(new Error("close succeeded"));
         const error = await settled;
         const check = await reopen();
         try {
-          expect([chunkSize, error]).toEqual([chunkSize, expect.any(DatabaseConnectionError)]);
-          expect((error as DatabaseConnectionError).lost).toBe(true);
-          expect(await check.prisma.psModelUsage.count()).toBe(0);
+          const stored = await check.prisma.psModelUsage.count();
+          if ((delayMs > 0 || chunkSize === 60_000) && error instanceof Error && error.message === "batch succeeded") {
+            // Its one statement was sent, or it committed, before close(): close() let it end, and it said so.
+            expect(stored).toBe(60_000);
+            await check.prisma.psModelUsage.deleteMany();
+          } else {
+            expect([chunkSize, delayMs, error]).toEqual([chunkSize, delayMs, expect.any(DatabaseConnectionError)]);
+            expect((error as DatabaseConnectionError).lost).toBe(true);
+            expect((error as DatabaseConnectionError).target).toBe(db.target);
+            expect(stored).toBe(0);
+          }
         } finally {
           await check.close();
         }
