@@ -41,6 +41,7 @@ import {
   validateUsageFilter,
 } from "./usageSql";
 import { translateDatabaseError } from "./usageShared";
+import { checkBucketStarts } from "./validation";
 
 /** Dimensions a cost report can be grouped by. `modelId` is null on external API usage and `externalApiId` on model usage. */
 export type CostReportGroupBy = "userId" | "agentId" | "connectorId" | "modelId" | "externalApiId";
@@ -389,6 +390,7 @@ async function runReport(db: Database, p: ReportPlan, rootAgentId?: number): Pro
     for (const g of p.groupBy) keys[g] = r[names[i++]];
     rows.push({ ...keys, ...amounts } as CostReportRow);
   }
+  if (p.bucket) checkBucketStarts(rows, p.timeZone);
   const unpriced = totals.find((t) => t.currency === null);
   return { rows, totals, unpricedEvents: unpriced ? unpriced.modelEvents + unpriced.externalApiEvents : 0n };
 }

@@ -8,6 +8,7 @@ import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "
 import { migrate } from "./migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
+import { markClosing, trackedClient, workEnded } from "./db/closing";
 import { PrismaClient } from "./generated/prisma/client";
 
 /** Where a database lives: a PostgreSQL server, or an embedded PGlite directory. */
@@ -152,7 +153,14 @@ export function redactUrl(value: string): string {
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   const env = options.env ?? process.env;
   const url = options.url ?? (options.dataDir === undefined ? env.DATABASE_URL : undefined);
-  const db = url ? await openPostgres(url, poolLimits(options)) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR, options.lockWaitMs ?? 0);
+  const opened = url ? await openPostgres(url, poolLimits(options)) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR, options.lockWaitMs ?? 0);
+  const prisma = trackedClient(() => db, opened.prisma);
+  const db: Database = {
+    ...opened,
+    prisma,
+    reportPrisma: opened.reportPrisma === opened.prisma ? prisma : trackedClient(() => db, opened.reportPrisma),
+    close: () => closeDatabase(db, opened),
+  };
   if (options.migrate) {
     try {
       await migrate(db);
@@ -162,6 +170,23 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
     }
   }
   return db;
+}
+
+/**
+ * `close()`: marks the database closing first, so that calls still running end as a lost
+ * connection (a batch between chunks stops and rolls back, writing nothing), lets a running
+ * batch's statement or transaction end, then disconnects.
+ * A statement already running is not interrupted: a batch that commits before the close resolves
+ * with all its rows. Closing again is a no-op; a failure to close is a DatabaseConnectionError.
+ */
+async function closeDatabase(db: Database, opened: Database): Promise<void> {
+  markClosing(db);
+  try {
+    await workEnded(db);
+    await opened.close();
+  } catch (err) {
+    throw new DatabaseConnectionError(db.target, `closing failed: ${(err as Error)?.message ?? String(err)}`, { cause: err, lost: true });
+  }
 }
 
 /** The pool limits of `options`, each a positive integer (a UsageValidationError names a bad one). */

@@ -1,4 +1,6 @@
 import type { Database } from "./db";
+import { UnknownReferenceError } from "./errors";
+import { translateDatabaseError } from "./usageShared";
 import { recordExternalApiUsageBatch } from "./externalApiUsage";
 import { recordModelUsageBatch } from "./modelUsage";
 import { seededRandom } from "./random";
@@ -145,6 +147,15 @@ function pick<T extends { weight: number }>(items: readonly T[], r: number): num
  * const summary = await seedDemo(db, { events: 100_000, onProgress: (n, total) => bar.update(n) });
  */
 export async function seedDemo(db: Database, options: DemoOptions = {}): Promise<DemoSummary> {
+  try {
+    return await seedDemoRows(db, options);
+  } catch (err) {
+    // Its own writes through the Prisma client (models, agents) need the typed errors too.
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
+  }
+}
+
+async function seedDemoRows(db: Database, options: DemoOptions): Promise<DemoSummary> {
   const total = options.events ?? 100_000;
   const days = options.days ?? 90;
   const until = options.until ?? new Date();

@@ -119,3 +119,21 @@ export class DatabaseTimeoutError extends PsUsageError {
     this.phase = phase;
   }
 }
+
+/**
+ * The database has not been migrated (the package's tables, or some of their columns, are
+ * missing): run `ps-usage migrate`, or open it with `openDatabase({ migrate: true })`, or call
+ * `migrate(db)`. Nothing was written.
+ */
+export class DatabaseNotMigratedError extends PsUsageError {
+  /** The database, as in {@link DatabaseConnectionError}. */
+  readonly target: string;
+  constructor(target: string, missing: string, options?: { cause?: unknown }) {
+    super(
+      "PS_USAGE_NOT_MIGRATED",
+      `Database ${target} is not migrated (${missing}): run \`ps-usage migrate\`, or open it with openDatabase({ migrate: true }), or call migrate(db)`,
+      options,
+    );
+    this.target = target;
+  }
+}

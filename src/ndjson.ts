@@ -4,6 +4,7 @@ import { InputLineError, UnknownReferenceError, UsageValidationError } from "./e
 import { recordExternalApiUsageBatch } from "./externalApiUsage";
 import { recordModelUsageBatch } from "./modelUsage";
 import type { ExternalApiUsageInput, ModelUsageInput } from "./types";
+import { MAX_IDEMPOTENCY_KEY_LENGTH, idempotencyKeyProblem } from "./validation";
 
 /** Options for {@link recordNdjson}. */
 export interface NdjsonOptions {
@@ -48,6 +49,7 @@ type Kind = "model" | "externalApi";
  * // { lines: 120000, modelUsage: 110000, externalApiUsage: 10000 }
  */
 export async function recordNdjson(db: Database, input: Readable, options: NdjsonOptions = {}): Promise<NdjsonResult> {
+  checkImportKey(options.idempotencyKey);
   const batchSize = options.batchSize ?? 5_000;
   const maxLineLength = options.maxLineLength ?? 65_536;
   let lineNo = 0;
@@ -119,6 +121,25 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
   if (pending !== "") await take(pending);
   await flush();
   return { lines: lineNo, modelUsage, externalApiUsage, skippedLines };
+}
+
+/** The longest suffix a batch key can get: `:<first line>-<last line>` with the largest line numbers. */
+const LONGEST_BATCH_KEY_SUFFIX = `:${Number.MAX_SAFE_INTEGER}-${Number.MAX_SAFE_INTEGER}`;
+/** Longest import key: its batch keys stay within the key limit whatever the input's length. */
+export const MAX_NDJSON_IDEMPOTENCY_KEY_LENGTH = MAX_IDEMPOTENCY_KEY_LENGTH - LONGEST_BATCH_KEY_SUFFIX.length;
+
+/**
+ * Checks an import's idempotency key before anything is read or written: the key, and the key
+ * with the longest suffix a batch could get (the input's length is not known up front), so an
+ * import never fails part-way because a later batch's key grew past the limit.
+ */
+function checkImportKey(key: unknown): void {
+  if (key === undefined) return;
+  let problem = idempotencyKeyProblem(key);
+  if (problem === null && (key as string).length > MAX_NDJSON_IDEMPOTENCY_KEY_LENGTH) {
+    problem = `must be at most ${MAX_NDJSON_IDEMPOTENCY_KEY_LENGTH} characters for an import (each batch's key adds up to ${LONGEST_BATCH_KEY_SUFFIX.length}, ":<first line>-<last line>"), got ${(key as string).length}`;
+  }
+  if (problem) throw new UsageValidationError([{ field: "options.idempotencyKey", reason: problem }]);
 }
 
 /** Turns a batch's error into one naming the first bad line. */

@@ -12,6 +12,7 @@ import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./
 import { Prisma, type PrismaClient } from "./generated/prisma/client";
 import { MAX_INT32 } from "./types";
 import { translateDatabaseError } from "./usageShared";
+import { dateProblem } from "./validation";
 
 /** A price given as a number (`0.075`) or a decimal string (`"0.075"`). */
 export type DecimalInput = number | string;
@@ -278,9 +279,9 @@ function checkId(value: unknown, field: string, issues: FieldIssue[]): void {
 
 function checkDate(value: unknown, field: string, issues: FieldIssue[]): void {
   if (value === undefined) return;
-  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
-    issues.push({ field, reason: "must be a valid Date" });
-  }
+  // The one date check (years 1..9999, what timestamptz, ISO 8601 and both drivers round-trip).
+  const problem = dateProblem(value);
+  if (problem) issues.push({ field, reason: problem });
 }
 
 async function databaseNow(tx: Tx): Promise<Date> {

@@ -40,7 +40,7 @@ import {
   type UsageTable,
 } from "./usageSql";
 import { translateDatabaseError } from "./usageShared";
-import { throwIfIssues } from "./validation";
+import { checkBucketStarts, throwIfIssues } from "./validation";
 
 /** Every model usage counter summed, and `events`: how many rows were summed. */
 export type ModelUsageTotals = { readonly events: bigint } & { readonly [K in ModelUsageCounter]: bigint };
@@ -297,9 +297,11 @@ export async function sumModelUsage<G extends ModelUsageGroupBy = never, B exten
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "modelUsage", options);
     await checkFilledRows(db, "modelUsage", shape, options.where);
-    return db.reportPrisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
+    const rows = await db.reportPrisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
       sumSql("modelUsage", shape, options.where, modelUsageSumColumnsSql(), MODEL_SUM_FIELDS),
     );
+    if (shape.bucket) checkBucketStarts(rows, shape.timeZone);
+    return rows;
   });
 }
 
@@ -321,7 +323,7 @@ export async function sumExternalApiUsage<
   return reading(db, async () => {
     const shape = await checkSumOptions(db, "externalApiUsage", options);
     await checkFilledRows(db, "externalApiUsage", shape, options.where);
-    return db.reportPrisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
+    const rows = await db.reportPrisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
       sumSql(
         "externalApiUsage",
         shape,
@@ -330,6 +332,8 @@ export async function sumExternalApiUsage<
         EXTERNAL_API_SUM_FIELDS,
       ),
     );
+    if (shape.bucket) checkBucketStarts(rows, shape.timeZone);
+    return rows;
   });
 }
 

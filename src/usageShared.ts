@@ -5,7 +5,16 @@
  */
 import { setImmediate } from "node:timers/promises";
 import type { Database } from "./db";
-import { DatabaseConnectionError, DatabaseTimeoutError, PsUsageError, UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
+import { closedError, isClosing, trackWork } from "./db/closing";
+import {
+  DatabaseConnectionError,
+  DatabaseNotMigratedError,
+  DatabaseTimeoutError,
+  PsUsageError,
+  UnknownReferenceError,
+  UsageValidationError,
+  type FieldIssue,
+} from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   DEFAULT_BATCH_CHUNK_SIZE,
@@ -23,7 +32,18 @@ import {
   type UsagePage,
 } from "./types";
 import { namesAgentOrConnector, refuseOthersReferences, visibleTo, type OwnedReferences, type Owner } from "./scope/ownership";
-import { checkBatchYielding, checkBatchOptions, checkFilter, checkPageOptions, pageOrder, throwIfIssues, type InputShape } from "./validation";
+import { usageFilterConditions, whereSql } from "./usageSql";
+import {
+  checkBatchYielding,
+  checkBatchOptions,
+  checkFilter,
+  checkPageOptions,
+  dateProblem,
+  idProblem,
+  pageOrder,
+  throwIfIssues,
+  type InputShape,
+} from "./validation";
 
 /** A usage column that references another table, and that table. */
 export const REFERENCED_TABLES = {
@@ -42,6 +62,8 @@ interface AdapterCause {
   readonly originalMessage?: string;
   readonly message?: string;
   readonly constraint?: { readonly index?: string; readonly fields?: readonly string[] };
+  readonly table?: string;
+  readonly column?: string;
 }
 
 /** The driver adapter's description of a failed query, if Prisma kept one. */
@@ -122,9 +144,31 @@ export function timeoutPhase(err: unknown): DatabaseTimeoutError["phase"] | null
 }
 
 /**
+ * What is missing when a query failed because the schema is not there (a database never
+ * migrated, or migrated by an older version): Prisma's P2021/P2022, or PostgreSQL's 42P01/42703
+ * from a raw query. Null for any other error.
+ */
+export function missingSchemaObject(err: unknown): string | null {
+  const cause = adapterCause(err);
+  const code = cause?.originalCode ?? cause?.code;
+  const prismaCode = err instanceof Prisma.PrismaClientKnownRequestError ? err.code : undefined;
+  const meta = (err instanceof Prisma.PrismaClientKnownRequestError ? err.meta : undefined) as { table?: unknown; column?: unknown } | undefined;
+  if (prismaCode === "P2021" || cause?.kind === "TableDoesNotExist" || code === "42P01") {
+    const table = cause?.table ?? (typeof meta?.table === "string" ? meta.table : undefined);
+    return table ? `table ${table} does not exist` : "a table does not exist";
+  }
+  if (prismaCode === "P2022" || cause?.kind === "ColumnNotFound" || code === "42703") {
+    const column = cause?.column ?? (typeof meta?.column === "string" ? meta.column : undefined);
+    return column ? `column ${column} does not exist` : "a column does not exist";
+  }
+  return null;
+}
+
+/**
  * Turns a database error into the package's typed error: a foreign key violation into
  * {@link UnknownReferenceError} (`resolveReference` names the table and id), a lost connection
- * into {@link DatabaseConnectionError}; anything else is returned as it is.
+ * into {@link DatabaseConnectionError}, a missing table or column into
+ * {@link DatabaseNotMigratedError}; anything else is returned as it is.
  */
 export async function translateDatabaseError(
   db: Database,
@@ -132,6 +176,8 @@ export async function translateDatabaseError(
   resolveReference: (column: ReferenceColumn | null) => Promise<UnknownReferenceError>,
 ): Promise<unknown> {
   if (err instanceof PsUsageError) return err;
+  const missing = missingSchemaObject(err);
+  if (missing !== null) return new DatabaseNotMigratedError(db.target, missing, { cause: err });
   if (isForeignKeyViolation(err)) {
     const resolved = await resolveReference(violatedReferenceColumn(err));
     return new UnknownReferenceError(resolved.table, resolved.id, { cause: err });
@@ -145,6 +191,8 @@ export async function translateDatabaseError(
     const reason = adapterCause(err)?.originalMessage ?? adapterCause(err)?.kind ?? (err as Error)?.message ?? String(err);
     return new DatabaseConnectionError(db.target, reason, { cause: err, lost: true });
   }
+  // close() during the call: whatever failed (an invalidated transaction, say) failed because of it.
+  if (isClosing(db) && !(err instanceof PsUsageError)) return closedError(db.target, err);
   return err;
 }
 
@@ -227,8 +275,9 @@ async function runChunks<T>(
   prepare?: (tx: Prisma.TransactionClient) => Promise<void>,
 ): Promise<T[] | null> {
   if (batchKey === undefined && prepare === undefined && chunkCount === 0) return [];
-  if (batchKey === undefined && prepare === undefined && chunkCount === 1) return [await runChunk(db.prisma, 0)];
-  return db.prisma.$transaction(
+  if (isClosing(db)) throw closedError(db.target);
+  if (batchKey === undefined && prepare === undefined && chunkCount === 1) return [await trackWork(db, runChunk(db.prisma, 0))];
+  return trackWork(db, db.prisma.$transaction(
     async (tx) => {
       if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
       if (prepare !== undefined) await prepare(tx);
@@ -236,13 +285,15 @@ async function runChunks<T>(
       for (let chunk = 0; chunk < chunkCount; chunk++) {
         // A turn of the event loop between statements: on PGlite each one runs on this thread.
         if (chunk > 0) await setImmediate();
+        // Closed meanwhile: start no more statements; throwing rolls the batch back.
+        if (isClosing(db)) throw closedError(db.target);
         results.push(await runChunk(tx, chunk));
       }
       return results;
     },
     // PGlite runs one transaction at a time, so a batch may wait for another to finish.
     { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * Math.max(chunkCount, 1) },
-  );
+  ));
 }
 
 const KEY_OF_ANOTHER_USER = "was already used by another user";
@@ -381,33 +432,69 @@ export async function recordBatch<I extends { readonly userId: number } & OwnedR
 /** Which find a cursor belongs to. */
 export type CursorTable = "model" | "externalApi";
 
-interface CursorContent {
-  readonly table: CursorTable;
-  readonly order: UsageOrder;
-  /** The last row of the page: the next page starts after it in `(createdAt, id)` order. */
+/**
+ * Where a page ended: the last row's `created_at` at full microsecond precision (UTC text
+ * `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written by the database itself: a JS Date only holds
+ * milliseconds) and its id. The next page starts after `(at, id)` in `(created_at, id)` order,
+ * whether or not that row still exists.
+ */
+interface CursorPosition {
+  readonly at: string;
   readonly id: number;
 }
 
-const CURSOR_VERSION = "v1";
+interface CursorContent extends CursorPosition {
+  readonly table: CursorTable;
+  readonly order: UsageOrder;
+}
 
-/** An opaque cursor: `v1.` and base64url of a small JSON document. */
+/** v2 carries the position; v1 (before it) carried only the id. */
+const CURSOR_VERSION = "v2";
+const CURSOR_V1 = "v1";
+/** The position text, exactly as {@link POSITION_SQL} writes it. */
+const POSITION_TEXT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$/;
+/** A row's position as text, whatever the session's TimeZone and DateStyle. */
+const POSITION_SQL = Prisma.raw(`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+
+/** The SQL table of a find. */
+const FIND_TABLES: Readonly<Record<CursorTable, Prisma.Sql>> = {
+  model: Prisma.raw("ps_model_usage"),
+  externalApi: Prisma.raw("ps_external_api_usage"),
+};
+
+/** An opaque cursor: `v2.` and base64url of a small JSON document. */
 export function encodeCursor(content: CursorContent): string {
-  const json = JSON.stringify({ t: content.table === "model" ? "m" : "e", o: content.order === "newest" ? "n" : "o", id: content.id });
+  const json = JSON.stringify({ t: content.table === "model" ? "m" : "e", o: content.order === "newest" ? "n" : "o", at: content.at, id: content.id });
   return `${CURSOR_VERSION}.${Buffer.from(json, "utf8").toString("base64url")}`;
 }
 
+/** True when `at` is position text of a real instant in years 1..9999 (the range dates are checked against). */
+function isPosition(at: unknown): at is string {
+  if (typeof at !== "string" || !POSITION_TEXT.test(at)) return false;
+  const ms = `${at.slice(0, 23)}Z`;
+  const date = new Date(ms);
+  // Round-trips only when every field was in range (no 2026-02-30 rolled into March).
+  return dateProblem(date) === null && date.toISOString() === ms;
+}
+
+/** What a cursor holds: the position (v2), or only the row id (v1), for the same find and order. */
+export type DecodedCursor = CursorPosition | { readonly at?: undefined; readonly id: number };
+
 /**
- * Reads a cursor made by {@link encodeCursor} for the same find and order; anything else (a
- * cursor of another find, of the other order, or any other string) is a validation issue.
+ * Reads a cursor made by {@link encodeCursor} (or by the previous version, which held only the
+ * id) for the same find and order; anything else (a cursor of another find, of the other order,
+ * an id outside INTEGER, a position that is not an instant in years 1..9999, or any other
+ * string) is a validation issue on `page.cursor`.
  */
-export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrder, issues: FieldIssue[]): number | null {
+export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrder, issues: FieldIssue[]): DecodedCursor | null {
   const finder = table === "model" ? "findModelUsage" : "findExternalApiUsage";
   const bad = (reason: string) => {
     issues.push({ field: "page.cursor", reason });
     return null;
   };
   const dot = cursor.indexOf(".");
-  if (cursor.length > 200 || dot < 0 || cursor.slice(0, dot) !== CURSOR_VERSION || !/^[A-Za-z0-9_-]+$/.test(cursor.slice(dot + 1))) {
+  const version = dot < 0 ? "" : cursor.slice(0, dot);
+  if (cursor.length > 300 || (version !== CURSOR_VERSION && version !== CURSOR_V1) || !/^[A-Za-z0-9_-]+$/.test(cursor.slice(dot + 1))) {
     return bad(`is not a cursor returned by ${finder}`);
   }
   let parsed: unknown;
@@ -416,34 +503,19 @@ export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrd
   } catch {
     return bad(`is not a cursor returned by ${finder}`);
   }
-  const { t, o, id } = (parsed ?? {}) as { t?: unknown; o?: unknown; id?: unknown };
-  if ((t !== "m" && t !== "e") || (o !== "n" && o !== "o") || typeof id !== "number" || !Number.isInteger(id) || id < 1) {
+  const { t, o, at, id } = (parsed ?? {}) as { t?: unknown; o?: unknown; at?: unknown; id?: unknown };
+  if ((t !== "m" && t !== "e") || (o !== "n" && o !== "o") || idProblem(id) !== null || (version === CURSOR_VERSION && !isPosition(at))) {
     return bad(`is not a cursor returned by ${finder}`);
   }
   if ((t === "m") !== (table === "model")) return bad(`is a cursor of ${t === "m" ? "findModelUsage" : "findExternalApiUsage"}, not of ${finder}`);
   const cursorOrder: UsageOrder = o === "n" ? "newest" : "oldest";
   if (cursorOrder !== order) return bad(`was made for order "${cursorOrder}", not "${order}"`);
-  return id;
+  return version === CURSOR_VERSION ? { at: at as string, id: id as number } : { id: id as number };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Find (one page)
 // ---------------------------------------------------------------------------------------------
-
-/** The Prisma `where` of a checked find filter; the same shape fits both usage tables. */
-export function usageWhere(filter: UsageFilter, idField: "modelId" | "externalApiId") {
-  const oneOrMany = (v: number | readonly number[]) => (typeof v === "number" ? v : { in: [...v] });
-  const id = (filter as Record<string, unknown>)[idField] as number | readonly number[] | undefined;
-  return {
-    ...(filter.userId !== undefined ? { userId: filter.userId } : {}),
-    ...(filter.agentId !== undefined ? { agentId: oneOrMany(filter.agentId) } : {}),
-    ...(filter.connectorId !== undefined ? { connectorId: filter.connectorId } : {}),
-    ...(id !== undefined ? { [idField]: oneOrMany(id) } : {}),
-    ...(filter.from !== undefined || filter.to !== undefined
-      ? { createdAt: { ...(filter.from !== undefined ? { gte: filter.from } : {}), ...(filter.to !== undefined ? { lt: filter.to } : {}) } }
-      : {}),
-  };
-}
 
 /** What a find needs to know about its table. */
 export interface FindSpec<Row extends { readonly id: number }, Item> {
@@ -451,14 +523,11 @@ export interface FindSpec<Row extends { readonly id: number }, Item> {
   readonly idField: "modelId" | "externalApiId";
   /** The relations `page.include` may name. */
   readonly includeKeys: readonly string[];
-  /** The table's `findMany`. */
+  /** The table's `findMany` (here: the rows of one page, by id, with their relations). */
   findMany(
     db: Database,
     args: {
-    where: object;
-    orderBy: object[];
-    take: number;
-    cursor?: { id: number };
+      where: { id: { in: number[] } };
       include: Record<string, boolean>;
     },
   ): Promise<Row[]>;
@@ -470,10 +539,25 @@ export interface FindSpec<Row extends { readonly id: number }, Item> {
 }
 
 /**
- * One page of a find: checks the filter and page, then reads `limit + 1` rows in
- * `(createdAt, id)` order from the cursor row on. Prisma's cursor compares `(created_at, id)`
- * with the cursor row in SQL, at full microsecond precision; the cursor row itself is excluded
- * by id rather than by `skip: 1`.
+ * The position of a v1 cursor's row; a v1 cursor cannot go on once its row is gone (it never
+ * held the position), which is what v2 fixed.
+ */
+async function v1Position(db: Database, table: CursorTable, id: number): Promise<CursorPosition> {
+  const rows = await db.prisma.$queryRaw<{ at: string }[]>`SELECT ${POSITION_SQL} AS at FROM ${FIND_TABLES[table]} WHERE id = ${id}`;
+  if (rows.length === 0) {
+    throw new UsageValidationError([
+      { field: "page.cursor", reason: "is a cursor of an earlier version whose row no longer exists; start again without a cursor" },
+    ]);
+  }
+  return { at: rows[0].at, id };
+}
+
+/**
+ * One page of a find: checks the filter and page, then reads the ids and positions of `limit + 1`
+ * rows in `(created_at, id)` order after the cursor's position with a keyset condition
+ * (`(created_at, id) < (at, id)` for newest first), in SQL at full microsecond precision, and
+ * then those rows (with the relations asked for) through Prisma. The cursor needs only its
+ * position, so it keeps working when its row, or any other, is deleted between pages.
  */
 export async function findUsagePage<Row extends { readonly id: number }, Item>(
   db: Database,
@@ -487,27 +571,39 @@ export async function findUsagePage<Row extends { readonly id: number }, Item>(
   checkPageOptions(page, spec.includeKeys, issues);
   throwIfIssues(issues);
   const order = pageOrder(page.order);
-  const cursorId = page.cursor === undefined ? null : decodeCursor(page.cursor, spec.table, order, issues);
+  const decoded = page.cursor === undefined ? null : decodeCursor(page.cursor, spec.table, order, issues);
   throwIfIssues(issues);
 
   const limit = page.limit ?? DEFAULT_PAGE_SIZE;
-  const direction = order === "newest" ? "desc" : "asc";
   const include = Object.fromEntries(spec.includeKeys.map((k) => [k, page.include?.[k] === true]));
-  const where = usageWhere(filter, spec.idField);
   try {
-    const rows = await spec.findMany(db, {
-      where: cursorId === null ? where : { AND: [where, { id: { not: cursorId } }] },
-      orderBy: [{ createdAt: direction }, { id: direction }],
-      take: limit + 1,
-      ...(cursorId === null ? {} : { cursor: { id: cursorId } }),
-      include,
-    });
-    const more = rows.length > limit;
-    const pageRows = more ? rows.slice(0, limit) : rows;
-    const last = pageRows[pageRows.length - 1];
+    const after = decoded === null ? null : decoded.at === undefined ? await v1Position(db, spec.table, decoded.id) : decoded;
+    const conditions = usageFilterConditions(filter);
+    const direction = Prisma.raw(order === "newest" ? "DESC" : "ASC");
+    if (after !== null) {
+      conditions.push(
+        order === "newest"
+          ? Prisma.sql`(created_at, id) < (${after.at}::timestamptz, ${after.id}::int)`
+          : Prisma.sql`(created_at, id) > (${after.at}::timestamptz, ${after.id}::int)`,
+      );
+    }
+    // The position text is made for the page's rows only: in the inner query it would be made
+    // for every matching row before the top-N sort (twice the time of the whole query).
+    const keys = await db.prisma.$queryRaw<{ id: number; at: string }[]>`
+      SELECT id, ${POSITION_SQL} AS at FROM (
+        SELECT id, created_at FROM ${FIND_TABLES[spec.table]} ${whereSql(conditions)}
+        ORDER BY created_at ${direction}, id ${direction} LIMIT ${limit + 1}
+      ) page ORDER BY created_at ${direction}, id ${direction}`;
+    const more = keys.length > limit;
+    const pageKeys = more ? keys.slice(0, limit) : keys;
+    const rows = pageKeys.length === 0 ? [] : await spec.findMany(db, { where: { id: { in: pageKeys.map((k) => k.id) } }, include });
+    // In the keyset's order; a row deleted between the two reads is simply not there.
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    const pageRows = pageKeys.flatMap((k) => byId.get(k.id) ?? []);
+    const last = pageKeys[pageKeys.length - 1];
     return {
       items: pageRows.map((row) => spec.toItem(row, include, owner)),
-      nextCursor: more && last ? encodeCursor({ table: spec.table, order, id: last.id }) : null,
+      nextCursor: more && last ? encodeCursor({ table: spec.table, order, at: last.at, id: last.id }) : null,
     };
   } catch (err) {
     throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));

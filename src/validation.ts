@@ -80,7 +80,13 @@ export const MODEL_CALL_INPUT = shape("ModelCallInput", [
   ["imageTokens", Kind.Count],
 ]);
 
-/** Earliest and latest `createdAt` accepted: years 1 to 9999, which PostgreSQL and ISO 8601 both hold. */
+/**
+ * Earliest and latest instant accepted anywhere a date is taken (`createdAt`, filters, price
+ * dates): years 1 to 9999 UTC. PostgreSQL's timestamptz holds 4713 BC to 294276 AD and a JS Date
+ * ±275760 years, but a year before 1 comes back from the database as "… BC" text, which the
+ * drivers read as Invalid Date (and PostgreSQL refuses year 0 and negative years on input), and a
+ * year after 9999 is not ISO 8601 text; inside 1..9999 every instant round-trips exactly.
+ */
 const EARLIEST_MS = new Date("0001-01-01T00:00:00.000Z").getTime();
 const LATEST_MS = new Date("9999-12-31T23:59:59.999Z").getTime();
 
@@ -140,6 +146,26 @@ export function dateProblem(value: unknown): string | null {
     return `must be between years 1 and 9999, got ${value.toISOString()}`;
   }
   return null;
+}
+
+/**
+ * Throws a {@link UsageValidationError} on `bucket` when a bucketed result holds a bucket that
+ * starts outside years 1..9999 (the database returns a start before year 1 as "… BC", read as
+ * Invalid Date): usage in the first days of year 1, bucketed in a zone west of UTC (or in the
+ * local mean time zones then had), belongs to a bucket that starts in 1 BC.
+ */
+export function checkBucketStarts(rows: readonly object[], timeZone: string): void {
+  for (const row of rows) {
+    const start = (row as { readonly bucketStart?: unknown }).bucketStart;
+    if (start === undefined) continue;
+    if (start instanceof Date && dateProblem(start) === null) continue;
+    throw new UsageValidationError([
+      {
+        field: "bucket",
+        reason: `a bucket in time zone ${timeZone} would start before year 1 (or after 9999); narrow where.from/where.to to whole buckets inside years 1..9999, or use timeZone "UTC"`,
+      },
+    ]);
+  }
 }
 
 /** The known field closest to a misspelt one, for a "did you mean" hint. */
@@ -296,12 +322,15 @@ function checkOptionsObject(
   return true;
 }
 
+/** Longest idempotency key: the `varchar(255)` of ps_usage_idempotency_keys.key. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+
 /** Why `key` is not a usable idempotency key, or null when it is one. */
 export function idempotencyKeyProblem(key: unknown): string | null {
   if (typeof key !== "string") return `must be a string, got ${describeValue(key)}`;
   if (key.length === 0) return "must not be empty";
   // varchar(255) counts characters; a JS length of at most 255 UTF-16 units is at most 255 of them.
-  if (key.length > 255) return `must be at most 255 characters, got ${key.length}`;
+  if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) return `must be at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters, got ${key.length}`;
   if (key.includes("\u0000")) return "must not contain the NUL character";
   // A lone surrogate would be stored as U+FFFD, so two different keys could collide.
   if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(key)) {

@@ -154,7 +154,7 @@ describe("setModelPrice", () => {
       ),
     );
     expect(issues).toEqual([
-      "effectiveFrom: must be a valid Date",
+      "effectiveFrom: must be a valid Date, got Invalid Date",
       "currency: is missing",
       "costInTokensPerMillion: must not be negative",
       "costOutTokensPerMillion: is NaN",
@@ -277,7 +277,7 @@ describe("syncPricesFromConfiguration", () => {
 
   test("a bad date option is a validation error", async () => {
     expect(await validationIssues(() => syncPricesFromConfiguration(t.db, { effectiveFrom: new Date(Number.NaN) }))).toEqual([
-      "effectiveFrom: must be a valid Date",
+      "effectiveFrom: must be a valid Date, got Invalid Date",
     ]);
   });
 });
