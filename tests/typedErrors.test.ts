@@ -331,6 +331,8 @@ describe("close() while a batch is being written", () => {
     let db = first;
     try {
       const modelId = await createModel(db);
+      // One process opens an embedded directory once at a time: close before each reopen.
+      await first.close();
       const calls: [string, (d: Database) => Promise<unknown>][] = [
         ["recordModelUsage", (d) => recordModelUsage(d, { userId: 1, modelId })],
         ["recordModelUsage with a key", (d) => recordModelUsage(d, { userId: 1, modelId }, { idempotencyKey: "in-flight" })],
