@@ -15,7 +15,8 @@ let t: TestDatabase;
 let root: number, child: number;
 
 beforeAll(async () => {
-  t = await openTestDatabase();
+  // Millions of rows in one INSERT: longer than the 30 s a write may run by default on a busy machine.
+  t = await openTestDatabase({ writeTimeoutMs: 600_000 });
   const model = await createModel(t.db);
   root = await createAgent(t.db);
   child = await createAgent(t.db, root);

@@ -58,14 +58,14 @@ export interface TestDatabase {
 }
 
 /** Opens a fresh database on this project's backend, migrated unless `migrate: false`. */
-export async function openTestDatabase(options: { migrate?: boolean } = {}): Promise<TestDatabase> {
+export async function openTestDatabase(options: { migrate?: boolean; writeTimeoutMs?: number } = {}): Promise<TestDatabase> {
   const migrate = options.migrate ?? true;
   if (backend === "pglite") {
     const db = await openDatabase({ dataDir: "memory://", migrate });
     return { db, dispose: () => db.close() };
   }
   const scratch = await createScratchDatabase();
-  const db = await openDatabase({ url: scratch.url, migrate });
+  const db = await openDatabase({ url: scratch.url, migrate, writeTimeoutMs: options.writeTimeoutMs });
   return {
     db,
     url: scratch.url,
