@@ -401,7 +401,7 @@ function prepareRecord(opts: Record<string, unknown>): (db: Database) => Promise
     dbTarget(opts as DbOptions);
     return async (db) => {
       const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number, idempotencyKey: key });
-      const skipped = result.skippedLines ? ` ${plural(result.skippedLines, "line")} had already been recorded under this key and were skipped.` : "";
+      const skipped = result.skippedLines ? ` Skipped ${plural(result.skippedLines, "line")} already recorded under this key.` : "";
       const none = result.skippedLines && result.modelUsage + result.externalApiUsage === 0 ? `Nothing new recorded: key "${key}" was already used for all of it. ` : "";
       process.stdout.write(
         `${none}Recorded ${result.modelUsage} model usage and ${result.externalApiUsage} external API usage events from ${plural(result.lines, "line")}.${skipped}\n`,
