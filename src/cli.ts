@@ -57,9 +57,9 @@ function waitOption(): Option {
 }
 
 /**
- * How a command opens the database: `create` (migrate, demo, main) may create an embedded one
- * and migrates it first when `migrate` is set; `existing` (status, report, record, studio) opens
- * only a database that is already there.
+ * How a command opens the database: `create` (migrate, main) may create an embedded one,
+ * `migrate` (demo) also applies pending migrations first, `existing` (status, report, record,
+ * studio) opens only a database that is already there (it never creates an empty directory).
  */
 type OpenMode = "create" | "migrate" | "existing";
 

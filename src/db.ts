@@ -136,7 +136,7 @@ export const DATABASE_TARGET_FORMS = "a postgresql:// URL, a directory path (emb
 /**
  * What `value` names: a PostgreSQL URL, an in-memory PGlite database, or a directory; null when it
  * has another URL scheme (`mysql://…`, `http://…`, `sqlite:…`), which would otherwise be taken as
- * a strange relative directory. A Windows drive letter (`C:\\data`) is a directory.
+ * a strange relative directory. A Windows drive letter (`C:\data`) is a directory.
  *
  * @example
  * classifyDatabaseTarget("postgresql://postgres@127.0.0.1/usage"); // "postgresql"
