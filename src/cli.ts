@@ -1,10 +1,13 @@
 #!/usr/bin/env node
+import fs from "node:fs";
+import path from "node:path";
 import { SingleBar, Presets } from "cli-progress";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { agentTreeCostReport, costReport, type CostReportGroupBy, type CostReportOptions } from "./costs";
-import { DEFAULT_DATA_DIR, isPostgresUrl, openDatabase, type Database } from "./db";
+import { isTimeZone, parseIsoDateTime, toInstant, type IsoDateTime } from "./cli/dates";
+import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, openDatabase, redactUrl, type Database } from "./db";
 import { seedDemo } from "./demo";
-import { PsUsageError } from "./errors";
+import { PsUsageError, UsageValidationError } from "./errors";
 import { recordExternalApiUsage } from "./externalApiUsage";
 import { migrate, migrationStatus } from "./migrate";
 import { recordModelUsage } from "./modelUsage";
@@ -13,11 +16,24 @@ import { formatReportCsv, formatReportJson, formatReportTable, loadReportNames }
 import { startStudio } from "./studio";
 import { MODEL_USAGE_COUNTERS, type TimeBucket } from "./types";
 
-/** A mistake the user can fix: printed as one line, no stack trace, exit status 1. */
-class UserError extends PsUsageError {
+/** A mistake in the command line: printed as one line, no stack trace, exit status 2. */
+class UsageError extends PsUsageError {
   constructor(message: string) {
     super("PS_USAGE_CLI", message);
   }
+}
+
+/** The package's version, from its package.json (two folders up from dist/src, one from src). */
+function packageVersion(): string {
+  for (const dir of [path.join(__dirname, "..", ".."), path.join(__dirname, "..")]) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "ps-usage" && pkg.version) return pkg.version;
+    } catch {
+      // not here: try the next folder
+    }
+  }
+  return "unknown";
 }
 
 interface DbOptions {
@@ -40,14 +56,29 @@ function waitOption(): Option {
   ).argParser(nonNegativeSeconds("--wait"));
 }
 
-async function open(opts: DbOptions, migrateFirst = false): Promise<Database> {
-  const target = opts.db ?? process.env.DATABASE_URL;
-  if (target && isPostgresUrl(target)) return openDatabase({ url: target, migrate: migrateFirst });
-  return openDatabase({ dataDir: target ?? DEFAULT_DATA_DIR, migrate: migrateFirst, lockWaitMs: Math.round((opts.wait ?? 0) * 1000) });
+/**
+ * How a command opens the database: `create` (migrate, main) may create an embedded one,
+ * `migrate` (demo) also applies pending migrations first, `existing` (status, report, record,
+ * studio) opens only a database that is already there (it never creates an empty directory).
+ */
+type OpenMode = "create" | "migrate" | "existing";
+
+/** The `--db` value (else DATABASE_URL, else the default directory), refused unless it is a form we open. */
+function dbTarget(opts: DbOptions): { value: string; kind: "postgresql" | "memory" | "directory" } {
+  const [value, from] = opts.db !== undefined ? [opts.db, "--db"] : process.env.DATABASE_URL ? [process.env.DATABASE_URL, "DATABASE_URL"] : [DEFAULT_DATA_DIR, "--db"];
+  const kind = classifyDatabaseTarget(value);
+  if (kind === null) throw new UsageError(`${from} "${redactUrl(value)}" is not a database this tool opens: use ${DATABASE_TARGET_FORMS}.`);
+  return { value, kind };
 }
 
-async function withDb<T>(opts: DbOptions, fn: (db: Database) => Promise<T>, migrateFirst = false): Promise<T> {
-  const db = await open(opts, migrateFirst);
+async function open(opts: DbOptions, mode: OpenMode): Promise<Database> {
+  const { value, kind } = dbTarget(opts);
+  if (kind === "postgresql") return openDatabase({ url: value, migrate: mode === "migrate" });
+  return openDatabase({ dataDir: value, migrate: mode === "migrate", create: mode !== "existing", lockWaitMs: Math.round((opts.wait ?? 0) * 1000) });
+}
+
+async function withDb<T>(opts: DbOptions, fn: (db: Database) => Promise<T>, mode: OpenMode = "existing"): Promise<T> {
+  const db = await open(opts, mode);
   try {
     return await fn(db);
   } finally {
@@ -73,6 +104,7 @@ export function buildProgram(): Command {
   const program = new Command("ps-usage")
     .description("Record and report AI model and external API usage (PolicySynth's ps_model_usage and ps_external_api_usage).")
     .showHelpAfterError("(run with --help for usage)")
+    .version(packageVersion(), "-V, --version", "print the version of ps-usage")
     .exitOverride();
 
   program
@@ -85,7 +117,7 @@ export function buildProgram(): Command {
         process.stdout.write(
           applied.length ? `Applied ${applied.length} migration(s) to ${db.target}:\n${applied.map((n) => `  ${n}\n`).join("")}` : `No pending migrations: ${db.target} is up to date.\n`,
         );
-      });
+      }, "create");
     });
 
   program
@@ -104,10 +136,10 @@ export function buildProgram(): Command {
     .option("--browser <name>", "browser to open, or none", "none")
     .action(async (opts: DbOptions & { port: string; browser: string }) => {
       const port = Number(opts.port);
-      if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UserError(`--port: not a port number: ${opts.port}`);
+      if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`--port: not a port number: ${opts.port}`);
+      const target = dbTarget(opts);
       await withDb(opts, async (db) => {
-        const target = opts.db ?? process.env.DATABASE_URL;
-        const studio = await startStudio(db, { port, browser: opts.browser, url: target && isPostgresUrl(target) ? target : undefined });
+        const studio = await startStudio(db, { port, browser: opts.browser, url: target.kind === "postgresql" ? target.value : undefined });
         process.stdout.write(`Prisma Studio on ${studio.studioUrl} for ${db.target}. Press Ctrl-C to stop.\n`);
         const stop = () => void studio.stop();
         process.once("SIGINT", stop);
@@ -130,7 +162,7 @@ export function buildProgram(): Command {
           `Recorded ${summary.modelUsageEvents} model calls and ${summary.externalApiUsageEvents} external API usage events ` +
             `for ${summary.agentIds.length} agents (root agent #${summary.rootAgentId}) in ${db.target}.\n`,
         );
-      }, true);
+      }, "migrate");
     });
 
   program
@@ -139,16 +171,20 @@ export function buildProgram(): Command {
     .addOption(dbOption())
     .option("-g, --group-by <dims>", "comma-separated: user, agent, connector, model, api", parseGroupBy)
     .addOption(new Option("-b, --bucket <size>", "time buckets").choices(["hour", "day", "week", "month"]))
-    .option("--from <date>", "from this instant, inclusive (ISO 8601, e.g. 2025-06-01)", parseDate("--from"))
-    .option("--to <date>", "up to this instant, exclusive (ISO 8601)", parseDate("--to"))
+    .option("--from <date>", "from this date or instant, inclusive (ISO 8601: 2026-09-01 is midnight in --tz; 2026-09-01T08:00Z an instant)", parseDate("--from"))
+    .option("--to <date>", "up to this date or instant, exclusive (ISO 8601, as --from)", parseDate("--to"))
     .option("--user <id>", "only this user's usage", positiveInt("--user"))
     .option("--agent-tree <id>", "an agent and all its sub-agents, one row per agent", positiveInt("--agent-tree"))
-    .option("--tz <zone>", "IANA time zone for buckets and dates shown", "UTC")
+    .option("--tz <zone>", "IANA time zone for buckets, dates shown and --from/--to without an offset", "UTC")
     .addOption(new Option("--json", "JSON output (exact amounts, counts as strings)").conflicts("csv"))
     .option("--csv", "CSV output (exact amounts, every counter)")
-    .action(async (opts: DbOptions & ReportFlags) => {
+    .action(async (opts: DbOptions & ReportCommandFlags) => {
+      // Every flag is checked before the database is opened: a mistake is exit 2 and opens nothing.
+      checkTimeZone(opts.tz);
+      const flags: ReportFlags = { ...opts, from: opts.from && toInstant(opts.from, opts.tz), to: opts.to && toInstant(opts.to, opts.tz) };
+      dbTarget(opts);
       await withDb(opts, async (db) => {
-        process.stdout.write(await renderReport(db, opts));
+        process.stdout.write(await withFlagNames(REPORT_FLAGS, () => renderReport(db, flags)));
       });
     });
 
@@ -158,17 +194,19 @@ export function buildProgram(): Command {
     .addOption(dbOption())
     .option("--ndjson", "read one JSON object per line from standard input (streamed in batches)")
     .option("--batch-size <n>", "lines per all-or-nothing batch with --ndjson", positiveInt("--batch-size"), 5_000)
-    .option("--user <id>", "user id")
-    .option("--model <id>", "model id (model usage)")
-    .option("--external-api <id>", "external API id (external API usage)")
-    .option("--calls <n>", "call count (external API usage)")
-    .option("--agent <id>", "agent id")
-    .option("--connector <id>", "connector id")
-    .option("--at <date>", "when it happened (ISO 8601; default now)", parseDate("--at"))
+    .option("--user <id>", "user id", integer("--user"))
+    .option("--model <id>", "model id (model usage)", integer("--model"))
+    .option("--external-api <id>", "external API id (external API usage)", integer("--external-api"))
+    .option("--calls <n>", "call count (external API usage)", integer("--calls"))
+    .option("--agent <id>", "agent id", integer("--agent"))
+    .option("--connector <id>", "connector id", integer("--connector"))
+    .option("--at <date>", "when it happened (ISO 8601; without an offset a wall time in --tz; default now)", parseDate("--at"))
+    .option("--tz <zone>", "IANA time zone of an --at without an offset", "UTC")
     .option("--idempotency-key <key>", "a retry with the same key records nothing new (with --ndjson: per batch, so a re-run skips what was recorded)");
-  for (const [field] of MODEL_USAGE_COUNTERS) record.option(`--${kebab(field)} <n>`, `${field} (model usage)`);
+  for (const [field] of MODEL_USAGE_COUNTERS) record.option(`--${kebab(field)} <n>`, `${field} (model usage)`, integer(`--${kebab(field)}`));
   record.action(async (opts: DbOptions & Record<string, unknown>) => {
-    await withDb(opts, (db) => runRecord(db, opts));
+    const prepared = prepareRecord(opts);
+    await withDb(opts, (db) => withFlagNames(RECORD_FLAGS, () => prepared(db)));
   });
 
   program
@@ -176,7 +214,7 @@ export function buildProgram(): Command {
     .description("the main job (npm start): migrate, fill with demo data when empty, then show cost reports")
     .addOption(dbOption())
     .action(async (opts: DbOptions) => {
-      await withDb(opts, (db) => runMain(db));
+      await withDb(opts, (db) => runMain(db), "create");
     });
 
   // --wait goes wherever --db does: each command that opens a database.
@@ -208,12 +246,67 @@ function positiveInt(flag: string) {
   };
 }
 
-function parseDate(flag: string) {
-  return (value: string): Date => {
-    const d = new Date(value);
-    if (Number.isNaN(d.getTime())) throw new InvalidArgumentError(`${flag} must be an ISO 8601 date or instant, got "${value}".`);
-    return d;
+/** A whole number (the API checks its range; its messages are given flag names by withFlagNames). */
+function integer(flag: string) {
+  return (value: string): number => {
+    if (!/^[+-]?\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+      throw new InvalidArgumentError(`${flag} must be a whole number, got "${value}".`);
+    }
+    return Number(value);
   };
+}
+
+/** Strict ISO 8601 (see cli/dates); a wall time without an offset is placed in --tz later. */
+function parseDate(flag: string) {
+  return (value: string): IsoDateTime => {
+    const parsed = parseIsoDateTime(value);
+    if (typeof parsed === "string") throw new InvalidArgumentError(`${flag} ${parsed}.`);
+    return parsed;
+  };
+}
+
+function checkTimeZone(zone: string): void {
+  if (!isTimeZone(zone)) throw new UsageError(`--tz: "${zone}" is not an IANA time zone name such as Europe/Berlin or UTC.`);
+}
+
+/** The API field names a command's flags map to, longest first so `where.to` wins over `to`. */
+type FlagNames = readonly (readonly [field: string, flag: string])[];
+
+const REPORT_FLAGS: FlagNames = [
+  ["where.userId", "--user"],
+  ["where.from", "--from"],
+  ["where.to", "--to"],
+  ["timeZone", "--tz"],
+  ["groupBy", "--group-by"],
+  ["bucket", "--bucket"],
+  ["agentId", "--agent-tree"],
+];
+
+const RECORD_FLAGS: FlagNames = [
+  ["options.idempotencyKey", "--idempotency-key"],
+  ["userId", "--user"],
+  ["modelId", "--model"],
+  ["externalApiId", "--external-api"],
+  ["callCount", "--calls"],
+  ["agentId", "--agent"],
+  ["connectorId", "--connector"],
+  ["createdAt", "--at"],
+  ...MODEL_USAGE_COUNTERS.map(([field]) => [field, `--${kebab(field)}`] as const),
+];
+
+/**
+ * Runs `fn`; a validation error of values the user gave as flags becomes a usage error (exit 2)
+ * that names the flags (`--to`), not the API's fields (`where.to`), in fields and reasons alike.
+ */
+async function withFlagNames<T>(flags: FlagNames, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof UsageValidationError)) throw err;
+    const rename = (text: string) =>
+      flags.reduce((t, [field, flag]) => t.replace(new RegExp(`(?<![\\w.-])${field.replace(".", "\\.")}(?![\\w-])`, "g"), flag), text);
+    throw new UsageError(err.issues.map((i) => `${rename(i.field)}: ${rename(i.reason)}`).join("; "));
+  }
 }
 
 const GROUP_ALIASES: Record<string, CostReportGroupBy> = {
@@ -238,6 +331,11 @@ function parseGroupBy(value: string): CostReportGroupBy[] {
     throw new InvalidArgumentError(`unknown dimension "${bad.join(", ") || value}"; use user, agent, connector, model, api.`);
   }
   return [...new Set(dims.map((d) => GROUP_ALIASES[d]))];
+}
+
+interface ReportCommandFlags extends Omit<ReportFlags, "from" | "to"> {
+  from?: IsoDateTime;
+  to?: IsoDateTime;
 }
 
 interface ReportFlags {
@@ -287,42 +385,64 @@ async function runDemo(db: Database, opts: { events?: number; days?: number; see
   }
 }
 
-/** A flag's value as the API should see it: a whole number if it is one, else the text (so the error names it). */
-function flagNumber(value: unknown): unknown {
-  return typeof value === "string" && /^[+-]?\d+$/.test(value) ? Number(value) : value;
+/** The flags that describe one event: with --ndjson each line gives its own. */
+const SINGLE_RECORD_FLAGS = ["user", "model", "externalApi", "calls", "agent", "connector", "at", ...MODEL_USAGE_COUNTERS.map(([f]) => f)];
+
+/**
+ * Checks the record flags (exit 2 before the database is opened) and returns what to run on it.
+ * With --ndjson every line names its own user and event, so the single-event flags are refused
+ * rather than silently ignored.
+ */
+function prepareRecord(opts: Record<string, unknown>): (db: Database) => Promise<void> {
+  const key = opts.idempotencyKey === undefined ? undefined : String(opts.idempotencyKey);
+  const given = SINGLE_RECORD_FLAGS.filter((f) => opts[f] !== undefined).map((f) => `--${kebab(f)}`);
+  if (opts.ndjson) {
+    if (given.length) throw new UsageError(`record --ndjson: ${given.join(", ")} cannot be combined with --ndjson (each line gives its own userId and fields).`);
+    dbTarget(opts as DbOptions);
+    return async (db) => {
+      const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number, idempotencyKey: key });
+      const skipped = result.skippedLines ? ` Skipped ${plural(result.skippedLines, "line")} already recorded under this key.` : "";
+      const none = result.skippedLines && result.modelUsage + result.externalApiUsage === 0 ? `Nothing new recorded: key "${key}" was already used for all of it. ` : "";
+      process.stdout.write(
+        `${none}Recorded ${result.modelUsage} model usage and ${result.externalApiUsage} external API usage events from ${plural(result.lines, "line")}.${skipped}\n`,
+      );
+    };
+  }
+  if (given.length === 0) throw new UsageError("record: give --user and --model (or --external-api and --calls), or --ndjson with input on standard input.");
+  if (opts.user === undefined) throw new UsageError("record: --user is required (the user the usage is recorded for).");
+  checkTimeZone(opts.tz as string);
+  const common = {
+    userId: opts.user,
+    ...(opts.agent !== undefined ? { agentId: opts.agent } : {}),
+    ...(opts.connector !== undefined ? { connectorId: opts.connector } : {}),
+    ...(opts.at !== undefined ? { createdAt: toInstant(opts.at as IsoDateTime, opts.tz as string) } : {}),
+  };
+  const options = key === undefined ? undefined : { idempotencyKey: key };
+  const counters = MODEL_USAGE_COUNTERS.filter(([f]) => opts[f] !== undefined);
+  let write: (db: Database) => Promise<object>;
+  if (opts.externalApi !== undefined) {
+    if (opts.model !== undefined || counters.length) throw new UsageError("record: --external-api takes --calls, not --model or token counts.");
+    const input = { ...common, externalApiId: opts.externalApi, callCount: opts.calls };
+    write = (db) => recordExternalApiUsage(db, input as never, options);
+  } else {
+    if (opts.model === undefined) throw new UsageError("record: give --model <id> (or --external-api <id>).");
+    if (opts.calls !== undefined) throw new UsageError("record: --calls goes with --external-api.");
+    const input = { ...common, modelId: opts.model, ...Object.fromEntries(counters.map(([f]) => [f, opts[f]])) };
+    write = (db) => recordModelUsage(db, input as never, options);
+  }
+  dbTarget(opts as DbOptions);
+  return async (db) => {
+    // Said, not just done: a retry with a used key returns the first row and records nothing.
+    const used = key !== undefined && (await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, select: { key: true } })) !== null;
+    const row = await write(db);
+    if (used) process.stderr.write(`Nothing new recorded: key "${key}" was already used; this is the row it recorded.\n`);
+    process.stdout.write(JSON.stringify(row, null, 2) + "\n");
+  };
 }
 
-async function runRecord(db: Database, opts: Record<string, unknown>): Promise<void> {
-  if (opts.ndjson) {
-    const key = opts.idempotencyKey === undefined ? undefined : String(opts.idempotencyKey);
-    const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number, idempotencyKey: key });
-    const skipped = result.skippedLines ? ` ${result.skippedLines} line(s) were already recorded under this key and were skipped.` : "";
-    process.stdout.write(
-      `Recorded ${result.modelUsage} model usage and ${result.externalApiUsage} external API usage events from ${result.lines} lines.${skipped}\n`,
-    );
-    return;
-  }
-  if (opts.user === undefined) throw new UserError("record: give --user and --model (or --external-api and --calls), or --ndjson with input on stdin");
-  const common = {
-    userId: flagNumber(opts.user),
-    ...(opts.agent !== undefined ? { agentId: flagNumber(opts.agent) } : {}),
-    ...(opts.connector !== undefined ? { connectorId: flagNumber(opts.connector) } : {}),
-    ...(opts.at instanceof Date ? { createdAt: opts.at } : {}),
-  };
-  const options = opts.idempotencyKey === undefined ? undefined : { idempotencyKey: String(opts.idempotencyKey) };
-  const counters = MODEL_USAGE_COUNTERS.filter(([f]) => opts[f] !== undefined);
-  let row: object;
-  if (opts.externalApi !== undefined) {
-    if (opts.model !== undefined || counters.length) throw new UserError("record: --external-api takes --calls, not --model or token counts");
-    const input = { ...common, externalApiId: flagNumber(opts.externalApi), callCount: flagNumber(opts.calls) };
-    row = await recordExternalApiUsage(db, input as never, options);
-  } else {
-    if (opts.model === undefined) throw new UserError("record: give --model <id> (or --external-api <id>)");
-    if (opts.calls !== undefined) throw new UserError("record: --calls goes with --external-api");
-    const input = { ...common, modelId: flagNumber(opts.model), ...Object.fromEntries(counters.map(([f]) => [f, flagNumber(opts[f])])) };
-    row = await recordModelUsage(db, input as never, options);
-  }
-  process.stdout.write(JSON.stringify(row, null, 2) + "\n");
+/** "1 line", "2 lines". */
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
 async function runMain(db: Database): Promise<void> {
@@ -371,7 +491,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     }
     if (err instanceof PsUsageError) {
       process.stderr.write(`ps-usage: ${err.message}\n`);
-      return 1;
+      return err instanceof UsageError ? 2 : 1;
     }
     process.stderr.write(`ps-usage: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
     if (process.env.PS_USAGE_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);

@@ -1,4 +1,4 @@
-import fs from "node:fs";
+import fs from "node:fs/promises";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
@@ -20,9 +20,17 @@ export interface OpenDatabaseOptions {
   readonly url?: string;
   /**
    * Embedded PGlite directory, used when no URL is given. Default: `.ps-usage` in the working
-   * directory. `memory://` keeps the database in memory (gone on close).
+   * directory. `memory://` keeps the database in memory (gone on close). A value with any other
+   * URL scheme (`mysql://…`, `sqlite:…`) is refused rather than taken as a relative path.
    */
   readonly dataDir?: string;
+  /**
+   * Embedded directory only: create the database when the directory is missing or holds none
+   * (no PGlite `PG_VERSION` file). With `false`, such a directory is a
+   * {@link DatabaseConnectionError} and nothing is created, for tools that only read or add to an
+   * existing database. Default: true.
+   */
+  readonly create?: boolean;
   /** Apply pending migrations after opening (see {@link migrate}). Default: false. */
   readonly migrate?: boolean;
   /** Environment to read `DATABASE_URL` from. Default: `process.env`. */
@@ -120,6 +128,29 @@ export function isPostgresUrl(value: string): boolean {
   return /^postgres(ql)?:\/\//i.test(value);
 }
 
+/** What a `--db` / `DATABASE_URL` / `dataDir` value names (see {@link classifyDatabaseTarget}). */
+export type DatabaseTarget = "postgresql" | "memory" | "directory";
+
+/** The accepted forms, for messages. */
+export const DATABASE_TARGET_FORMS = "a postgresql:// URL, a directory path (embedded PGlite), or memory://";
+
+/**
+ * What `value` names: a PostgreSQL URL, an in-memory PGlite database, or a directory; null when it
+ * has another URL scheme (`mysql://…`, `http://…`, `sqlite:…`), which would otherwise be taken as
+ * a strange relative directory. A Windows drive letter (`C:\data`) is a directory.
+ *
+ * @example
+ * classifyDatabaseTarget("postgresql://postgres@127.0.0.1/usage"); // "postgresql"
+ * classifyDatabaseTarget("./usage-db");                           // "directory"
+ * classifyDatabaseTarget("mysql://root@localhost/x");             // null
+ */
+export function classifyDatabaseTarget(value: string): DatabaseTarget | null {
+  if (isPostgresUrl(value)) return "postgresql";
+  if (value.startsWith("memory://")) return "memory";
+  if (/^[a-z]:([\\/]|$)/i.test(value)) return "directory";
+  return /^[a-z][a-z0-9+.-]*:/i.test(value) ? null : "directory";
+}
+
 /**
  * The URL with its password replaced by `***`, for messages and logs.
  *
@@ -153,7 +184,11 @@ export function redactUrl(value: string): string {
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   const env = options.env ?? process.env;
   const url = options.url ?? (options.dataDir === undefined ? env.DATABASE_URL : undefined);
-  const opened = url ? await openPostgres(url, poolLimits(options)) : await openPglite(options.dataDir ?? DEFAULT_DATA_DIR, options.lockWaitMs ?? 0);
+  const dataDir = options.dataDir ?? DEFAULT_DATA_DIR;
+  if (!url && classifyDatabaseTarget(dataDir) !== "directory" && classifyDatabaseTarget(dataDir) !== "memory") {
+    throw new DatabaseConnectionError(redactUrl(dataDir), `dataDir is neither a directory path nor memory:// (accepted: ${DATABASE_TARGET_FORMS})`);
+  }
+  const opened = url ? await openPostgres(url, poolLimits(options)) : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true);
   const prisma = trackedClient(() => db, opened.prisma);
   const db: Database = {
     ...opened,
@@ -247,10 +282,69 @@ function pinnedPool(url: string, max: number, connectTimeoutMs: number, statemen
   return pool;
 }
 
+/** A file system error in words, with its code. */
+function fsReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    ENOTDIR: "a parent is a file, not a directory",
+    ENAMETOOLONG: "the name is too long",
+    EACCES: "permission denied",
+    EPERM: "permission denied",
+    EROFS: "read-only file system",
+    ENOENT: "the file system refuses to create it",
+    ENOSPC: "no space left",
+    ELOOP: "too many symbolic links",
+  };
+  return code && words[code] ? `${words[code]} (${code})` : (err as Error).message;
+}
+
+/** PGlite writes this file when it creates a database in a directory. */
+const PGLITE_MARKER = "PG_VERSION";
+
+/**
+ * Makes sure `target` is a writable directory, creating it (and missing parents) when `create`,
+ * or, without `create`, that it holds a database. Every problem (a file in the way, a parent that
+ * is a file, no permission, a name too long, a file system such as /proc that refuses new
+ * directories) is a DatabaseConnectionError. The missing directories are made one at a time:
+ * Node's recursive mkdir loops forever on some file systems (/proc), and the async calls leave a
+ * host application's event loop free.
+ */
+async function prepareDirectory(target: string, create: boolean): Promise<void> {
+  const fail = (reason: string, err?: unknown): never => {
+    throw new DatabaseConnectionError(target, err === undefined ? reason : `${reason}: ${fsReason(err)}`, { cause: err });
+  };
+  const noDatabase = () => fail("no database in this directory; nothing was created (create one with `ps-usage migrate`, or openDatabase with create: true)");
+  // The missing directories, deepest last, and the nearest one that exists.
+  const missing: string[] = [];
+  let dir = target;
+  for (;;) {
+    const stat = await fs.stat(dir).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? null : fail(`cannot use ${dir}`, err)));
+    if (stat === null) {
+      if (!create) noDatabase();
+      missing.unshift(dir);
+      const parent = path.dirname(dir);
+      if (parent === dir) fail(`${dir} does not exist`);
+      dir = parent;
+      continue;
+    }
+    if (!stat.isDirectory()) fail(dir === target ? "not a directory" : `${dir} is a file, not a directory`);
+    break;
+  }
+  await fs.access(dir, fs.constants.W_OK).catch((err) => fail(`${dir} is not writable`, err));
+  for (const d of missing) {
+    await fs.mkdir(d).catch(async (err: NodeJS.ErrnoException) => {
+      // Made meanwhile by someone else: fine if it is a directory.
+      if (err.code === "EEXIST" && (await fs.stat(d).catch(() => null))?.isDirectory()) return;
+      fail(`cannot create ${d}`, err);
+    });
+  }
+  if (!create && !(await fs.stat(path.join(target, PGLITE_MARKER)).catch(() => null))?.isFile()) noDatabase();
+}
+
 async function openPostgres(url: string, limits: PoolLimits): Promise<Database> {
   const target = redactUrl(url);
   if (!isPostgresUrl(url)) {
-    throw new DatabaseConnectionError(target, "not a postgres:// or postgresql:// URL");
+    throw new DatabaseConnectionError(target, `url is not a postgres:// or postgresql:// URL (accepted: ${DATABASE_TARGET_FORMS})`);
   }
   try {
     new URL(url);
@@ -316,17 +410,10 @@ async function openPostgres(url: string, limits: PoolLimits): Promise<Database> 
   };
 }
 
-async function openPglite(dataDir: string, lockWaitMs: number): Promise<Database> {
+async function openPglite(dataDir: string, lockWaitMs: number, create: boolean): Promise<Database> {
   const inMemory = dataDir === "memory://" || dataDir.startsWith("memory://");
   const target = inMemory ? dataDir : path.resolve(dataDir);
-  if (!inMemory) {
-    try {
-      fs.mkdirSync(target, { recursive: true });
-      fs.accessSync(target, fs.constants.W_OK);
-    } catch (err) {
-      throw new DatabaseConnectionError(target, `directory is not writable (${(err as Error).message})`, { cause: err });
-    }
-  }
+  if (!inMemory) await prepareDirectory(target, create);
   // One process per directory (see db/lock): taken before PGlite reads a page of it.
   let opened: PGlite | undefined;
   const lock: DirectoryLock | undefined = inMemory

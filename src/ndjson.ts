@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import { parseIsoDateTime } from "./cli/dates";
 import type { Database } from "./db";
 import { InputLineError, UnknownReferenceError, UsageValidationError } from "./errors";
 import { recordExternalApiUsageBatch } from "./externalApiUsage";
@@ -8,17 +9,20 @@ import { MAX_IDEMPOTENCY_KEY_LENGTH, idempotencyKeyProblem } from "./validation"
 
 /** Options for {@link recordNdjson}. */
 export interface NdjsonOptions {
-  /** Lines per batch (one all-or-nothing batch call). Default: 5,000. */
+  /**
+   * Lines per batch. A batch is a run of consecutive lines; its model usage lines and its external
+   * API usage lines are written as two batch calls, each all or nothing. Default: 5,000.
+   */
   readonly batchSize?: number;
   /** Longest accepted line in characters. Default: 65,536. */
   readonly maxLineLength?: number;
   /**
-   * Makes the import safe to run again: batch N gets the key `<idempotencyKey>:<first line>-<last
-   * line>`, so re-running the same input with the same key and batch size after a failure (or a
+   * Makes the import safe to run again: each batch call gets the key `<idempotencyKey>:<first
+   * line>-<last line>` (the first and last line of its kind in the batch), so re-running the same input with the same key and batch size after a failure (or a
    * lost connection) skips the batches already recorded and records the rest, exactly once.
    */
   readonly idempotencyKey?: string;
-  /** Called after each batch is written. */
+  /** Called after each batch (both of its calls) is written. */
   readonly onBatch?: (progress: NdjsonResult) => void;
 }
 
@@ -32,17 +36,25 @@ export interface NdjsonResult {
   readonly skippedLines: number;
 }
 
-type Kind = "model" | "externalApi";
+/** One kind's lines of the current batch. */
+interface Pending {
+  items: Record<string, unknown>[];
+  lineNumbers: number[];
+}
 
 /**
  * Records usage from NDJSON: one JSON object per line, with the fields of `ModelUsageInput` or
  * `ExternalApiUsageInput` (a line with `externalApiId` is external API usage, any other line model
- * usage; `createdAt` as an ISO 8601 string). Blank lines are skipped.
+ * usage; `createdAt` as an ISO 8601 string with `Z` or an offset such as `+02:00`: one without
+ * is refused rather than read in some time zone). Blank lines are skipped.
  *
- * The stream is read as it arrives and written in batches of consecutive lines of one kind (at
- * most `batchSize`), each all or nothing, so memory stays bounded whatever the input's size. A bad
- * line stops the import with an {@link InputLineError} naming the line and the reason; nothing
- * from its batch is written, and the batches before it stay recorded.
+ * The stream is read as it arrives and written in batches of at most `batchSize` consecutive
+ * lines, so memory stays bounded whatever the input's size. A batch's model usage lines and its
+ * external API usage lines go in two batch calls (model usage first), each all or nothing, so a
+ * log that mixes both kinds is written in as few calls as a sorted one. A bad line stops the
+ * import with an {@link InputLineError} naming the line and the reason; nothing of its kind from
+ * its batch is written, and the batches before it stay recorded (when the external API call of a
+ * batch fails, the reason says that the batch's model usage lines were recorded).
  *
  * @example
  * const result = await recordNdjson(db, fs.createReadStream("usage.ndjson"));
@@ -57,29 +69,37 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
   let modelUsage = 0;
   let externalApiUsage = 0;
   let skippedLines = 0;
-  let kind: Kind | null = null;
-  let items: Record<string, unknown>[] = [];
-  let lineNumbers: number[] = [];
+  let model: Pending = { items: [], lineNumbers: [] };
+  let externalApi: Pending = { items: [], lineNumbers: [] };
 
-  const flush = async () => {
-    if (items.length === 0) return;
-    const key = options.idempotencyKey === undefined ? undefined : `${options.idempotencyKey}:${lineNumbers[0]}-${lineNumbers[lineNumbers.length - 1]}`;
+  /** Writes one kind's lines of the batch; the number of lines it wrote (0 when replayed). */
+  const write = async (part: Pending, record: typeof recordModelUsageBatch): Promise<number> => {
+    if (part.items.length === 0) return 0;
+    const lines = part.lineNumbers;
+    const key = options.idempotencyKey === undefined ? undefined : `${options.idempotencyKey}:${lines[0]}-${lines[lines.length - 1]}`;
+    const { count } = await record(db, part.items as never, { idempotencyKey: key });
+    skippedLines += part.items.length - count;
+    return count;
+  };
+
+  const flush = async (lastLine: number) => {
+    if (model.items.length + externalApi.items.length === 0) return;
+    let modelWritten = 0;
     try {
-      if (kind === "externalApi") {
-        const { count } = await recordExternalApiUsageBatch(db, items as unknown as ExternalApiUsageInput[], { idempotencyKey: key });
-        externalApiUsage += count;
-        skippedLines += items.length - count;
-      } else {
-        const { count } = await recordModelUsageBatch(db, items as unknown as ModelUsageInput[], { idempotencyKey: key });
-        modelUsage += count;
-        skippedLines += items.length - count;
-      }
+      modelWritten = await write(model, recordModelUsageBatch);
     } catch (err) {
-      throw lineError(err, items, lineNumbers, recordedLines);
+      throw lineError(err, model.items, model.lineNumbers, recordedLines);
     }
-    recordedLines = lineNumbers[lineNumbers.length - 1];
-    items = [];
-    lineNumbers = [];
+    modelUsage += modelWritten;
+    try {
+      externalApiUsage += await write(externalApi, recordExternalApiUsageBatch as unknown as typeof recordModelUsageBatch);
+    } catch (err) {
+      const note = model.items.length ? `; the batch's ${model.items.length} model usage line(s) were recorded` : "";
+      throw lineError(err, externalApi.items, externalApi.lineNumbers, recordedLines, note);
+    }
+    recordedLines = lastLine;
+    model = { items: [], lineNumbers: [] };
+    externalApi = { items: [], lineNumbers: [] };
     options.onBatch?.({ lines: lineNo, modelUsage, externalApiUsage, skippedLines });
   };
 
@@ -96,12 +116,19 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
       throw new InputLineError(lineNo, "expected a JSON object", recordedLines);
     }
     const item = { ...(value as Record<string, unknown>) };
-    if (typeof item.createdAt === "string") item.createdAt = new Date(item.createdAt);
-    const lineKind: Kind = "externalApiId" in item ? "externalApi" : "model";
-    if (kind !== lineKind || items.length >= batchSize) await flush();
-    kind = lineKind;
-    items.push(item);
-    lineNumbers.push(lineNo);
+    if (typeof item.createdAt === "string") {
+      // Strict: `new Date` would read a date-time without an offset in this process's time zone.
+      const parsed = parseIsoDateTime(item.createdAt);
+      if (typeof parsed === "string") throw new InputLineError(lineNo, `createdAt: ${parsed}`, recordedLines);
+      if (parsed.kind === "local") {
+        throw new InputLineError(lineNo, `createdAt: "${item.createdAt}" has no time zone; add Z (UTC) or an offset such as +02:00`, recordedLines);
+      }
+      item.createdAt = parsed.instant;
+    }
+    if (model.items.length + externalApi.items.length >= batchSize) await flush(lineNo - 1);
+    const part = "externalApiId" in item ? externalApi : model;
+    part.items.push(item);
+    part.lineNumbers.push(lineNo);
   };
 
   let pending = "";
@@ -119,7 +146,7 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
     if (pending.length > maxLineLength) throw new InputLineError(lineNo + 1, `line longer than ${maxLineLength} characters`, recordedLines);
   }
   if (pending !== "") await take(pending);
-  await flush();
+  await flush(lineNo);
   return { lines: lineNo, modelUsage, externalApiUsage, skippedLines };
 }
 
@@ -143,7 +170,7 @@ function checkImportKey(key: unknown): void {
 }
 
 /** Turns a batch's error into one naming the first bad line. */
-function lineError(err: unknown, items: readonly Record<string, unknown>[], lines: readonly number[], recordedLines: number): unknown {
+function lineError(err: unknown, items: readonly Record<string, unknown>[], lines: readonly number[], recordedLines: number, note = ""): unknown {
   if (err instanceof UsageValidationError) {
     const first = err.issues.find((i) => i.index !== undefined) ?? err.issues[0];
     const index = first.index ?? 0;
@@ -151,12 +178,12 @@ function lineError(err: unknown, items: readonly Record<string, unknown>[], line
       .filter((i) => (i.index ?? 0) === index)
       .map((i) => `${i.field}: ${i.reason}`)
       .join("; ");
-    return new InputLineError(lines[index], reasons, recordedLines, { cause: err });
+    return new InputLineError(lines[index], reasons + note, recordedLines, { cause: err });
   }
   if (err instanceof UnknownReferenceError) {
     const field = { ps_ai_models: "modelId", ps_external_apis: "externalApiId", ps_agents: "agentId", ps_agent_connectors: "connectorId" }[err.table];
     const index = field ? items.findIndex((i) => i[field] === err.id) : -1;
-    return new InputLineError(index >= 0 ? lines[index] : lines[0], err.message, recordedLines, { cause: err });
+    return new InputLineError(index >= 0 ? lines[index] : lines[0], err.message + note, recordedLines, { cause: err });
   }
   return err;
 }

@@ -101,22 +101,22 @@ test("invalid JSON, lines that are not objects, and a line of 5 MB each stop the
   expect(await rowCounts()).toEqual(before);
 });
 
-test("bad values in `record` flags: exit 1, the field and reason on stderr, nothing written", async () => {
+test("bad values in `record` flags: exit 2 naming the flag (1 for a missing row), the reason on stderr, nothing written", async () => {
   const before = await rowCounts();
   const model = String(ids.modelId);
-  const cases: [string[], string][] = [
-    [["--user", "1", "--model", model, "--token-in-count", "1.5"], 'tokenInCount: must be a number, got string "1.5"'],
-    [["--user", "1", "--model", model, "--token-in-count", "-5"], "tokenInCount: must not be negative, got -5"],
-    [["--user", "0", "--model", model], "userId: must be a positive integer, got 0"],
-    [["--user", "abc", "--model", model], 'userId: must be a number, got string "abc"'],
-    [["--user", "1", "--model", "2147483648"], "modelId: must be at most 2147483647 (PostgreSQL INTEGER), got 2147483648"],
-    [["--user", "1", "--model", "1999999"], "No row with id 1999999 in ps_ai_models"],
-    [["--user", "1", "--external-api", String(ids.externalApiId), "--calls", "1; DROP TABLE ps_external_api_usage"], 'callCount: must be a number, got string "1; DROP TABLE ps_external_api_usage"'],
-    [["--user", "1", "--model", model, "--idempotency-key", ""], "options.idempotencyKey: must not be empty"],
+  const cases: [string[], number, string][] = [
+    [["--user", "1", "--model", model, "--token-in-count", "1.5"], 2, '--token-in-count must be a whole number, got "1.5"'],
+    [["--user", "1", "--model", model, "--token-in-count", "-5"], 2, "--token-in-count: must not be negative, got -5"],
+    [["--user", "0", "--model", model], 2, "--user: must be a positive integer, got 0"],
+    [["--user", "abc", "--model", model], 2, '--user must be a whole number, got "abc"'],
+    [["--user", "1", "--model", "2147483648"], 2, "--model: must be at most 2147483647 (PostgreSQL INTEGER), got 2147483648"],
+    [["--user", "1", "--model", "1999999"], 1, "No row with id 1999999 in ps_ai_models"],
+    [["--user", "1", "--external-api", String(ids.externalApiId), "--calls", "1; DROP TABLE ps_external_api_usage"], 2, '--calls must be a whole number, got "1; DROP TABLE ps_external_api_usage"'],
+    [["--user", "1", "--model", model, "--idempotency-key", ""], 2, "--idempotency-key: must not be empty"],
   ];
-  for (const [flags, message] of cases) {
+  for (const [flags, code, message] of cases) {
     const r = await runCli(["record", "--db", dbArg, ...flags]);
-    expect([flags, r.code]).toEqual([flags, 1]);
+    expect([flags, r.code]).toEqual([flags, code]);
     expect(r.stderr).toContain(message);
     expect(r.stderr).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
   }

@@ -37,10 +37,10 @@ test("an unknown command or a bad flag value is a usage error with status 2", as
   expect(badBucket.stderr).toMatch(/fortnight.*(hour, day, week, month|Allowed choices)/s);
   const badDate = await runCli(["report", "--db", dbArg, "--from", "yesterday-ish"]);
   expect(badDate.code).toBe(2);
-  expect(badDate.stderr).toContain('--from must be an ISO 8601 date or instant, got "yesterday-ish"');
+  expect(badDate.stderr).toContain('--from must be an ISO 8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM[:SS[.fff]][Z|±HH:MM]), got "yesterday-ish"');
   const badAt = await runCli(["record", "--db", dbArg, "--user", "1", "--model", "1", "--at", "notadate"]);
   expect(badAt.code).toBe(2);
-  expect(badAt.stderr).toContain('--at must be an ISO 8601 date or instant, got "notadate"');
+  expect(badAt.stderr).toContain('--at must be an ISO 8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM[:SS[.fff]][Z|±HH:MM]), got "notadate"');
 });
 
 test("an unreachable database fails with status 1, names the target without its password, no stack trace", async () => {
@@ -152,11 +152,11 @@ describe("record", () => {
     expect((await count())[1]).toBe(1);
   });
 
-  test("a bad flag value names the field, exits 1 and writes nothing", async () => {
+  test("a bad flag value names the flag, exits 2 and writes nothing", async () => {
     const before = await count();
     const r = await runCli(["record", "--db", dbArg, "--user", "777", "--model", String(modelId), "--token-in-count", "-5"]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("tokenInCount");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--token-in-count");
     expectNoStackTrace(r.stderr);
     const unknownModel = await runCli(["record", "--db", dbArg, "--user", "777", "--model", "424242"]);
     expect(unknownModel.code).toBe(1);
@@ -187,7 +187,7 @@ describe("record", () => {
     expect(first.stdout).toContain("Recorded 7 model usage and 0 external API usage events from 7 lines.");
     const again = await runCli(args, { input });
     expect(again.code).toBe(0);
-    expect(again.stdout).toContain("Recorded 0 model usage and 0 external API usage events from 7 lines. 7 line(s) were already recorded under this key and were skipped.");
+    expect(again.stdout).toContain("Recorded 0 model usage and 0 external API usage events from 7 lines. Skipped 7 lines already recorded under this key.");
     expect(await count()).toEqual([before[0] + 7, before[1]]);
   });
 
