@@ -10,29 +10,35 @@ const url = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/po
 
 // `prisma migrate *` and `prisma db *` need Prisma's native schema engine, downloaded on first
 // use. Where it cannot be downloaded (an offline machine), Prisma fails with a network error;
-// say what to do instead.
+// say what to do instead. The other commands (validate, generate, studio, format) only need the
+// engine's path to exist, yet Prisma downloads it first: point them at a stand-in instead.
+// Resolved from here so that it also works from an app's node_modules/ps-usage.
 function schemaEngineInstalled(): boolean {
   if (process.env.PRISMA_SCHEMA_ENGINE_BINARY) return true;
-  const dir = path.join(__dirname, "node_modules", "@prisma", "engines");
   try {
+    const dir = path.dirname(require.resolve("@prisma/engines/package.json", { paths: [__dirname] }));
     return fs.readdirSync(dir).some((f) => f.startsWith("schema-engine"));
   } catch {
     return false;
   }
 }
 const command = process.argv.slice(2).find((a) => !a.startsWith("-"));
-if ((command === "migrate" || command === "db") && !schemaEngineInstalled()) {
-  process.on("exit", (code) => {
-    if (code !== 0) {
-      process.stderr.write(
-        "\nps-usage: this Prisma command needs the native schema engine, which is not installed here" +
-          " and could not be downloaded.\n" +
-          "  Offline alternative: `npx ps-usage migrate` applies prisma/migrations and records them in" +
-          " _prisma_migrations exactly as Prisma Migrate does;\n" +
-          "  `npx ps-usage status` lists applied and pending migrations.\n",
-      );
-    }
-  });
+if (!schemaEngineInstalled()) {
+  if (command === "migrate" || command === "db") {
+    process.on("exit", (code) => {
+      if (code !== 0) {
+        process.stderr.write(
+          "\nps-usage: this Prisma command needs the native schema engine, which is not installed here" +
+            " and could not be downloaded.\n" +
+            "  Offline alternative: `npx ps-usage migrate` applies prisma/migrations and records them in" +
+            " _prisma_migrations exactly as Prisma Migrate does;\n" +
+            "  `npx ps-usage status` lists applied and pending migrations.\n",
+        );
+      }
+    });
+  } else {
+    process.env.PRISMA_SCHEMA_ENGINE_BINARY = path.join(__dirname, "scripts", "no-schema-engine.js");
+  }
 }
 
 export default defineConfig({

@@ -101,7 +101,10 @@ export interface Database {
   readonly kind: DatabaseKind;
   /** What was opened: the URL with its password hidden, or the PGlite directory. */
   readonly target: string;
-  /** The PGlite instance when `kind` is `pglite` (e.g. to serve it to Prisma Studio). */
+  /**
+   * @internal The PGlite instance when `kind` is `pglite`. Left out of the published types (its
+   * declarations need Emscripten's): use {@link serveEmbeddedDatabase} to reach it from outside.
+   */
   readonly pglite?: PGlite;
   /**
    * @internal The client finds, sums and reports run on: on PostgreSQL a pool of its own with the
