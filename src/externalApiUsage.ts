@@ -25,6 +25,7 @@ import {
 import {
   intArrayLiteral,
   recordBatch,
+  type BatchSpec,
   singleReferenceError,
   timestampArrayLiteral,
   findUsagePage,
@@ -188,9 +189,15 @@ export async function recordExternalApiUsageBatchAs(
   options: BatchRecordOptions | undefined,
   owner: Owner,
 ): Promise<BatchRecordResult> {
-  const spec = { shape: EXTERNAL_API_USAGE_INPUT, references: EXTERNAL_API_USAGE_REFERENCES, chunkSql: batchChunkSql };
-  return recordBatch(db, inputs, options, spec, owner);
+  return recordBatch(db, inputs, options, EXTERNAL_API_USAGE_BATCH, owner);
 }
+
+/** @internal How a batch of external API usage is validated and written (for {@link recordBatchesTogether}). */
+export const EXTERNAL_API_USAGE_BATCH: BatchSpec<ExternalApiUsageInput> = {
+  shape: EXTERNAL_API_USAGE_INPUT,
+  references: EXTERNAL_API_USAGE_REFERENCES,
+  chunkSql: batchChunkSql,
+};
 
 /**
  * Finds external API usage rows, one page at a time: filter by user, agent (one or several),

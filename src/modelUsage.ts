@@ -30,6 +30,7 @@ import {
 import {
   intArrayLiteral,
   recordBatch,
+  type BatchSpec,
   singleReferenceError,
   timestampArrayLiteral,
   findUsagePage,
@@ -214,9 +215,11 @@ export async function recordModelUsageBatchAs(
   options: BatchRecordOptions | undefined,
   owner: Owner,
 ): Promise<BatchRecordResult> {
-  const spec = { shape: MODEL_USAGE_INPUT, references: MODEL_USAGE_REFERENCES, chunkSql: batchChunkSql };
-  return recordBatch(db, inputs, options, spec, owner);
+  return recordBatch(db, inputs, options, MODEL_USAGE_BATCH, owner);
 }
+
+/** @internal How a batch of model usage is validated and written (for {@link recordBatchesTogether}). */
+export const MODEL_USAGE_BATCH: BatchSpec<ModelUsageInput> = { shape: MODEL_USAGE_INPUT, references: MODEL_USAGE_REFERENCES, chunkSql: batchChunkSql };
 
 /**
  * Turns a raw model call into the counters PolicySynth would record: when the call's total input

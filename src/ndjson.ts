@@ -2,27 +2,30 @@ import type { Readable } from "node:stream";
 import { parseIsoDateTime } from "./cli/dates";
 import type { Database } from "./db";
 import { InputLineError, UnknownReferenceError, UsageValidationError } from "./errors";
-import { recordExternalApiUsageBatch } from "./externalApiUsage";
-import { recordModelUsageBatch } from "./modelUsage";
+import { EXTERNAL_API_USAGE_BATCH } from "./externalApiUsage";
+import { MODEL_USAGE_BATCH } from "./modelUsage";
+import { BatchPartFailure, recordBatchesTogether, type BatchPart, type BatchSpec } from "./usageShared";
 import type { ExternalApiUsageInput, ModelUsageInput } from "./types";
 import { MAX_IDEMPOTENCY_KEY_LENGTH, idempotencyKeyProblem } from "./validation";
 
 /** Options for {@link recordNdjson}. */
 export interface NdjsonOptions {
   /**
-   * Lines per batch. A batch is a run of consecutive lines; its model usage lines and its external
-   * API usage lines are written as two batch calls, each all or nothing. Default: 5,000.
+   * Lines per batch. A batch is a run of consecutive lines, both kinds side by side, written in one
+   * transaction: all of it or none. Default: 5,000.
    */
   readonly batchSize?: number;
   /** Longest accepted line in characters. Default: 65,536. */
   readonly maxLineLength?: number;
   /**
-   * Makes the import safe to run again: each batch call gets the key `<idempotencyKey>:<first
-   * line>-<last line>` (the first and last line of its kind in the batch), so re-running the same input with the same key and batch size after a failure (or a
-   * lost connection) skips the batches already recorded and records the rest, exactly once.
+   * Makes the import safe to run again: each kind's lines of a batch get the key
+   * `<idempotencyKey>:<first line>-<last line>` (the first and last line of that kind in the batch,
+   * claimed in the batch's transaction), so re-running the same input with the same key and batch
+   * size after a failure (or a lost connection) skips the batches already recorded and records the
+   * rest, exactly once.
    */
   readonly idempotencyKey?: string;
-  /** Called after each batch (both of its calls) is written. */
+  /** Called after each batch is written. */
   readonly onBatch?: (progress: NdjsonResult) => void;
 }
 
@@ -49,12 +52,11 @@ interface Pending {
  * is refused rather than read in some time zone). Blank lines are skipped.
  *
  * The stream is read as it arrives and written in batches of at most `batchSize` consecutive
- * lines, so memory stays bounded whatever the input's size. A batch's model usage lines and its
- * external API usage lines go in two batch calls (model usage first), each all or nothing, so a
- * log that mixes both kinds is written in as few calls as a sorted one. A bad line stops the
- * import with an {@link InputLineError} naming the line and the reason; nothing of its kind from
- * its batch is written, and the batches before it stay recorded (when the external API call of a
- * batch fails, the reason says that the batch's model usage lines were recorded).
+ * lines, so memory stays bounded whatever the input's size. A batch holds both kinds side by side
+ * and is written in one transaction (its model usage, then its external API usage), all or
+ * nothing, so a log that mixes both kinds takes as few batches as a sorted one. A bad line stops
+ * the import with an {@link InputLineError} naming the line and the reason; nothing from its
+ * batch is written, and the batches before it stay recorded.
  *
  * @example
  * const result = await recordNdjson(db, fs.createReadStream("usage.ndjson"));
@@ -72,30 +74,32 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
   let model: Pending = { items: [], lineNumbers: [] };
   let externalApi: Pending = { items: [], lineNumbers: [] };
 
-  /** Writes one kind's lines of the batch; the number of lines it wrote (0 when replayed). */
-  const write = async (part: Pending, record: typeof recordModelUsageBatch): Promise<number> => {
-    if (part.items.length === 0) return 0;
-    const lines = part.lineNumbers;
+  /** Its batch call: the lines of one kind, with the key `<idempotencyKey>:<first>-<last>` of them. */
+  const part = <I>(pending: Pending, spec: BatchSpec<I>): BatchPart<I> => {
+    const lines = pending.lineNumbers;
     const key = options.idempotencyKey === undefined ? undefined : `${options.idempotencyKey}:${lines[0]}-${lines[lines.length - 1]}`;
-    const { count } = await record(db, part.items as never, { idempotencyKey: key });
-    skippedLines += part.items.length - count;
-    return count;
+    return { inputs: pending.items as unknown as I[], options: { idempotencyKey: key }, spec };
   };
 
   const flush = async (lastLine: number) => {
-    if (model.items.length + externalApi.items.length === 0) return;
-    let modelWritten = 0;
+    const kinds = [model, externalApi].filter((pending) => pending.items.length > 0);
+    if (kinds.length === 0) return;
+    let counts: number[];
     try {
-      modelWritten = await write(model, recordModelUsageBatch);
+      // Both kinds of the batch in one transaction: all of it or none.
+      counts = await recordBatchesTogether(
+        db,
+        kinds.map((pending) => (pending === model ? part(pending, MODEL_USAGE_BATCH) : part(pending, EXTERNAL_API_USAGE_BATCH))) as never,
+      );
     } catch (err) {
-      throw lineError(err, model.items, model.lineNumbers, recordedLines);
+      if (!(err instanceof BatchPartFailure)) throw err;
+      const failed = kinds[err.part];
+      throw lineError(err.error, failed.items, failed.lineNumbers, recordedLines);
     }
-    modelUsage += modelWritten;
-    try {
-      externalApiUsage += await write(externalApi, recordExternalApiUsageBatch as unknown as typeof recordModelUsageBatch);
-    } catch (err) {
-      const note = model.items.length ? `; the batch's ${model.items.length} model usage line(s) were recorded` : "";
-      throw lineError(err, externalApi.items, externalApi.lineNumbers, recordedLines, note);
+    for (const [i, pending] of kinds.entries()) {
+      if (pending === model) modelUsage += counts[i];
+      else externalApiUsage += counts[i];
+      skippedLines += pending.items.length - counts[i];
     }
     recordedLines = lastLine;
     model = { items: [], lineNumbers: [] };
@@ -170,7 +174,7 @@ function checkImportKey(key: unknown): void {
 }
 
 /** Turns a batch's error into one naming the first bad line. */
-function lineError(err: unknown, items: readonly Record<string, unknown>[], lines: readonly number[], recordedLines: number, note = ""): unknown {
+function lineError(err: unknown, items: readonly Record<string, unknown>[], lines: readonly number[], recordedLines: number): unknown {
   if (err instanceof UsageValidationError) {
     const first = err.issues.find((i) => i.index !== undefined) ?? err.issues[0];
     const index = first.index ?? 0;
@@ -178,12 +182,12 @@ function lineError(err: unknown, items: readonly Record<string, unknown>[], line
       .filter((i) => (i.index ?? 0) === index)
       .map((i) => `${i.field}: ${i.reason}`)
       .join("; ");
-    return new InputLineError(lines[index], reasons + note, recordedLines, { cause: err });
+    return new InputLineError(lines[index], reasons, recordedLines, { cause: err });
   }
   if (err instanceof UnknownReferenceError) {
     const field = { ps_ai_models: "modelId", ps_external_apis: "externalApiId", ps_agents: "agentId", ps_agent_connectors: "connectorId" }[err.table];
     const index = field ? items.findIndex((i) => i[field] === err.id) : -1;
-    return new InputLineError(index >= 0 ? lines[index] : lines[0], err.message + note, recordedLines, { cause: err });
+    return new InputLineError(index >= 0 ? lines[index] : lines[0], err.message, recordedLines, { cause: err });
   }
   return err;
 }

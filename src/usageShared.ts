@@ -278,22 +278,32 @@ async function runChunks<T>(
   if (isClosing(db)) throw closedError(db.target);
   if (batchKey === undefined && prepare === undefined && chunkCount === 1) return [await trackWork(db, runChunk(db.prisma, 0))];
   return trackWork(db, db.prisma.$transaction(
-    async (tx) => {
-      if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
-      if (prepare !== undefined) await prepare(tx);
-      const results: T[] = [];
-      for (let chunk = 0; chunk < chunkCount; chunk++) {
-        // A turn of the event loop between statements: on PGlite each one runs on this thread.
-        if (chunk > 0) await setImmediate();
-        // Closed meanwhile: start no more statements; throwing rolls the batch back.
-        if (isClosing(db)) throw closedError(db.target);
-        results.push(await runChunk(tx, chunk));
-      }
-      return results;
-    },
+    (tx) => chunksInTransaction(db, tx, chunkCount, runChunk, batchKey, prepare),
     // PGlite runs one transaction at a time, so a batch may wait for another to finish.
     { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * Math.max(chunkCount, 1) },
   ));
+}
+
+/** The body of a batch's transaction (see {@link runChunks}): null when its key was already used. */
+async function chunksInTransaction<T>(
+  db: Database,
+  tx: Prisma.TransactionClient,
+  chunkCount: number,
+  runChunk: (client: Prisma.TransactionClient, chunk: number) => Promise<T>,
+  batchKey?: BatchKey,
+  prepare?: (tx: Prisma.TransactionClient) => Promise<void>,
+): Promise<T[] | null> {
+  if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
+  if (prepare !== undefined) await prepare(tx);
+  const results: T[] = [];
+  for (let chunk = 0; chunk < chunkCount; chunk++) {
+    // A turn of the event loop between statements: on PGlite each one runs on this thread.
+    if (chunk > 0) await setImmediate();
+    // Closed meanwhile: start no more statements; throwing rolls the batch back.
+    if (isClosing(db)) throw closedError(db.target);
+    results.push(await runChunk(tx, chunk));
+  }
+  return results;
 }
 
 const KEY_OF_ANOTHER_USER = "was already used by another user";
@@ -392,37 +402,121 @@ export async function recordBatch<I extends { readonly userId: number } & OwnedR
   spec: BatchSpec<I>,
   owner: Owner = null,
 ): Promise<BatchRecordResult> {
+  const plan = await planBatch(db, inputs, options, spec, owner);
+  const returnIds = options?.returnIds === true;
+  try {
+    const results = await runChunks(db, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
+    if (results === null) return returnIds ? { count: 0, ids: [], replayed: true } : { count: 0, replayed: true };
+    return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
+  } catch (err) {
+    throw await plan.translate(err);
+  }
+}
+
+/** A validated batch: its statements, key and check, and how to name what a failure was about. */
+interface BatchPlan {
+  readonly count: number;
+  readonly chunkCount: number;
+  runChunk(client: Prisma.TransactionClient, chunk: number): Promise<number[]>;
+  readonly batchKey?: BatchKey;
+  readonly prepare?: (tx: Prisma.TransactionClient) => Promise<void>;
+  translate(err: unknown): Promise<unknown>;
+}
+
+/** Validates a batch (every item; nothing is written) and plans its chunk statements. */
+async function planBatch<I extends { readonly userId: number } & OwnedReferences>(
+  db: Database,
+  inputs: readonly I[],
+  options: BatchRecordOptions | undefined,
+  spec: BatchSpec<I>,
+  owner: Owner,
+): Promise<BatchPlan> {
   const issues: FieldIssue[] = [];
   checkBatchOptions(options, issues);
   await checkBatchYielding(inputs, spec.shape, issues);
   throwIfIssues(issues);
-
   const chunkSize = options?.chunkSize ?? (db.kind === "pglite" ? DEFAULT_EMBEDDED_BATCH_CHUNK_SIZE : DEFAULT_BATCH_CHUNK_SIZE);
   const returnIds = options?.returnIds === true;
-  const chunkCount = Math.ceil(inputs.length / chunkSize);
-  try {
-    const results = await runChunks(
-      db,
-      chunkCount,
-      async (client, chunk) => {
-        const start = chunk * chunkSize;
-        const sql = spec.chunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
-        if (!returnIds) {
-          await client.$executeRaw(sql);
-          return [];
-        }
-        return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
-      },
-      options?.idempotencyKey === undefined ? undefined : { key: options.idempotencyKey, userId: owner ?? batchUser(inputs) },
-      owner !== null && namesAgentOrConnector(inputs) ? (tx) => refuseOthersReferences(tx, inputs, owner, true) : undefined,
-    );
-    if (results === null) return returnIds ? { count: 0, ids: [], replayed: true } : { count: 0, replayed: true };
-    return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
-  } catch (err) {
-    throw await translateDatabaseError(db, err, (column) =>
-      findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], spec.references, column),
-    );
+  return {
+    count: inputs.length,
+    chunkCount: Math.ceil(inputs.length / chunkSize),
+    async runChunk(client, chunk) {
+      const start = chunk * chunkSize;
+      const sql = spec.chunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
+      if (!returnIds) {
+        await client.$executeRaw(sql);
+        return [];
+      }
+      return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
+    },
+    batchKey: options?.idempotencyKey === undefined ? undefined : { key: options.idempotencyKey, userId: owner ?? batchUser(inputs) },
+    prepare: owner !== null && namesAgentOrConnector(inputs) ? (tx) => refuseOthersReferences(tx, inputs, owner, true) : undefined,
+    translate: (err) =>
+      translateDatabaseError(db, err, (column) =>
+        findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], spec.references, column),
+      ),
+  };
+}
+
+/** One batch of {@link recordBatchesTogether}: its items, options and table. */
+export interface BatchPart<I> {
+  readonly inputs: readonly I[];
+  readonly options?: Omit<BatchRecordOptions, "returnIds">;
+  readonly spec: BatchSpec<I>;
+}
+
+/**
+ * Several batches (of either table) written in one transaction: all of them or none. Each is
+ * validated first, as {@link recordBatch} does; a failure rejects with the
+ * index of the batch it was about and its typed error ({@link BatchPartFailure}). Returns each batch's count (0 when its
+ * idempotency key had recorded it already).
+ */
+export async function recordBatchesTogether(
+  db: Database,
+  parts: readonly BatchPart<{ readonly userId: number } & OwnedReferences>[],
+): Promise<number[]> {
+  const plans: BatchPlan[] = [];
+  for (const [index, part] of parts.entries()) {
+    try {
+      plans.push(await planBatch(db, part.inputs, part.options, part.spec, null));
+    } catch (error) {
+      throw new BatchPartFailure(index, error);
+    }
   }
+  const chunkCount = plans.reduce((n, plan) => n + plan.chunkCount, 0);
+  try {
+    if (isClosing(db)) throw closedError(db.target);
+    return await trackWork(
+      db,
+      db.prisma.$transaction(
+        async (tx) => {
+          const counts: number[] = [];
+          for (const plan of plans) {
+            const done = await chunksInTransaction(db, tx, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
+            counts.push(done === null ? 0 : plan.count);
+          }
+          return counts;
+        },
+        { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * Math.max(chunkCount, 1) },
+      ),
+    );
+  } catch (err) {
+    // Which batch it was about: the first whose items name what is missing (a rolled-back batch
+    // leaves the database as it was, so the check reads what the statements saw).
+    for (const [index, plan] of plans.entries()) {
+      const error = await plan.translate(err);
+      if (!(error instanceof UnknownReferenceError) || error.id !== null || index === plans.length - 1) throw new BatchPartFailure(index, error);
+    }
+    throw new BatchPartFailure(0, err);
+  }
+}
+
+/** How {@link recordBatchesTogether} fails: which batch (`part`) and its typed error. Nothing was written. */
+export class BatchPartFailure {
+  constructor(
+    readonly part: number,
+    readonly error: unknown,
+  ) {}
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -38,24 +38,40 @@ test("40 alternating lines in batches of 10 take 4 batches, as sorted lines do",
   expect(await counts(701)).toEqual([40, 40]);
 });
 
-test("a bad line stops its batch's kind; a re-run with the key records each line exactly once", async () => {
+test("a bad API line writes nothing of its batch, neither kind; a re-run with the key records each line exactly once", async () => {
   const lines = interleaved(702, 30);
-  // Batches of 10 lines: 1-10 recorded; in 11-20 line 14 (API) is bad: that batch's model lines
-  // (11, 13, ..., 19) are written first and stay; its API lines are not.
+  // Batches of 10 lines: 1-10 recorded; in 11-20 line 14 (API) is bad: none of 11-20 is written.
   const broken = [...lines.slice(0, 13), apiLine(702, -1), ...lines.slice(14)];
   const failure = await recordNdjson(t.db, Readable.from(broken.join("\n")), { batchSize: 10, idempotencyKey: "mixed-702" }).catch((e) => e);
   expect(failure).toBeInstanceOf(InputLineError);
   expect(failure).toMatchObject({ line: 14, recordedLines: 10 });
   expect(failure.message).toContain("line 14: callCount");
-  expect(failure.message).toContain("the batch's 5 model usage line(s) were recorded");
-  expect(await counts(702)).toEqual([10, 5]);
+  expect(await counts(702)).toEqual([5, 5]);
 
   const rerun = await recordNdjson(t.db, Readable.from(lines.join("\n")), { batchSize: 10, idempotencyKey: "mixed-702" });
-  expect(rerun).toEqual({ lines: 30, modelUsage: 5, externalApiUsage: 10, skippedLines: 15 });
+  expect(rerun).toEqual({ lines: 30, modelUsage: 10, externalApiUsage: 10, skippedLines: 10 });
   expect(await counts(702)).toEqual([15, 15]);
   const again = await recordNdjson(t.db, Readable.from(lines.join("\n")), { batchSize: 10, idempotencyKey: "mixed-702" });
   expect(again).toEqual({ lines: 30, modelUsage: 0, externalApiUsage: 0, skippedLines: 30 });
   expect(await counts(702)).toEqual([15, 15]);
+});
+
+test("an unknown external API (found only by the database) rolls back the batch's model lines too, and names its line", async () => {
+  const lines = interleaved(704, 20);
+  // Line 16 is an API line whose API does not exist: the foreign key fails after the batch's
+  // model lines were inserted in the same transaction.
+  const broken = [...lines.slice(0, 15), JSON.stringify({ userId: 704, externalApiId: 999_999, callCount: 1 }), ...lines.slice(16)];
+  const failure = await recordNdjson(t.db, Readable.from(broken.join("\n")), { batchSize: 10 }).catch((e) => e);
+  expect(failure).toBeInstanceOf(InputLineError);
+  expect(failure).toMatchObject({ line: 16, recordedLines: 10 });
+  expect(failure.message).toContain("ps_external_apis");
+  expect(await counts(704)).toEqual([5, 5]);
+  // And an unknown model in a batch whose API lines are fine.
+  const badModel = [...lines.slice(0, 12), JSON.stringify({ userId: 704, modelId: 999_999, tokenInCount: 1 }), ...lines.slice(13)];
+  const modelFailure = await recordNdjson(t.db, Readable.from(badModel.join("\n")), { batchSize: 10 }).catch((e) => e);
+  expect(modelFailure).toMatchObject({ line: 13, recordedLines: 10 });
+  expect(modelFailure.message).toContain("ps_ai_models");
+  expect(await counts(704)).toEqual([10, 10]);
 });
 
 test("a bad model line writes nothing of its batch; the batches before it stay", async () => {
@@ -63,6 +79,5 @@ test("a bad model line writes nothing of its batch; the batches before it stay",
   const broken = [...lines.slice(0, 14), modelLine(703, -3), ...lines.slice(15)];
   const failure = await recordNdjson(t.db, Readable.from(broken.join("\n")), { batchSize: 10 }).catch((e) => e);
   expect(failure).toMatchObject({ line: 15, recordedLines: 10 });
-  expect(failure.message).not.toContain("model usage line(s) were recorded");
   expect(await counts(703)).toEqual([5, 5]);
 });
