@@ -10,6 +10,7 @@ import fs from "node:fs";
 import http from "node:http";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { openDatabase, seedDemo, startStudio, type Database, type StudioHandle } from "../src";
+import { freePort } from "./support/ports";
 
 const CHROMIUM = "/usr/bin/chromium";
 
@@ -36,16 +37,6 @@ afterAll(async () => {
   await db?.close();
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = http.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 /** Studio prints its address before its web server listens: wait for the page itself. */
 async function waitForStudio(url: string): Promise<void> {

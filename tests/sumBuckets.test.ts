@@ -275,7 +275,7 @@ describe("fillEmptyBuckets", () => {
     expect(await sumModelUsage(t.db, { where: { userId: 99 }, bucket: "day", fillEmptyBuckets: true })).toEqual([]);
   });
 
-  test("a range of more than 100000 buckets is refused", async () => {
+  test("a range of more than 100000 buckets is refused without a query, with the count", async () => {
     const error = await sumModelUsage(t.db, {
       where: { from: new Date("2000-01-01T00:00:00Z"), to: new Date("2020-01-01T00:00:00Z") },
       bucket: "hour",
@@ -283,6 +283,7 @@ describe("fillEmptyBuckets", () => {
     }).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(UsageValidationError);
     expect((error as UsageValidationError).issues.map((i) => i.field)).toEqual(["fillEmptyBuckets"]);
+    expect((error as UsageValidationError).issues[0].reason).toContain("175,320 hour buckets");
   });
 });
 
