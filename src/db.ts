@@ -188,7 +188,8 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   const env = options.env ?? process.env;
   const url = options.url ?? (options.dataDir === undefined ? env.DATABASE_URL : undefined);
   const dataDir = options.dataDir ?? DEFAULT_DATA_DIR;
-  if (!url && classifyDatabaseTarget(dataDir) !== "directory" && classifyDatabaseTarget(dataDir) !== "memory") {
+  const dataDirKind = url ? null : classifyDatabaseTarget(dataDir);
+  if (!url && dataDirKind !== "directory" && dataDirKind !== "memory") {
     throw new DatabaseConnectionError(redactUrl(dataDir), `dataDir is neither a directory path nor memory:// (accepted: ${DATABASE_TARGET_FORMS})`);
   }
   const opened = url ? await openPostgres(url, poolLimits(options)) : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true);
@@ -344,6 +345,9 @@ async function prepareDirectory(target: string, create: boolean): Promise<void> 
   if (!create && !(await fs.stat(path.join(target, PGLITE_MARKER)).catch(() => null))?.isFile()) noDatabase();
 }
 
+/** The migrator's client: pinned like the pools' connections, without their statement_timeout. */
+const MigrationClient = pinnedClientClass(SESSION_SETTINGS_SQL);
+
 async function openPostgres(url: string, limits: PoolLimits): Promise<Database> {
   const target = redactUrl(url);
   if (!isPostgresUrl(url)) {
@@ -379,11 +383,10 @@ async function openPostgres(url: string, limits: PoolLimits): Promise<Database> 
     // A session of its own, outside both pools and without their timeouts: the migrator holds an
     // advisory lock and may build indexes on large tables for longer than any call should take.
     async withSession(fn) {
-      const client = new Client({ connectionString: url, connectionTimeoutMillis: limits.connectTimeoutMs, keepAlive: true });
+      const client = new MigrationClient({ connectionString: url, connectionTimeoutMillis: limits.connectTimeoutMs, keepAlive: true });
       client.on("error", () => undefined);
       await client.connect();
       try {
-        await client.query(SESSION_SETTINGS_SQL);
         return await fn({
           async query(sql, params) {
             return (await client.query(sql, params ? [...params] : undefined)).rows;
