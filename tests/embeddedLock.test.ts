@@ -114,6 +114,16 @@ async function readBack(db: Database) {
   });
 }
 
+/** Opens the directory again (nothing else may hold it), returns its rows' token_in_count in id order, closes. */
+async function tokenCountsIn(dir: string): Promise<number[]> {
+  const db = await openDatabase({ dataDir: dir });
+  try {
+    return (await readBack(db)).rows.map((r) => r.tokenInCount);
+  } finally {
+    await db.close();
+  }
+}
+
 function expectCleanRefusal(outcome: { code: number | null; lines: Record<string, unknown>[]; stderr: string }, dir: string, holderPids: readonly number[]) {
   const text = outcome.lines.length ? String(outcome.lines[0].message) : outcome.stderr;
   if (outcome.lines.length) expect(outcome.lines[0]).toMatchObject({ error: "DatabaseConnectionError", code: "PS_USAGE_CONNECTION" });
@@ -203,12 +213,7 @@ pgliteTest("a second opener is refused at once, naming the directory and the hol
     holder.child.stdin!.end("close\n");
     await holder.done;
   }
-  const db = await openDatabase({ dataDir: dir });
-  try {
-    expect((await readBack(db)).rows.map((r) => r.tokenInCount)).toEqual([100]);
-  } finally {
-    await db.close();
-  }
+  expect(await tokenCountsIn(dir)).toEqual([100]);
 });
 
 pgliteTest("--wait and lockWaitMs wait for the holder to close, then open; a wait that runs out is the typed error", async () => {
@@ -246,12 +251,7 @@ pgliteTest("--wait and lockWaitMs wait for the holder to close, then open; a wai
     holder.child.stdin!.end("close\n");
     await holder.done;
   }
-  const db = await openDatabase({ dataDir: dir });
-  try {
-    expect((await readBack(db)).rows.map((r) => r.tokenInCount).sort()).toEqual([10, 11, 30, 40]);
-  } finally {
-    await db.close();
-  }
+  expect((await tokenCountsIn(dir)).sort()).toEqual([10, 11, 30, 40]);
 });
 
 pgliteTest("a lock held by a killed process is taken over, and what it had committed is kept", async () => {
@@ -327,12 +327,7 @@ pgliteTest("a lock lost while held closes the database: later calls are Database
     await db.close();
   }
   // What it wrote before is there, and the directory opens again.
-  const again = await openDatabase({ dataDir: dir });
-  try {
-    expect((await readBack(again)).rows.map((r) => r.tokenInCount)).toEqual([1]);
-  } finally {
-    await again.close();
-  }
+  expect(await tokenCountsIn(dir)).toEqual([1]);
 });
 
 pgliteTest("Studio's socket: several clients with prepared and parameterized queries, transactions and reconnects all get their own answers", async () => {
