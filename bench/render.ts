@@ -5,7 +5,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeReports, type BenchResults } from "./report";
-import { PACKAGE_ROOT } from "../src/migrate";
+import { PACKAGE_ROOT } from "../src/schema/migrate";
 
 const outDir = process.env.BENCH_OUT ?? path.join(PACKAGE_ROOT, "bench");
 const results = JSON.parse(fs.readFileSync(path.join(outDir, "results.json"), "utf8")) as BenchResults;

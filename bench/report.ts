@@ -6,7 +6,7 @@ import path from "node:path";
 import Table from "cli-table3";
 import { human } from "./stats";
 import type { RssResult } from "./rss";
-import { PACKAGE_ROOT } from "../src/migrate";
+import { PACKAGE_ROOT } from "../src/schema/migrate";
 
 export interface IngestResult {
   readonly contender: string;

@@ -43,7 +43,7 @@ import { openPgliteBackend, openPostgresBackend, tableTotals, truncateUsage, typ
 import { defineSequelizeModels, type SequelizeModels } from "./sequelizeModel";
 import { measureRss, type RssResult } from "./rss";
 import { describeMachine, writeReports, type BenchResults, type BackendResults } from "./report";
-import { PACKAGE_ROOT } from "../src/migrate";
+import { PACKAGE_ROOT } from "../src/schema/migrate";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? "1");
 const CHUNK_OVERRIDE = process.env.BENCH_CHUNK ? Number(process.env.BENCH_CHUNK) : undefined;

@@ -9,7 +9,7 @@ import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, openDa
 import { seedDemo } from "./demo";
 import { PsUsageError, UsageValidationError } from "./errors";
 import { recordExternalApiUsage } from "./externalApiUsage";
-import { migrate, migrationStatus } from "./migrate";
+import { migrate, migrationStatus } from "./schema/migrate";
 import { recordModelUsage } from "./modelUsage";
 import { recordNdjson } from "./ndjson";
 import { formatReportCsv, formatReportJson, formatReportTable, loadReportNames } from "./reportFormat";

@@ -5,7 +5,7 @@ import { PrismaPg } from "@prisma/adapter-pg";
 import { Client, Pool } from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "./errors";
-import { migrate } from "./migrate";
+import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
 import { markClosing, trackedClient, workEnded } from "./db/closing";

@@ -1,4 +1,4 @@
-export * from "./errors"; export * from "./db"; export * from "./migrate";
+export * from "./errors"; export * from "./db"; export * from "./schema/migrate";
 export * from "./types";
 export * from "./studio";
 export * from "./prices";

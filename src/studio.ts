@@ -3,7 +3,7 @@ import path from "node:path";
 import type { Database } from "./db";
 import { servePglite } from "./db/pgliteServer";
 import { PsUsageError } from "./errors";
-import { PACKAGE_ROOT } from "./migrate";
+import { PACKAGE_ROOT } from "./schema/migrate";
 
 /** Options for {@link startStudio}. */
 export interface StudioOptions {

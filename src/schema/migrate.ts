@@ -1,14 +1,14 @@
 import { createHash, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import type { Database, SqlSession } from "./db";
-import { MigrationError } from "./errors";
+import type { Database, SqlSession } from "../db";
+import { MigrationError } from "../errors";
 
 /** The package's root directory (it holds prisma/), found from this file whether it runs from src/ or dist/src/. */
 function findPackageRoot(): string {
   for (let dir = __dirname; ; dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, "prisma", "migrations"))) return dir;
-    if (path.dirname(dir) === dir) return path.resolve(__dirname, "..", "..");
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, "..", "..", "..");
   }
 }
 
