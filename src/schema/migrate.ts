@@ -24,8 +24,8 @@ export const DEFAULT_MIGRATIONS_DIR = path.join(PACKAGE_ROOT, "prisma", "migrati
  */
 export const MIGRATION_LOCK_KEY = 72707369;
 
-// Prisma Migrate's own table definition (schema engine, PostgreSQL flavour).
-const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+/** @internal Prisma Migrate's own table definition (schema engine, PostgreSQL flavour). */
+export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
     "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
     "checksum"              VARCHAR(64) NOT NULL,
     "finished_at"           TIMESTAMPTZ,
@@ -66,6 +66,11 @@ export interface MigrationStatus {
   readonly modified: readonly string[];
   /** Applied, but no longer on disk. */
   readonly missing: readonly string[];
+  /**
+   * Tables the first migration creates that exist although it is not recorded as applied: a
+   * database made by PolicySynth (or by hand). `migrate` refuses it; `adopt` takes it over.
+   */
+  readonly unmanagedTables: readonly string[];
 }
 
 /** What {@link migrate} did. */
@@ -103,7 +108,8 @@ export function readMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): MigrationF
     });
 }
 
-async function readApplied(session: SqlSession): Promise<AppliedMigration[]> {
+/** @internal The rows of `_prisma_migrations` (none when the table does not exist). */
+export async function readApplied(session: SqlSession): Promise<AppliedMigration[]> {
   const exists = await session.query<{ t: string | null }>(`SELECT to_regclass('"_prisma_migrations"')::text AS t`);
   if (!exists[0]?.t) return [];
   const rows = await session.query<{
@@ -125,7 +131,29 @@ async function readApplied(session: SqlSession): Promise<AppliedMigration[]> {
   }));
 }
 
-function compare(target: string, files: readonly MigrationFile[], rows: readonly AppliedMigration[]): MigrationStatus {
+/** @internal The tables a migration's SQL creates (Prisma writes `CREATE TABLE "name" (`). */
+export function tablesCreatedBy(file: MigrationFile): string[] {
+  return [...file.sql.matchAll(/^CREATE TABLE "([^"]+)" \(/gm)].map((m) => m[1]);
+}
+
+/** @internal Which of `tables` exist in the session's current schema. */
+export async function existingTables(session: SqlSession, tables: readonly string[]): Promise<string[]> {
+  const rows = await session.query<{ t: string }>(
+    `SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[]) ORDER BY 1`,
+    [[...tables]],
+  );
+  return rows.map((r) => r.t);
+}
+
+/** @internal The first migration's tables that exist while it is not recorded as applied. */
+async function unmanagedTables(session: SqlSession, files: readonly MigrationFile[], rows: readonly AppliedMigration[]): Promise<string[]> {
+  const first = files[0];
+  if (!first || rows.some((r) => r.name === first.name && r.rolledBackAt === null)) return [];
+  return existingTables(session, tablesCreatedBy(first));
+}
+
+function compare(target: string, files: readonly MigrationFile[], rows: readonly AppliedMigration[], unmanaged: readonly string[] = []): MigrationStatus {
   // A rolled-back row (`prisma migrate resolve --rolled-back`) no longer counts, as in Prisma.
   const live = rows.filter((r) => r.rolledBackAt === null);
   const applied = live.filter((r) => r.finishedAt !== null);
@@ -139,6 +167,7 @@ function compare(target: string, files: readonly MigrationFile[], rows: readonly
     failed,
     modified: applied.filter((r) => byName.has(r.name) && byName.get(r.name)!.checksum !== r.checksum).map((r) => r.name),
     missing: applied.filter((r) => !byName.has(r.name)).map((r) => r.name),
+    unmanagedTables: unmanaged,
   };
 }
 
@@ -152,8 +181,10 @@ function compare(target: string, files: readonly MigrationFile[], rows: readonly
  */
 export async function migrationStatus(db: Database, options: MigrateOptions = {}): Promise<MigrationStatus> {
   const files = readMigrations(options.migrationsDir);
-  const rows = await db.driver.withSession(readApplied);
-  return compare(db.target, files, rows);
+  return db.driver.withSession(async (session) => {
+    const rows = await readApplied(session);
+    return compare(db.target, files, rows, await unmanagedTables(session, files, rows));
+  });
 }
 
 /**
@@ -164,7 +195,9 @@ export async function migrationStatus(db: Database, options: MigrateOptions = {}
  *
  * It holds Prisma's PostgreSQL advisory lock while it runs, so concurrent migrators (this one
  * or Prisma's) apply each migration once. It refuses with a {@link MigrationError}, changing
- * nothing, when an applied migration's file was modified or a failed migration is recorded.
+ * nothing, when an applied migration's file was modified or a failed migration is recorded,
+ * and when the database already holds the tables of the first migration without a history
+ * (a PolicySynth database: take it over with {@link adopt}).
  *
  * @example
  * const db = await openDatabase();
@@ -172,51 +205,85 @@ export async function migrationStatus(db: Database, options: MigrateOptions = {}
  */
 export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrateResult> {
   const files = readMigrations(options.migrationsDir);
-  return db.driver.withSession(async (session) => {
-    await session.query(`SELECT pg_advisory_lock($1)`, [MIGRATION_LOCK_KEY]);
+  return db.driver.withSession((session) =>
+    withMigrationLock(session, async () => {
+      const rows = await readApplied(session);
+      const status = compare(db.target, files, rows, await unmanagedTables(session, files, rows));
+      refuseBrokenHistory(db.target, status);
+      if (status.unmanagedTables.length > 0) {
+        // Prisma Migrate's P3005 ("the database schema is not empty"), narrowed to the tables
+        // this package would create: other tables of the host application are no obstacle.
+        throw new MigrationError(
+          `${db.target} already holds ${status.unmanagedTables.join(", ")} without a migration history ` +
+            `(a database created by PolicySynth or by hand; Prisma Migrate calls this P3005). Nothing was changed. ` +
+            `Take it over with \`ps-usage adopt\` (or adopt(db)); \`ps-usage adopt --dry-run\` shows what it would do.`,
+          files[0]?.name,
+        );
+      }
+      return { applied: await applyPending(session, db.target, files, status.pending) };
+    }),
+  );
+}
+
+/** @internal Runs `fn` holding Prisma Migrate's advisory lock on `session`. */
+export async function withMigrationLock<T>(session: SqlSession, fn: () => Promise<T>): Promise<T> {
+  await session.query(`SELECT pg_advisory_lock($1)`, [MIGRATION_LOCK_KEY]);
+  try {
+    return await fn();
+  } finally {
+    await session.query(`SELECT pg_advisory_unlock($1)`, [MIGRATION_LOCK_KEY]).catch(() => undefined);
+  }
+}
+
+/** @internal Refuses (changing nothing) a history with a failed or a modified migration. */
+export function refuseBrokenHistory(target: string, status: MigrationStatus): void {
+  if (status.failed.length > 0) {
+    throw new MigrationError(
+      `Migration ${status.failed.join(", ")} is recorded as failed in _prisma_migrations of ${target}. ` +
+        `Fix the database, then mark it with \`prisma migrate resolve --rolled-back <name>\` (or --applied). Nothing was changed.`,
+      status.failed[0],
+    );
+  }
+  if (status.modified.length > 0) {
+    throw new MigrationError(
+      `Migration ${status.modified.join(", ")} was modified after it was applied to ${target}: ` +
+        `the checksum of migration.sql differs from the one recorded in _prisma_migrations. Nothing was changed.`,
+      status.modified[0],
+    );
+  }
+}
+
+/** @internal Reads the history and its status on a session (the caller holds the lock). */
+export async function statusOn(session: SqlSession, target: string, files: readonly MigrationFile[]): Promise<MigrationStatus> {
+  const rows = await readApplied(session);
+  return compare(target, files, rows, await unmanagedTables(session, files, rows));
+}
+
+/**
+ * @internal Applies `pending` in order, each in its own transaction together with its
+ * `_prisma_migrations` row (and, the first time, the table itself: a failed first migration
+ * leaves no empty history behind).
+ */
+export async function applyPending(session: SqlSession, target: string, files: readonly MigrationFile[], pending: readonly string[]): Promise<string[]> {
+  const applied: string[] = [];
+  for (const name of pending) {
+    const file = files.find((f) => f.name === name)!;
+    await session.exec("BEGIN");
     try {
       await session.exec(CREATE_MIGRATIONS_TABLE);
-      const status = compare(db.target, files, await readApplied(session));
-      if (status.failed.length > 0) {
-        throw new MigrationError(
-          `Migration ${status.failed.join(", ")} is recorded as failed in _prisma_migrations of ${db.target}. ` +
-            `Fix the database, then mark it with \`prisma migrate resolve --rolled-back <name>\` (or --applied). Nothing was changed.`,
-          status.failed[0],
-        );
-      }
-      if (status.modified.length > 0) {
-        throw new MigrationError(
-          `Migration ${status.modified.join(", ")} was modified after it was applied to ${db.target}: ` +
-            `the checksum of migration.sql differs from the one recorded in _prisma_migrations. Nothing was changed.`,
-          status.modified[0],
-        );
-      }
-      const applied: string[] = [];
-      for (const name of status.pending) {
-        const file = files.find((f) => f.name === name)!;
-        await session.exec("BEGIN");
-        try {
-          await session.exec(file.sql);
-          await session.query(
-            `INSERT INTO "_prisma_migrations"
-               (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
-             VALUES ($1, $2, now(), $3, NULL, NULL, now(), 1)`,
-            [randomUUID(), file.checksum, file.name],
-          );
-          await session.exec("COMMIT");
-        } catch (err) {
-          await session.exec("ROLLBACK").catch(() => undefined);
-          throw new MigrationError(
-            `Migration ${name} failed on ${db.target} and was rolled back: ${(err as Error).message}`,
-            name,
-            { cause: err },
-          );
-        }
-        applied.push(name);
-      }
-      return { applied };
-    } finally {
-      await session.query(`SELECT pg_advisory_unlock($1)`, [MIGRATION_LOCK_KEY]).catch(() => undefined);
+      await session.exec(file.sql);
+      await session.query(
+        `INSERT INTO "_prisma_migrations"
+           (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
+         VALUES ($1, $2, now(), $3, NULL, NULL, now(), 1)`,
+        [randomUUID(), file.checksum, file.name],
+      );
+      await session.exec("COMMIT");
+    } catch (err) {
+      await session.exec("ROLLBACK").catch(() => undefined);
+      throw new MigrationError(`Migration ${name} failed on ${target} and was rolled back: ${(err as Error).message}`, name, { cause: err });
     }
-  });
+    applied.push(name);
+  }
+  return applied;
 }
