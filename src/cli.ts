@@ -9,7 +9,10 @@ import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, openDa
 import { seedDemo } from "./demo";
 import { PsUsageError, UsageValidationError } from "./errors";
 import { recordExternalApiUsage } from "./externalApiUsage";
+import { adopt } from "./schema/adopt";
+import { doctor } from "./schema/doctor";
 import { migrate, migrationStatus } from "./schema/migrate";
+import { formatAdoption, formatDoctor } from "./cli/schemaOutput";
 import { recordModelUsage } from "./modelUsage";
 import { recordNdjson } from "./ndjson";
 import { formatReportCsv, formatReportJson, formatReportTable, loadReportNames } from "./reportFormat";
@@ -96,7 +99,12 @@ async function printStatus(db: Database, out: NodeJS.WritableStream): Promise<vo
   for (const name of s.failed) out.write(`Failed (recorded, not finished): ${name}\n`);
   for (const name of s.modified) out.write(`Modified after it was applied: ${name}\n`);
   for (const name of s.missing) out.write(`Applied but missing on disk: ${name}\n`);
-  if (s.pending.length === 0 && s.failed.length === 0 && s.modified.length === 0) out.write("Database schema is up to date.\n");
+  if (s.unmanagedTables.length > 0) {
+    out.write(
+      `The database already holds ${s.unmanagedTables.join(", ")} without a migration history (made by PolicySynth or by hand): ` +
+        "`ps-usage migrate` refuses it; take it over with `ps-usage adopt` (`--dry-run` first to see what it does).\n",
+    );
+  } else if (s.pending.length === 0 && s.failed.length === 0 && s.modified.length === 0) out.write("Database schema is up to date.\n");
 }
 
 /** Builds the `ps-usage` command line program. Exported for tests. */
@@ -126,6 +134,34 @@ export function buildProgram(): Command {
     .addOption(dbOption())
     .action(async (opts: DbOptions) => {
       await withDb(opts, (db) => printStatus(db, process.stdout));
+    });
+
+  program
+    .command("adopt")
+    .description("take over a database that holds PolicySynth's tables without a migration history (adds what is missing, changes no row)")
+    .addOption(dbOption())
+    .option("--dry-run", "print the differences and the SQL, change nothing")
+    .option("--json", "JSON output")
+    .option("--lock-timeout <seconds>", "give up if a table lock is not granted this soon (default 10)", nonNegativeSeconds("--lock-timeout"))
+    .action(async (opts: DbOptions & { dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
+      await withDb(opts, async (db) => {
+        const result = await adopt(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout === undefined ? undefined : Math.round(opts.lockTimeout * 1000) });
+        process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatAdoption(result));
+      }, "create");
+    });
+
+  program
+    .command("doctor")
+    .description("check for rows another writer changed after they were written, rows pointing at nothing, and missing foreign keys (exit 1 when something needs attention)")
+    .addOption(dbOption())
+    .option("--json", "JSON output")
+    .option("--tolerance <seconds>", "count a row as changed only when updated_at is this much later than created_at (default 0)", nonNegativeSeconds("--tolerance"))
+    .action(async (opts: DbOptions & { json?: boolean; tolerance?: number }) => {
+      await withDb(opts, async (db) => {
+        const report = await doctor(db, { toleranceMs: opts.tolerance === undefined ? undefined : Math.round(opts.tolerance * 1000) });
+        process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
+        if (!report.healthy) commandStatus = 1;
+      });
     });
 
   program
@@ -478,12 +514,16 @@ async function runMain(db: Database): Promise<void> {
   out.write("\nMore: npx ps-usage report --help, npx ps-usage studio\n");
 }
 
+/** A command that succeeded but reports a finding (doctor) sets this to 1. */
+let commandStatus = 0;
+
 /** Runs the CLI with `argv` (without node and script); resolves to the exit status. */
 export async function runCli(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
+  commandStatus = 0;
   try {
     await program.parseAsync([...argv], { from: "user" });
-    return 0;
+    return commandStatus;
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end through here with exit code 0; usage mistakes with 1.

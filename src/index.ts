@@ -1,4 +1,5 @@
 export * from "./errors"; export * from "./db"; export * from "./schema/migrate";
+export { doctor, type DoctorReport, type DoctorOptions, type ChangedRows } from "./schema/doctor";
 export { adopt, SchemaMismatchError, type AdoptOptions, type AdoptionResult, type AdoptionStep, type SchemaDifference, type OrphanCount } from "./schema/adopt";
 export * from "./types";
 export * from "./studio";

@@ -182,7 +182,7 @@ async function countNulls(session: SqlSession, table: string, column: string): P
   return Number(rows[0].n);
 }
 
-async function countOrphans(session: SqlSession, table: string, column: string, references: string, referencedColumn: string): Promise<OrphanCount> {
+export async function countOrphans(session: SqlSession, table: string, column: string, references: string, referencedColumn: string): Promise<OrphanCount> {
   const rows = await session.query<{ n: string; ids: number[] | null }>(
     `SELECT count(*)::text AS n, (array_agg(DISTINCT c.${quoteIdent(column)} ORDER BY c.${quoteIdent(column)}))[1:10] AS ids
        FROM ${quoteIdent(table)} c
