@@ -6,6 +6,8 @@
 // that Sequelize itself built.
 import { adopt, migrate, migrationStatus, readMigrations, recordModelUsage, recordExternalApiUsage, MigrationError, SchemaMismatchError, UnknownReferenceError, type Database } from "../src";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+import { createCliDatabase, runCli } from "./support/cli";
+import { doctor } from "../src";
 
 const [init, ...later] = readMigrations();
 
@@ -192,4 +194,75 @@ test("an index left INVALID by an interrupted concurrent build is built again", 
   expect(plan.differences.filter((d) => d.kind === "invalid-index").map((d) => d.object)).toEqual(["ps_model_usage_created_at_id"]);
   await adopt(db);
   expect(await one(`SELECT indisvalid FROM pg_index WHERE indexrelid = 'ps_model_usage_created_at_id'::regclass`)).toEqual({ indisvalid: true });
+});
+
+test("doctor reports rows changed after they were written, orphans and missing keys, before and after adoption", async () => {
+  await policySynthLikeTables();
+  const before = await doctor(db);
+  expect(before.healthy).toBe(false);
+  expect(before.migrations.unmanagedTables).toHaveLength(6);
+  // Row 1 was written on 5 January and grown on the 9th (updated_at moved): 1,200 tokens dated the 5th.
+  expect(before.changedRows).toEqual([
+    { table: "ps_model_usage", rows: 1, sampleIds: [1], earliestCreatedAt: new Date("2026-01-05T10:00:00Z"), units: "1200" },
+    { table: "ps_external_api_usage", rows: 0, sampleIds: [], earliestCreatedAt: null, units: "0" },
+  ]);
+  expect(before.missingForeignKeys).toEqual(["ps_model_usage_model_id_fkey", "ps_external_api_usage_external_api_id_fkey"]);
+  expect(before.orphans.map((o) => [o.table, o.column, o.rows, o.sampleIds])).toEqual([
+    ["ps_model_usage", "model_id", 1, [42]],
+    ["ps_external_api_usage", "external_api_id", 0, []],
+  ]);
+  // A tolerance above the 4 days skips it.
+  expect((await doctor(db, { toleranceMs: 5 * 86_400_000 })).changedRows[0].rows).toBe(0);
+
+  await adopt(db);
+  const after = await doctor(db);
+  expect({ missing: after.missingForeignKeys, unvalidated: after.unvalidatedForeignKeys, pending: after.migrations.pending }).toEqual({
+    missing: [],
+    unvalidated: ["ps_model_usage_model_id_fkey"],
+    pending: [],
+  });
+  // The package's own rows are written with updated_at = created_at: never reported.
+  await recordModelUsage(db, { userId: 1, modelId: 1, tokenInCount: 5, createdAt: new Date("2025-03-01T00:00:00Z") });
+  expect((await doctor(db)).changedRows[0]).toMatchObject({ rows: 1, sampleIds: [1] });
+});
+
+test("ps-usage migrate refuses, adopt --dry-run shows the SQL, adopt takes it over, doctor exits 1 on findings", async () => {
+  const target = await createCliDatabase("ps-usage-adopt-cli-");
+  try {
+    await target.withDb(async (other) => {
+      const prev = db;
+      db = other;
+      try {
+        await policySynthLikeTables();
+      } finally {
+        db = prev;
+      }
+    }, { migrate: false });
+    const refused = await runCli(["migrate", "--db", target.arg]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("ps-usage adopt");
+    const status = await runCli(["status", "--db", target.arg]);
+    expect(status.stdout).toContain("without a migration history");
+    expect(status.stdout).not.toContain("up to date");
+
+    const dry = await runCli(["adopt", "--dry-run", "--db", target.arg]);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain('CREATE INDEX CONCURRENTLY "ps_model_usage_created_at_id"');
+    expect(dry.stdout).toContain("nothing was changed");
+    expect(dry.stdout).toContain("1 row(s) of ps_model_usage have a model_id with no ps_ai_models row (e.g. 42)");
+    expect((await runCli(["status", "--db", target.arg])).stdout).toContain("without a migration history");
+
+    const done = await runCli(["adopt", "--db", target.arg]);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain(`Recorded ${init.name} as applied`);
+    expect((await runCli(["status", "--db", target.arg])).stdout).toContain("Database schema is up to date.");
+
+    const checked = await runCli(["doctor", "--db", target.arg]);
+    expect(checked.code).toBe(1);
+    expect(checked.stdout).toContain("ps_model_usage: 1 row(s) were changed after they were written");
+    const json = await runCli(["doctor", "--json", "--db", target.arg]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ healthy: false, unvalidatedForeignKeys: ["ps_model_usage_model_id_fkey"] });
+  } finally {
+    await target.drop();
+  }
 });
