@@ -320,8 +320,22 @@ async function planAdoption(session: SqlSession, init: MigrationFile): Promise<P
     }
 
     for (const w of reference.foreignKeys.filter((f) => f.table === table)) {
-      const h = actual.foreignKeys.find((f) => f.table === table && f.references === w.references && sameColumns(f.columns, w.columns));
+      const onColumns = actual.foreignKeys.filter((f) => f.table === table && sameColumns(f.columns, w.columns));
+      const h = onColumns.find((f) => f.references === w.references);
       const column = w.columns[0];
+      const elsewhere = h ? undefined : (onColumns[0] ?? actual.foreignKeys.find((f) => f.table === table && f.name === w.name));
+      if (elsewhere) {
+        // PolicySynth's sync() gives ps_agents.parent_agent_id a key to ps_ai_models (its first
+        // association on that column wins). Replacing it would change what PolicySynth enforces.
+        diff({
+          table,
+          object: elsewhere.name,
+          kind: "other-foreign-key",
+          effect: "keeps",
+          detail: `${table}.${elsewhere.columns.join(", ")} has foreign key ${elsewhere.name} "${elsewhere.definition}" where ps-usage's schema has "${w.definition}"; left as it is, and no second key is added`,
+        });
+        continue;
+      }
       if (!h) {
         const orphans = await countOrphans(session, table, column, w.references, w.referencedColumns[0]);
         plan.orphans.push(orphans);
