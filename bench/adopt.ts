@@ -120,7 +120,8 @@ async function main(): Promise<void> {
     const c = new Client({ connectionString: url });
     await c.connect();
     // The baseline: the same index built without CONCURRENTLY, on a copy of the table.
-    await c.query(`CREATE TABLE ps_model_usage_copy (LIKE ps_model_usage INCLUDING ALL); INSERT INTO ps_model_usage_copy SELECT * FROM ps_model_usage; VACUUM ANALYZE ps_model_usage_copy`);
+    await c.query(`CREATE TABLE ps_model_usage_copy (LIKE ps_model_usage INCLUDING ALL); INSERT INTO ps_model_usage_copy SELECT * FROM ps_model_usage`);
+    await c.query(`VACUUM ANALYZE ps_model_usage_copy`);
     await c.end();
     const rows: Record<string, number | string>[] = [];
     rows.push(
