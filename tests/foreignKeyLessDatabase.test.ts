@@ -172,8 +172,11 @@ describe.each([
         idempotencyKey: `batch-a-${policySynthLike}`,
       }),
     ).toEqual({ count: 1 });
-    expect(await view.recordModelUsageBatch([{ modelId, agentId, tokenInCount: 6 }, { modelId, createdAt: GIVEN }])).toEqual({ count: 2 });
-    expect(await view.recordExternalApiUsageBatch([{ externalApiId: apiId, callCount: 4, connectorId }])).toEqual({ count: 1 });
+    // A view's batches check ownership in the same transaction.
+    const view = forUser(db, user);
+    const ownAgent = (await db.prisma.psAgent.create({ data: { userId: user, classId: 1, groupId: 1 } })).id;
+    expect(await view.recordModelUsageBatch([{ modelId, agentId: ownAgent, tokenInCount: 6 }, { modelId, createdAt: GIVEN }])).toEqual({ count: 2 });
+    expect(await view.recordExternalApiUsageBatch([{ externalApiId: apiId, callCount: 4, agentId: ownAgent }])).toEqual({ count: 1 });
 
     const models = await storedTimes(db, "model", user);
     expect(models.every((r) => r.same)).toBe(true);
@@ -331,6 +334,47 @@ describe.each([
       expect((error as UsageValidationError).issues).toEqual([{ field: "agentId", reason: "belongs to another user (this view is confined to user 1)", index: 1 }]);
       expect(await counts(s.t.db)).toEqual(before);
     });
+  });
+});
+
+// Half-adopted: some foreign keys missing, one added NOT VALID over an orphan row that was there
+// before (it checks new rows only). Each reference is refused, whichever way it is guarded.
+describe("a database with some reference keys, one NOT VALID over an old orphan row", () => {
+  let s: Shape;
+  beforeAll(async () => {
+    s = await openShape(true);
+    await s.t.db.prisma.$executeRaw`
+      INSERT INTO ps_model_usage (user_id, model_id, agent_id, created_at, updated_at) VALUES (1, ${s.modelId}, ${UNKNOWN.agent}, now(), now())`;
+    await s.t.db.prisma.$executeRawUnsafe(
+      "ALTER TABLE ps_model_usage ADD CONSTRAINT ps_model_usage_agent_id_fkey FOREIGN KEY (agent_id) REFERENCES ps_agents(id) NOT VALID",
+    );
+    await s.t.db.prisma.$executeRawUnsafe(
+      "ALTER TABLE ps_external_api_usage ADD CONSTRAINT ps_external_api_usage_external_api_id_fkey FOREIGN KEY (external_api_id) REFERENCES ps_external_apis(id)",
+    );
+  });
+  afterAll(() => s.t.dispose());
+
+  test.each([
+    ["model (no key)", { modelId: UNKNOWN.model }, "ps_ai_models", UNKNOWN.model],
+    ["agent (NOT VALID key)", { agentId: UNKNOWN.agent }, "ps_agents", UNKNOWN.agent],
+    ["connector (no key)", { connectorId: UNKNOWN.connector }, "ps_agent_connectors", UNKNOWN.connector],
+  ])("model usage with an unknown %s is refused, single and batch", async (_name, bad, table, id) => {
+    const before = await counts(s.t.db);
+    await expect(recordModelUsage(s.t.db, { userId: 1, modelId: s.modelId, ...bad })).rejects.toMatchObject({ table, id });
+    await expect(recordModelUsageBatch(s.t.db, [{ userId: 1, modelId: s.modelId }, { userId: 1, modelId: s.modelId, ...bad }])).rejects.toMatchObject({ table, id });
+    expect(await counts(s.t.db)).toEqual(before);
+  });
+
+  test("external API usage with an unknown API (key) or agent (no key) is refused; good rows are written", async () => {
+    const before = await counts(s.t.db);
+    await expect(recordExternalApiUsage(s.t.db, { userId: 1, externalApiId: UNKNOWN.api, callCount: 1 })).rejects.toMatchObject({ table: "ps_external_apis", id: UNKNOWN.api });
+    await expect(
+      recordExternalApiUsageBatch(s.t.db, [{ userId: 1, externalApiId: s.apiId, callCount: 1, agentId: UNKNOWN.agent }]),
+    ).rejects.toMatchObject({ table: "ps_agents", id: UNKNOWN.agent });
+    expect(await counts(s.t.db)).toEqual(before);
+    await recordModelUsage(s.t.db, { userId: 1, modelId: s.modelId, agentId: s.agentId, connectorId: s.connectorId });
+    expect(await recordExternalApiUsageBatch(s.t.db, [{ userId: 1, externalApiId: s.apiId, callCount: 2, agentId: s.agentId }])).toEqual({ count: 1 });
+    expect(await counts(s.t.db)).toEqual([before[0] + 1, before[1] + 1, before[2]]);
   });
 });
 
