@@ -35,12 +35,14 @@ import {
   toConnectorRecord,
   toExternalApiRecord,
   translateDatabaseError,
-  type ReferenceColumn,
+  eventTimes,
+  BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
-import { visibleTo, writeOwned, type Owner } from "./scope/ownership";
+import { visibleTo, type Owner } from "./scope/ownership";
+import { writeChecked, type References } from "./ledger/references";
 
 /** Reference columns of `ps_external_api_usage` and the input fields that fill them. */
-const EXTERNAL_API_USAGE_REFERENCES: readonly (readonly [ReferenceColumn, string])[] = [
+const EXTERNAL_API_USAGE_REFERENCES: References = [
   ["external_api_id", "externalApiId"],
   ["agent_id", "agentId"],
   ["connector_id", "connectorId"],
@@ -65,8 +67,8 @@ function toExternalApiUsageRecord(row: PrismaExternalApiUsageRow): ExternalApiUs
 
 /**
  * Records one external API usage event (`callCount` calls or units of one API): one new row.
- * `callCount` is required (PolicySynth's column has no default); `createdAt` defaults to the
- * database's now.
+ * `callCount` is required (PolicySynth's column has no default); `createdAt` defaults to now,
+ * and `updatedAt` is `createdAt` (the row is never updated).
  *
  * Throws {@link UsageValidationError} listing every bad field and {@link UnknownReferenceError}
  * when the external API, agent or connector does not exist; either way nothing is written.
@@ -107,22 +109,24 @@ export async function recordExternalApiUsageAs(
     agentId: input.agentId ?? null,
     connectorId: input.connectorId ?? null,
   };
-  if (input.createdAt !== undefined) data.createdAt = input.createdAt;
   const key = options?.idempotencyKey;
   try {
-    if (key === undefined) {
-      return toExternalApiUsageRecord(await writeOwned(db, input, owner, (client) => client.psExternalApiUsage.create({ data })));
-    }
+    // The insert (after the reference check where one is needed), both timestamps set at the
+    // write (see eventTimes); with a key, the key row in the same statement.
+    const create = async (key?: string) =>
+      toExternalApiUsageRecord(
+        await writeChecked(db, "ps_external_api_usage", EXTERNAL_API_USAGE_REFERENCES, input, owner, (client) =>
+          client.psExternalApiUsage.create({
+            data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
+          }),
+        ),
+      );
+    if (key === undefined) return await create();
     return await recordOnce(
       key,
       input.userId,
       "external API usage",
-      async () =>
-        toExternalApiUsageRecord(
-          await writeOwned(db, input, owner, (client) =>
-            client.psExternalApiUsage.create({ data: { ...data, idempotencyKey: { create: { key, userId: input.userId } } } }),
-          ),
-        ),
+      () => create(key),
       async () => {
         const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { externalApiUsage: true } });
         if (!stored) return null;
@@ -150,8 +154,9 @@ function batchChunkSql(items: readonly ExternalApiUsageInput[], start: number, e
     Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`,
     Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
   ]);
-  const insert = Prisma.sql`INSERT INTO ps_external_api_usage (user_id, external_api_id, call_count, agent_id, connector_id, created_at)
-    SELECT u.user_id, u.external_api_id, u.call_count, u.agent_id, u.connector_id, COALESCE(u.created_at, now())`;
+  // updated_at is the row's created_at (see BATCH_EVENT_TIME_SQL).
+  const insert = Prisma.sql`INSERT INTO ps_external_api_usage (user_id, external_api_id, call_count, agent_id, connector_id, created_at, updated_at)
+    SELECT u.user_id, u.external_api_id, u.call_count, u.agent_id, u.connector_id, ${BATCH_EVENT_TIME_SQL}, ${BATCH_EVENT_TIME_SQL}`;
   if (!returnIds) {
     return Prisma.sql`${insert} FROM unnest(${arrays}) AS u(user_id, external_api_id, call_count, agent_id, connector_id, created_at)`;
   }
@@ -195,6 +200,7 @@ export async function recordExternalApiUsageBatchAs(
 /** @internal How a batch of external API usage is validated and written (for {@link recordBatchesTogether}). */
 export const EXTERNAL_API_USAGE_BATCH: BatchSpec<ExternalApiUsageInput> = {
   shape: EXTERNAL_API_USAGE_INPUT,
+  table: "ps_external_api_usage",
   references: EXTERNAL_API_USAGE_REFERENCES,
   chunkSql: batchChunkSql,
 };

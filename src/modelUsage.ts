@@ -40,12 +40,14 @@ import {
   toAiModelRecord,
   toConnectorRecord,
   translateDatabaseError,
-  type ReferenceColumn,
+  eventTimes,
+  BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
-import { visibleTo, writeOwned, type Owner } from "./scope/ownership";
+import { visibleTo, type Owner } from "./scope/ownership";
+import { writeChecked, type References } from "./ledger/references";
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
-const MODEL_USAGE_REFERENCES: readonly (readonly [ReferenceColumn, string])[] = [
+const MODEL_USAGE_REFERENCES: References = [
   ["model_id", "modelId"],
   ["agent_id", "agentId"],
   ["connector_id", "connectorId"],
@@ -83,7 +85,8 @@ function toModelUsageRecord(row: PrismaModelUsageRow): ModelUsageRecord {
 
 /**
  * Records one model usage event: one new row (the ledger is append only, so concurrent writers
- * never lose an update). Counters not given are 0; `createdAt` defaults to the database's now.
+ * never lose an update). Counters not given are 0; `createdAt` defaults to now, and `updatedAt`
+ * is `createdAt` (the row is never updated).
  *
  * Throws {@link UsageValidationError} listing every bad field (non-integers, negatives, values
  * above INTEGER, ids that are not positive, missing or unknown fields, a bad `createdAt`) and
@@ -124,24 +127,28 @@ export async function recordModelUsageAs(
     agentId: input.agentId ?? null,
     connectorId: input.connectorId ?? null,
   };
-  if (input.createdAt !== undefined) data.createdAt = input.createdAt;
   for (const [field] of MODEL_USAGE_COUNTERS) {
     const value = input[field];
     if (value !== undefined) data[field] = value;
   }
   const key = options?.idempotencyKey;
   try {
-    if (key === undefined) return toModelUsageRecord(await writeOwned(db, input, owner, (client) => client.psModelUsage.create({ data })));
+    // The insert (after the reference check where one is needed), both timestamps set at the
+    // write (see eventTimes); with a key, the key row in the same statement.
+    const create = async (key?: string) =>
+      toModelUsageRecord(
+        await writeChecked(db, "ps_model_usage", MODEL_USAGE_REFERENCES, input, owner, (client) =>
+          client.psModelUsage.create({
+            data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
+          }),
+        ),
+      );
+    if (key === undefined) return await create();
     return await recordOnce(
       key,
       input.userId,
       "model usage",
-      async () =>
-        toModelUsageRecord(
-          await writeOwned(db, input, owner, (client) =>
-            client.psModelUsage.create({ data: { ...data, idempotencyKey: { create: { key, userId: input.userId } } } }),
-          ),
-        ),
+      () => create(key),
       async () => {
         const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
         if (!stored) return null;
@@ -161,9 +168,13 @@ export async function recordModelUsageAs(
 /** `ps_model_usage` columns a batch fills, in the order of the unnest arrays. */
 const BATCH_COLUMNS = ["user_id", "model_id", "agent_id", "connector_id", "created_at", ...MODEL_USAGE_COUNTERS.map(([, column]) => column)];
 
-const INSERT_COLUMNS = Prisma.raw(BATCH_COLUMNS.join(", "));
+// updated_at is not an array: it is the row's created_at (see BATCH_EVENT_TIME_SQL).
+const INSERT_COLUMNS = Prisma.raw([...BATCH_COLUMNS, "updated_at"].join(", "));
 const UNNEST_ALIASES = Prisma.raw(BATCH_COLUMNS.join(", "));
-const SELECT_LIST = Prisma.raw(BATCH_COLUMNS.map((c) => (c === "created_at" ? "COALESCE(u.created_at, now())" : `u.${c}`)).join(", "));
+const SELECT_LIST = Prisma.sql`${Prisma.join(
+  BATCH_COLUMNS.map((c) => (c === "created_at" ? BATCH_EVENT_TIME_SQL : Prisma.raw(`u.${c}`))),
+  ", ",
+)}, ${BATCH_EVENT_TIME_SQL}`;
 
 function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
   const arrays = Prisma.join([
@@ -219,7 +230,12 @@ export async function recordModelUsageBatchAs(
 }
 
 /** @internal How a batch of model usage is validated and written (for {@link recordBatchesTogether}). */
-export const MODEL_USAGE_BATCH: BatchSpec<ModelUsageInput> = { shape: MODEL_USAGE_INPUT, references: MODEL_USAGE_REFERENCES, chunkSql: batchChunkSql };
+export const MODEL_USAGE_BATCH: BatchSpec<ModelUsageInput> = {
+  shape: MODEL_USAGE_INPUT,
+  table: "ps_model_usage",
+  references: MODEL_USAGE_REFERENCES,
+  chunkSql: batchChunkSql,
+};
 
 /**
  * Turns a raw model call into the counters PolicySynth would record: when the call's total input

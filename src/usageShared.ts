@@ -31,7 +31,16 @@ import {
   type UsageOrder,
   type UsagePage,
 } from "./types";
-import { namesAgentOrConnector, refuseOthersReferences, visibleTo, type OwnedReferences, type Owner } from "./scope/ownership";
+import { visibleTo, type OwnedReferences, type Owner } from "./scope/ownership";
+import {
+  checkReferences,
+  planReferenceCheck,
+  REFERENCED_TABLES,
+  type ReferenceCheck,
+  type ReferenceColumn,
+  type References,
+  type UsageTable,
+} from "./ledger/references";
 import { usageFilterConditions, whereSql } from "./usageSql";
 import {
   checkBatchYielding,
@@ -45,15 +54,7 @@ import {
   type InputShape,
 } from "./validation";
 
-/** A usage column that references another table, and that table. */
-export const REFERENCED_TABLES = {
-  model_id: "ps_ai_models",
-  external_api_id: "ps_external_apis",
-  agent_id: "ps_agents",
-  connector_id: "ps_agent_connectors",
-} as const;
-
-export type ReferenceColumn = keyof typeof REFERENCED_TABLES;
+export { REFERENCED_TABLES, type ReferenceColumn } from "./ledger/references";
 
 interface AdapterCause {
   readonly kind?: string;
@@ -362,7 +363,26 @@ export function intArrayLiteral<I>(items: readonly I[], start: number, end: numb
   return `{${parts.join(",")}}`;
 }
 
-/** The `createdAt` values of `items[start..end)` as a `timestamptz[]` literal (NULL: the database's now). */
+/**
+ * An event's `created_at` and `updated_at` as a single record writes them. An event row is
+ * written once and never updated by this package, so its `updated_at` is its `created_at`: the
+ * caller's `createdAt`, else now (this process's clock, as Prisma's own default was). Every write
+ * path sets both itself (the batches with {@link BATCH_EVENT_TIME_SQL}), so it needs no database
+ * default (a database PolicySynth's `sync()` created has none), and a row whose `updated_at` moved
+ * on was changed by another writer (PolicySynth's `findOrCreate` + `increment`).
+ */
+export function eventTimes(createdAt: Date | undefined): { createdAt: Date; updatedAt: Date } {
+  const at = createdAt ?? new Date();
+  return { createdAt: at, updatedAt: at };
+}
+
+/**
+ * A batch row's `created_at`, and its `updated_at` too (see {@link eventTimes}): the item's
+ * `createdAt` from the unnest arrays, else the transaction's `now()` (one instant for the batch).
+ */
+export const BATCH_EVENT_TIME_SQL = Prisma.raw("COALESCE(u.created_at, now())");
+
+/** The `createdAt` values of `items[start..end)` as a `timestamptz[]` literal (NULL: not given, see {@link BATCH_EVENT_TIME_SQL}). */
 export function timestampArrayLiteral(items: readonly { readonly createdAt?: Date }[], start: number, end: number): string {
   const parts = new Array<string>(end - start);
   for (let i = start; i < end; i++) {
@@ -373,7 +393,7 @@ export function timestampArrayLiteral(items: readonly { readonly createdAt?: Dat
 }
 
 /** For a single record: the referenced table and the input's id behind a violated foreign key. */
-export function singleReferenceError<I>(input: I, references: readonly (readonly [ReferenceColumn, string])[]) {
+export function singleReferenceError<I>(input: I, references: References) {
   return async (column: ReferenceColumn | null) => {
     const field = references.find(([c]) => c === column)?.[1];
     if (column === null || field === undefined) return new UnknownReferenceError("a referenced table", null);
@@ -384,16 +404,18 @@ export function singleReferenceError<I>(input: I, references: readonly (readonly
 /** What a batch record needs to know about its table. */
 export interface BatchSpec<I> {
   readonly shape: InputShape;
-  readonly references: readonly (readonly [ReferenceColumn, string])[];
+  readonly table: UsageTable;
+  readonly references: References;
   /** One `INSERT … SELECT … FROM unnest(…)` for `items[start..end)` (with `RETURNING id` if asked). */
   chunkSql(items: readonly I[], start: number, end: number, returnIds: boolean): Prisma.Sql;
 }
 
 /**
  * A batch record: validates every item, then writes chunks of `options.chunkSize` rows, all or
- * nothing; a missing reference becomes an {@link UnknownReferenceError} naming the table and id.
- * With an `owner` (a `forUser` view), another user's agent or connector is refused in the
- * same transaction (see {@link refuseOthersReferences}).
+ * nothing; a missing reference becomes an {@link UnknownReferenceError} naming the table and id
+ * (found by the foreign keys, or where the database has none by the batch's one reference check,
+ * src/ledger/references.ts). With an `owner` (a `forUser` view), another user's agent or
+ * connector is refused by that same check, in the same transaction.
  */
 export async function recordBatch<I extends { readonly userId: number } & OwnedReferences>(
   db: Database,
@@ -437,6 +459,14 @@ async function planBatch<I extends { readonly userId: number } & OwnedReferences
   throwIfIssues(issues);
   const chunkSize = options?.chunkSize ?? (db.kind === "pglite" ? DEFAULT_EMBEDDED_BATCH_CHUNK_SIZE : DEFAULT_BATCH_CHUNK_SIZE);
   const returnIds = options?.returnIds === true;
+  const translate = (err: unknown) =>
+    translateDatabaseError(db, err, (column) => findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], spec.references, column));
+  let check: ReferenceCheck | null;
+  try {
+    check = await planReferenceCheck(db, spec.table, spec.references, inputs, owner);
+  } catch (err) {
+    throw await translate(err);
+  }
   return {
     count: inputs.length,
     chunkCount: Math.ceil(inputs.length / chunkSize),
@@ -450,11 +480,8 @@ async function planBatch<I extends { readonly userId: number } & OwnedReferences
       return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
     },
     batchKey: options?.idempotencyKey === undefined ? undefined : { key: options.idempotencyKey, userId: owner ?? batchUser(inputs) },
-    prepare: owner !== null && namesAgentOrConnector(inputs) ? (tx) => refuseOthersReferences(tx, inputs, owner, true) : undefined,
-    translate: (err) =>
-      translateDatabaseError(db, err, (column) =>
-        findMissingReference(db, inputs as unknown as readonly Record<string, unknown>[], spec.references, column),
-      ),
+    prepare: check === null ? undefined : (tx) => checkReferences(tx, inputs, check, true),
+    translate,
   };
 }
 
@@ -484,6 +511,7 @@ export async function recordBatchesTogether(
     }
   }
   const chunkCount = plans.reduce((n, plan) => n + plan.chunkCount, 0);
+  let running = 0;
   try {
     if (isClosing(db)) throw closedError(db.target);
     return await trackWork(
@@ -491,7 +519,8 @@ export async function recordBatchesTogether(
       db.prisma.$transaction(
         async (tx) => {
           const counts: number[] = [];
-          for (const plan of plans) {
+          for (const [index, plan] of plans.entries()) {
+            running = index;
             const done = await chunksInTransaction(db, tx, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
             counts.push(done === null ? 0 : plan.count);
           }
@@ -501,6 +530,8 @@ export async function recordBatchesTogether(
       ),
     );
   } catch (err) {
+    // A typed error of a batch's own checks (its key, its references) is about the batch that ran.
+    if (err instanceof PsUsageError) throw new BatchPartFailure(running, err);
     // Which batch it was about: the first whose items name what is missing (a rolled-back batch
     // leaves the database as it was, so the check reads what the statements saw).
     for (const [index, plan] of plans.entries()) {

@@ -12,6 +12,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Database, SqlSession } from "../db";
 import { MigrationError, PsUsageError } from "../errors";
+import { forgetGuardedReferences } from "../ledger/references";
 import { readCatalog, currentSchema, type Catalog, type CatalogColumn } from "./catalog";
 import {
   applyPending,
@@ -412,6 +413,7 @@ export async function adopt(db: Database, options: AdoptOptions = {}): Promise<A
       if (empty || !status.pending.includes(init.name)) {
         const state = empty && status.pending.includes(init.name) ? "empty" : "managed";
         const migrations = dryRun ? [...status.pending] : await applyPending(session, db.target, files, status.pending);
+        if (migrations.length > 0 && !dryRun) forgetGuardedReferences(db);
         return { target: db.target, state, differences: [], steps: [], orphans: [], baseline: null, migrations, dryRun };
       }
 
@@ -455,6 +457,8 @@ export async function adopt(db: Database, options: AdoptOptions = {}): Promise<A
         const why = code === "55P03" ? `a table lock was not granted within ${lockTimeoutMs} ms (a long transaction holds the table; retry when it is done, or raise lockTimeoutMs)` : (err as Error).message;
         throw new MigrationError(`Adopting ${db.target} failed and its transaction was rolled back: ${why}. Indexes built concurrently before it stay; running adopt again continues.`, init.name, { cause: err });
       }
+      // The foreign keys just added guard new rows: the record functions rely on them from now on.
+      forgetGuardedReferences(db);
       for (const step of plan.validations) await runStep(session, db.target, step);
       const migrations = await applyPending(session, db.target, files, later);
       return { ...result, migrations, dryRun };

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Database, SqlSession } from "../db";
 import { MigrationError } from "../errors";
+import { forgetGuardedReferences } from "../ledger/references";
 
 /** The package's root directory (it holds prisma/), found from this file whether it runs from src/ or dist/src/. */
 function findPackageRoot(): string {
@@ -220,7 +221,10 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
           files[0]?.name,
         );
       }
-      return { applied: await applyPending(session, db.target, files, status.pending) };
+      const applied = await applyPending(session, db.target, files, status.pending);
+      // A migration may add or drop the reference foreign keys the record functions rely on.
+      if (applied.length > 0) forgetGuardedReferences(db);
+      return { applied };
     }),
   );
 }
