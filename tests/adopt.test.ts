@@ -90,7 +90,7 @@ test("a dry run reports the differences and the SQL, and changes nothing", async
   const plan = await adopt(db, { dryRun: true });
   expect(await catalogText()).toBe(before);
 
-  expect(plan).toMatchObject({ state: "unmanaged", dryRun: true, baseline: init.name, migrations: later.map((m) => m.name) });
+  expect(plan).toMatchObject({ state: "unmanaged", dryRun: true, baselined: [init.name], migrations: later.map((m) => m.name) });
   const byKind = (kind: string) => plan.differences.filter((d) => d.kind === kind).map((d) => `${d.table}.${d.object}:${d.effect}`);
   expect(byKind("missing-default")).toEqual([
     "ps_ai_models.uuid:adds",
@@ -119,7 +119,7 @@ test("adopt adds what is missing without changing a row, records the baseline as
   await policySynthLikeTables();
   const rowsBefore = await rowsChecksum();
   const result = await adopt(db);
-  expect(result).toMatchObject({ state: "unmanaged", dryRun: false, baseline: init.name, migrations: later.map((m) => m.name) });
+  expect(result).toMatchObject({ state: "unmanaged", dryRun: false, baselined: [init.name], migrations: later.map((m) => m.name) });
   expect(await rowsChecksum()).toBe(rowsBefore);
 
   const status = await migrationStatus(db);
@@ -265,4 +265,23 @@ test("ps-usage migrate refuses, adopt --dry-run shows the SQL, adopt takes it ov
   } finally {
     await target.drop();
   }
+});
+
+test("a later migration whose table PolicySynth already made (ps_model_usage_item) is taken over too", async () => {
+  await migrate(db);
+  // As a database adopted before the package mirrored ps_model_usage_item, where PolicySynth's
+  // start-up had created it: the table is there, its migration is not recorded.
+  const item = later.find((m) => m.sql.includes('CREATE TABLE "ps_model_usage_item"'))!;
+  await sql(`DELETE FROM _prisma_migrations WHERE migration_name = '${item.name}'`);
+  await sql(`INSERT INTO ps_model_usage_item (user_id, model_id, agent_id, data) VALUES (1, 1, 1, '{"accountingVersion": 1}')`);
+  const err = await migrate(db).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(MigrationError);
+  expect((err as Error).message).toContain("already holds ps_model_usage_item without a migration history");
+  expect((await migrationStatus(db)).unmanagedTables).toEqual(["ps_model_usage_item"]);
+
+  const result = await adopt(db);
+  expect(result).toMatchObject({ state: "unmanaged", baselined: [item.name], migrations: [] });
+  expect(result.differences).toEqual([]);
+  expect((await migrationStatus(db)).pending).toEqual([]);
+  expect(await one(`SELECT count(*)::int AS n FROM ps_model_usage_item`)).toEqual({ n: 1 });
 });

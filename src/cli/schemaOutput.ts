@@ -21,7 +21,7 @@ export function formatAdoption(r: AdoptionResult): string {
   out.push(r.dryRun ? "SQL it would run (nothing was changed):" : "SQL it ran:");
   for (const s of r.steps) out.push(`  ${s.sql}${s.why ? `   -- ${s.why}; locks: ${s.locks}` : ""}`);
   out.push(
-    `${r.dryRun ? "Then it would record" : "Recorded"} ${r.baseline} as applied (as \`prisma migrate resolve --applied\` does)` +
+    `${r.dryRun ? "It would record" : "Recorded"} ${r.baselined.join(", ")} as applied (as \`prisma migrate resolve --applied\` does)` +
       (r.migrations.length ? ` and ${r.dryRun ? "apply" : "applied"} ${r.migrations.join(", ")}.` : "."),
   );
   out.push("Rows are never changed; PolicySynth's own indexes and columns stay (Prisma Migrate will list them as differences from the schema).");

@@ -87,9 +87,12 @@ export interface AdoptionResult {
   readonly steps: readonly AdoptionStep[];
   /** Existing rows that a missing foreign key would reject: kept, and the key is left `NOT VALID`. */
   readonly orphans: readonly OrphanCount[];
-  /** The first migration, recorded as applied as `prisma migrate resolve --applied` does. */
-  readonly baseline: string | null;
-  /** Migrations applied after the baseline (or that would be). */
+  /**
+   * Migrations whose tables existed, recorded as applied as `prisma migrate resolve --applied`
+   * does (the first one, and a later one such as `ps_model_usage_item`'s when PolicySynth made it).
+   */
+  readonly baselined: readonly string[];
+  /** Migrations applied (or that would be), as `migrate` applies them. */
   readonly migrations: readonly string[];
   /** True when nothing was changed (`dryRun`). */
   readonly dryRun: boolean;
@@ -154,12 +157,13 @@ export function migrationStatements(file: MigrationFile): Statement[] {
 }
 
 /**
- * The catalog the first migration creates, read on this very server: its SQL runs in a
- * throwaway schema inside a transaction that is always rolled back.
+ * The catalog `files` create (a migration and those before it), read on this very server: their
+ * SQL runs in a throwaway schema inside a transaction that is always rolled back.
  */
-async function referenceCatalog(session: SqlSession, file: MigrationFile, tables: readonly string[]): Promise<Catalog> {
+async function referenceCatalog(session: SqlSession, files: readonly MigrationFile[], tables: readonly string[]): Promise<Catalog> {
   const schema = `ps_usage_adopt_reference_${randomBytes(6).toString("hex")}`;
-  const sql = migrationStatements(file)
+  const sql = files
+    .flatMap(migrationStatements)
     .filter((s) => !/^CREATE SCHEMA/i.test(s.sql))
     .map((s) => `${s.sql};`)
     .join("\n");
@@ -205,10 +209,11 @@ interface Plan {
 }
 
 /** Compares the existing tables with the reference and plans what adoption adds. */
-async function planAdoption(session: SqlSession, init: MigrationFile): Promise<Plan> {
+async function planAdoption(session: SqlSession, upTo: readonly MigrationFile[]): Promise<Plan> {
+  const init = upTo[upTo.length - 1];
   const statements = migrationStatements(init);
   const tables = tablesCreatedBy(init);
-  const reference = await referenceCatalog(session, init, tables);
+  const reference = await referenceCatalog(session, upTo, tables);
   const actual = await readCatalog(session, await currentSchema(session), tables);
   const plan: Plan = { differences: [], concurrent: [], transactional: [], validations: [], orphans: [] };
   const diff = (d: SchemaDifference) => plan.differences.push(d);
@@ -397,73 +402,106 @@ async function planAdoption(session: SqlSession, init: MigrationFile): Promise<P
  *
  * @example
  * const plan = await adopt(db, { dryRun: true });   // differences, steps and their SQL
- * const done = await adopt(db);                      // { baseline: "20261125083500_init", migrations: [...] }
+ * const done = await adopt(db);                      // { baselined: ["20261125083500_init", …], migrations: [...] }
  */
 export async function adopt(db: Database, options: AdoptOptions = {}): Promise<AdoptionResult> {
   const files = readMigrations(options.migrationsDir);
-  const init = files[0];
-  if (!init) throw new MigrationError(`No migrations to adopt with in ${options.migrationsDir ?? "the package"}.`);
+  if (files.length === 0) throw new MigrationError(`No migrations to adopt with in ${options.migrationsDir ?? "the package"}.`);
   const dryRun = options.dryRun === true;
   const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
   return db.driver.withSession((session) =>
     withMigrationLock(session, async () => {
       const status = await statusOn(session, db.target, files);
       refuseBrokenHistory(db.target, status);
-      const empty = status.unmanagedTables.length === 0;
-      if (empty || !status.pending.includes(init.name)) {
-        const state = empty && status.pending.includes(init.name) ? "empty" : "managed";
+      if (status.unmanagedTables.length === 0) {
+        const state = status.pending.includes(files[0].name) ? "empty" : "managed";
         const migrations = dryRun ? [...status.pending] : await applyPending(session, db.target, files, status.pending);
         if (migrations.length > 0 && !dryRun) forgetGuardedReferences(db);
-        return { target: db.target, state, differences: [], steps: [], orphans: [], baseline: null, migrations, dryRun };
+        return { target: db.target, state, differences: [], steps: [], orphans: [], baselined: [], migrations, dryRun };
       }
 
-      const plan = await planAdoption(session, init);
-      const blocking = plan.differences.filter((d) => d.effect === "blocks");
+      // Every pending migration whose tables exist is taken over; the others are applied. All
+      // plans are made (and any blocking difference refused) before anything changes.
+      const plans = new Map<string, Plan>();
+      const unmanaged = new Set(status.unmanagedTables);
+      for (const name of status.pending) {
+        const index = files.findIndex((f) => f.name === name);
+        if (tablesCreatedBy(files[index]).some((t) => unmanaged.has(t))) plans.set(name, await planAdoption(session, files.slice(0, index + 1)));
+      }
+      const all = [...plans.values()];
+      const blocking = all.flatMap((p) => p.differences.filter((d) => d.effect === "blocks"));
       if (blocking.length > 0) throw new SchemaMismatchError(db.target, blocking);
 
-      const baselineStep: AdoptionStep = {
-        sql: `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count) VALUES ('<uuid>', '${init.checksum}', now(), '${init.name}', NULL, NULL, now(), 0);`,
-        why: `record ${init.name} as applied, as \`prisma migrate resolve --applied\` does`,
-        locks: "none",
-      };
-      const steps = [
-        ...plan.concurrent,
-        { sql: `BEGIN; SET LOCAL lock_timeout = '${lockTimeoutMs}ms';`, why: "one transaction for the catalog changes and the baseline", locks: "none" },
-        ...plan.transactional,
-        { sql: CREATE_MIGRATIONS_TABLE, why: "Prisma Migrate's history table, if missing", locks: "none" },
-        baselineStep,
-        { sql: "COMMIT;", why: "", locks: "none" },
-        ...plan.validations,
-      ];
-      const later = status.pending.filter((n) => n !== init.name);
-      const result = { target: db.target, state: "unmanaged" as const, differences: plan.differences, steps, orphans: plan.orphans, baseline: init.name };
-      if (dryRun) return { ...result, migrations: later, dryRun };
-
-      for (const step of plan.concurrent) await runStep(session, db.target, step);
-      await session.exec("BEGIN");
-      try {
-        await session.exec(`SET LOCAL lock_timeout = '${lockTimeoutMs}ms'`);
-        for (const step of plan.transactional) await session.exec(step.sql);
-        await session.exec(CREATE_MIGRATIONS_TABLE);
-        await session.query(
-          `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
-           VALUES ($1, $2, now(), $3, NULL, NULL, now(), 0)`,
-          [randomUUID(), init.checksum, init.name],
+      const steps: AdoptionStep[] = [];
+      for (const name of status.pending) {
+        const plan = plans.get(name);
+        if (!plan) {
+          steps.push({ sql: `-- apply migration ${name}`, why: "as migrate does", locks: "as its SQL takes" });
+          continue;
+        }
+        const file = files.find((f) => f.name === name)!;
+        steps.push(
+          ...plan.concurrent,
+          { sql: `BEGIN; SET LOCAL lock_timeout = '${lockTimeoutMs}ms';`, why: "one transaction for the catalog changes and the baseline", locks: "none" },
+          ...plan.transactional,
+          { sql: CREATE_MIGRATIONS_TABLE, why: "Prisma Migrate's history table, if missing", locks: "none" },
+          {
+            sql: `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count) VALUES ('<uuid>', '${file.checksum}', now(), '${file.name}', NULL, NULL, now(), 0);`,
+            why: `record ${file.name} as applied, as \`prisma migrate resolve --applied\` does`,
+            locks: "none",
+          },
+          { sql: "COMMIT;", why: "", locks: "none" },
+          ...plan.validations,
         );
-        await session.exec("COMMIT");
-      } catch (err) {
-        await session.exec("ROLLBACK").catch(() => undefined);
-        const code = (err as { code?: string }).code;
-        const why = code === "55P03" ? `a table lock was not granted within ${lockTimeoutMs} ms (a long transaction holds the table; retry when it is done, or raise lockTimeoutMs)` : (err as Error).message;
-        throw new MigrationError(`Adopting ${db.target} failed and its transaction was rolled back: ${why}. Indexes built concurrently before it stay; running adopt again continues.`, init.name, { cause: err });
       }
-      // The foreign keys just added guard new rows: the record functions rely on them from now on.
-      forgetGuardedReferences(db);
-      for (const step of plan.validations) await runStep(session, db.target, step);
-      const migrations = await applyPending(session, db.target, files, later);
+      const baselined = status.pending.filter((n) => plans.has(n));
+      const result = {
+        target: db.target,
+        state: "unmanaged" as const,
+        differences: all.flatMap((p) => p.differences),
+        steps,
+        orphans: all.flatMap((p) => p.orphans),
+        baselined,
+      };
+      if (dryRun) return { ...result, migrations: status.pending.filter((n) => !plans.has(n)), dryRun };
+
+      const migrations: string[] = [];
+      for (const name of status.pending) {
+        const plan = plans.get(name);
+        if (!plan) {
+          migrations.push(...(await applyPending(session, db.target, files, [name])));
+          continue;
+        }
+        await takeOver(session, db, files.find((f) => f.name === name)!, plan, lockTimeoutMs);
+      }
       return { ...result, migrations, dryRun };
     }),
   );
+}
+
+/** Runs one migration's adoption plan and records it as applied. */
+async function takeOver(session: SqlSession, db: Database, file: MigrationFile, plan: Plan, lockTimeoutMs: number): Promise<void> {
+  for (const step of plan.concurrent) await runStep(session, db.target, step);
+  await session.exec("BEGIN");
+  try {
+    await session.exec(`SET LOCAL lock_timeout = '${lockTimeoutMs}ms'`);
+    for (const step of plan.transactional) await session.exec(step.sql);
+    await session.exec(CREATE_MIGRATIONS_TABLE);
+    await session.query(
+      `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
+       VALUES ($1, $2, now(), $3, NULL, NULL, now(), 0)`,
+      [randomUUID(), file.checksum, file.name],
+    );
+    await session.exec("COMMIT");
+  } catch (err) {
+    await session.exec("ROLLBACK").catch(() => undefined);
+    const code = (err as { code?: string }).code;
+    const why = code === "55P03" ? `a table lock was not granted within ${lockTimeoutMs} ms (a long transaction holds the table; retry when it is done, or raise lockTimeoutMs)` : (err as Error).message;
+    throw new MigrationError(`Adopting ${db.target} failed and its transaction was rolled back: ${why}. Indexes built concurrently before it stay; running adopt again continues.`, file.name, { cause: err });
+  }
+  // The foreign keys just added guard new rows: the record functions rely on them from now on.
+  forgetGuardedReferences(db);
+  for (const step of plan.validations) await runStep(session, db.target, step);
 }
 
 async function runStep(session: SqlSession, target: string, step: AdoptionStep): Promise<void> {

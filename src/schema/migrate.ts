@@ -68,8 +68,8 @@ export interface MigrationStatus {
   /** Applied, but no longer on disk. */
   readonly missing: readonly string[];
   /**
-   * Tables the first migration creates that exist although it is not recorded as applied: a
-   * database made by PolicySynth (or by hand). `migrate` refuses it; `adopt` takes it over.
+   * Tables that pending migrations create but that exist already: a database made by
+   * PolicySynth (or by hand). `migrate` refuses it; `adopt` takes it over.
    */
   readonly unmanagedTables: readonly string[];
 }
@@ -147,11 +147,14 @@ export async function existingTables(session: SqlSession, tables: readonly strin
   return rows.map((r) => r.t);
 }
 
-/** @internal The first migration's tables that exist while it is not recorded as applied. */
+/**
+ * @internal Tables that migrations not recorded as applied would create but that exist already
+ * (PolicySynth made them): such a migration cannot run, `adopt` takes it over.
+ */
 async function unmanagedTables(session: SqlSession, files: readonly MigrationFile[], rows: readonly AppliedMigration[]): Promise<string[]> {
-  const first = files[0];
-  if (!first || rows.some((r) => r.name === first.name && r.rolledBackAt === null)) return [];
-  return existingTables(session, tablesCreatedBy(first));
+  const recorded = new Set(rows.filter((r) => r.rolledBackAt === null).map((r) => r.name));
+  const wanted = files.filter((f) => !recorded.has(f.name)).flatMap(tablesCreatedBy);
+  return wanted.length ? existingTables(session, wanted) : [];
 }
 
 function compare(target: string, files: readonly MigrationFile[], rows: readonly AppliedMigration[], unmanaged: readonly string[] = []): MigrationStatus {
@@ -197,7 +200,7 @@ export async function migrationStatus(db: Database, options: MigrateOptions = {}
  * It holds Prisma's PostgreSQL advisory lock while it runs, so concurrent migrators (this one
  * or Prisma's) apply each migration once. It refuses with a {@link MigrationError}, changing
  * nothing, when an applied migration's file was modified or a failed migration is recorded,
- * and when the database already holds the tables of the first migration without a history
+ * and when the database already holds tables that pending migrations create, without a history
  * (a PolicySynth database: take it over with {@link adopt}).
  *
  * @example
@@ -215,10 +218,10 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
         // Prisma Migrate's P3005 ("the database schema is not empty"), narrowed to the tables
         // this package would create: other tables of the host application are no obstacle.
         throw new MigrationError(
-          `${db.target} already holds ${status.unmanagedTables.join(", ")} without a migration history ` +
+          `${db.target} already holds ${status.unmanagedTables.join(", ")} without a migration history: pending migrations would create them ` +
             `(a database created by PolicySynth or by hand; Prisma Migrate calls this P3005). Nothing was changed. ` +
             `Take it over with \`ps-usage adopt\` (or adopt(db)); \`ps-usage adopt --dry-run\` shows what it would do.`,
-          files[0]?.name,
+          status.pending[0],
         );
       }
       const applied = await applyPending(session, db.target, files, status.pending);

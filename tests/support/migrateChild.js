@@ -7,7 +7,7 @@ require("./tsRegister");
 const readline = require("node:readline");
 // The modules themselves rather than the barrel: this child needs only the foundation.
 const { openDatabase } = require("../../src/db");
-const { migrate } = require("../../src/migrate");
+const { migrate } = require("../../src/schema/migrate");
 const { MigrationError } = require("../../src/errors");
 
 async function main() {
