@@ -11,6 +11,7 @@ export * from "./userScope";
 export * from "./sums";
 export * from "./demo";
 export * from "./ndjson";
+export * from "./providers";
 export { formatReportTable, formatReportJson, formatReportCsv, loadReportNames, formatMoney, formatCount, type ReportNames, type TableLayout } from "./reportFormat";
 import { Prisma } from "./generated/prisma/client";
 /** Exact decimal arithmetic for amounts (Prisma's decimal.js), e.g. to add report costs. */

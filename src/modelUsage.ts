@@ -13,6 +13,7 @@ import {
   type ModelCallInput,
   type ModelCallOptions,
   type ModelUsageFilter,
+  type ModelUsageCounter,
   type ModelUsageInput,
   type ModelUsagePageOptions,
   type ModelUsageRecord,
@@ -249,24 +250,40 @@ export const MODEL_USAGE_BATCH: BatchSpec<ModelUsageInput> = {
  * // { userId: 1, modelId: 3, longContextTokenInCount: 150000, longContextTokenOutCount: 900, ...zeros }
  */
 export function modelCallToUsage(call: ModelCallInput, longContextTokenThreshold?: number | null): ModelUsageInput {
-  const input = call.inputTokens;
-  const cached = call.cachedInputTokens ?? 0;
-  const cacheWrite = call.cacheWriteInputTokens ?? 0;
-  const longContext = !!longContextTokenThreshold && input + cached + cacheWrite >= longContextTokenThreshold;
-  const common = {
+  return {
     userId: call.userId,
     modelId: call.modelId,
     ...(call.agentId !== undefined ? { agentId: call.agentId } : {}),
     ...(call.connectorId !== undefined ? { connectorId: call.connectorId } : {}),
     ...(call.createdAt !== undefined ? { createdAt: call.createdAt } : {}),
+    ...modelCallTokensToCounters(call, longContextTokenThreshold),
   };
+}
+
+/** The token fields of a {@link ModelCallInput}. */
+type ModelCallTokens = Pick<
+  ModelCallInput,
+  "inputTokens" | "cachedInputTokens" | "cacheWriteInputTokens" | "outputTokens" | "reasoningTokens" | "audioTokens" | "imageTokens"
+>;
+
+/**
+ * @internal The long-context split of {@link modelCallToUsage} on the token fields alone (also
+ * used by `providerUsageToModelUsage`): the seven counters of the side the call falls on.
+ */
+export function modelCallTokensToCounters(
+  call: ModelCallTokens,
+  longContextTokenThreshold?: number | null,
+): { readonly [K in ModelUsageCounter]?: number } {
+  const input = call.inputTokens;
+  const cached = call.cachedInputTokens ?? 0;
+  const cacheWrite = call.cacheWriteInputTokens ?? 0;
+  const longContext = !!longContextTokenThreshold && input + cached + cacheWrite >= longContextTokenThreshold;
   const out = call.outputTokens;
   const reasoning = call.reasoningTokens ?? 0;
   const audio = call.audioTokens ?? 0;
   const image = call.imageTokens ?? 0;
   if (longContext) {
     return {
-      ...common,
       longContextTokenInCount: input,
       longContextTokenInCachedContextCount: cached,
       longContextTokenInCacheWriteCount: cacheWrite,
@@ -277,7 +294,6 @@ export function modelCallToUsage(call: ModelCallInput, longContextTokenThreshold
     };
   }
   return {
-    ...common,
     tokenInCount: input,
     tokenInCachedContextCount: cached,
     tokenInCacheWriteCount: cacheWrite,
