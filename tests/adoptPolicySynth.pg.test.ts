@@ -37,7 +37,7 @@ import {
 } from "../src";
 import { runCli } from "./support/cli";
 import { ensurePrisma6, prisma6Schema, REPO_SCHEMA, runPrisma6 } from "./support/prismaMigrate";
-import { createPolicySynthDatabase, fillAsPolicySynth, openPolicySynthModels, tableChecksums, type PolicySynthFill } from "./support/policysynthDatabase";
+import { createPolicySynthDatabase, fillAsPolicySynth, openPolicySynthModels, tableChecksums, tableColumns, type PolicySynthFill } from "./support/policysynthDatabase";
 import { createScratchDatabase } from "./support/testDatabase";
 
 const [init, ...later] = readMigrations();
@@ -46,6 +46,9 @@ let url: string;
 let drop: () => Promise<void>;
 let fill: PolicySynthFill;
 let before: Record<string, string>;
+/** The columns PolicySynth made: the later migrations add some (with defaults) to ps_model_usage. */
+let columns: Record<string, string[]>;
+const checksums = () => tableChecksums(url, { maxIds: fill.maxIds, columns });
 let db: Database;
 let work: string;
 
@@ -56,7 +59,8 @@ beforeAll(async () => {
   drop = scratch.drop;
   await createPolicySynthDatabase(url);
   fill = await fillAsPolicySynth(url, { seed: 3 });
-  before = await tableChecksums(url, { maxIds: fill.maxIds });
+  columns = await tableColumns(url);
+  before = await checksums();
   db = await openDatabase({ url });
   work = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-adopt-ps-"));
 }, 600_000);
@@ -73,7 +77,7 @@ test("migrate refuses PolicySynth's database and changes nothing; status names a
   await expect(migrate(db)).rejects.toThrow(/ps-usage adopt/);
   expect(await query(`SELECT to_regclass('_prisma_migrations')::text AS t`)).toEqual([{ t: null }]);
   expect((await migrationStatus(db)).unmanagedTables).toHaveLength(7);
-  expect(await tableChecksums(url, { maxIds: fill.maxIds })).toEqual(before);
+  expect(await checksums()).toEqual(before);
 });
 
 test("a dry run lists what adoption adds and keeps, blocks nothing, and changes nothing", async () => {
@@ -91,7 +95,7 @@ test("a dry run lists what adoption adds and keeps, blocks nothing, and changes 
   expect(of("keeps", "extra-index").length).toBeGreaterThan(0);
   expect(plan.orphans.every((o) => o.rows === 0)).toBe(true);
   expect(await query(`SELECT to_regclass('_prisma_migrations')::text AS t`)).toEqual([{ t: null }]);
-  expect(await tableChecksums(url, { maxIds: fill.maxIds })).toEqual(before);
+  expect(await checksums()).toEqual(before);
 });
 
 test("adopt takes it over; real Prisma Migrate calls it up to date and sees only PolicySynth's extras", async () => {
@@ -99,7 +103,7 @@ test("adopt takes it over; real Prisma Migrate calls it up to date and sees only
   const item = later.find((m) => m.sql.includes('CREATE TABLE "ps_model_usage_item"'))!;
   // PolicySynth's ps_model_usage_item is the package's too: taken over, not created.
   expect(result).toMatchObject({ state: "unmanaged", baselined: [init.name, item.name], migrations: later.filter((m) => m !== item).map((m) => m.name) });
-  expect(await tableChecksums(url, { maxIds: fill.maxIds })).toEqual(before);
+  expect(await checksums()).toEqual(before);
 
   const status = await runPrisma6(["migrate", "status"], { databaseUrl: url });
   expect({ code: status.code, upToDate: status.stdout.includes("Database schema is up to date!") }).toEqual({ code: 0, upToDate: true });
@@ -279,5 +283,5 @@ test("PolicySynth's own models keep working, and doctor finds the event row its 
 });
 
 test("no row that existed before adoption was changed", async () => {
-  expect(await tableChecksums(url, { maxIds: fill.maxIds })).toEqual(before);
+  expect(await checksums()).toEqual(before);
 });

@@ -329,12 +329,10 @@ describe("PolicySynth's models on a database this package created", () => {
       const [apiTotal] = await sumExternalApiUsage(db, { where: { agentId: childId } });
       expect(apiTotal).toEqual({ events: 1n, callCount: 3n });
 
-      // Current PolicySynth writes one ps_model_usage_item per call in the same transaction;
-      // the package does not create that table (PolicySynth makes it itself at start-up with
-      // SYNC_DB_FOR_APP=true). Without it, the call's whole transaction fails.
-      await expect(ps.PsModelUsageItem.create({ user_id: 7, model_id: modelId, agent_id: childId, data: {} })).rejects.toThrow(
-        'relation "ps_model_usage_item" does not exist',
-      );
+      // Current PolicySynth writes one ps_model_usage_item per call in the same transaction as
+      // its increment: the package's schema has that table, exactly as PolicySynth makes it.
+      const item = await ps.PsModelUsageItem.create({ user_id: 7, model_id: modelId, agent_id: childId, data: { accountingVersion: 1 } });
+      expect((await ps.PsModelUsageItem.findAll({ where: { id: item.get("id") } })).map((r) => r.get("data"))).toEqual([{ accountingVersion: 1 }]);
     } finally {
       await ps.close();
     }

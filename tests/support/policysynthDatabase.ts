@@ -898,6 +898,28 @@ export interface ChecksumOptions {
   readonly maxIds?: Partial<Record<PolicySynthTable, number>>;
   /** Tables to checksum (default: those of POLICYSYNTH_TABLES that exist). */
   readonly tables?: readonly PolicySynthTable[];
+  /**
+   * Only these columns per table (default: the whole row), e.g. the columns PolicySynth made, so
+   * that columns a migration adds later (with their defaults) do not count as a changed row.
+   */
+  readonly columns?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** The columns each of PolicySynth's tables has now, in order (for `ChecksumOptions.columns`). */
+export async function tableColumns(url: string): Promise<Record<string, string[]>> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ table_name: string; column_name: string }>(
+      "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = ANY($1::text[]) ORDER BY table_name, ordinal_position",
+      [[...POLICYSYNTH_TABLES]],
+    );
+    const columns: Record<string, string[]> = {};
+    for (const r of rows) (columns[r.table_name] ??= []).push(r.column_name);
+    return columns;
+  } finally {
+    await client.end();
+  }
 }
 
 /**
@@ -920,9 +942,12 @@ export async function tableChecksums(url: string, options: ChecksumOptions = {})
     for (const table of options.tables ?? POLICYSYNTH_TABLES) {
       if (!names.has(table)) continue;
       const maxId = options.maxIds?.[table];
-      // `table` is one of the constant names above (checked against the catalog), never input.
+      // `table` is one of the constant names above (checked against the catalog), never input;
+      // the column names come from the catalog too.
+      const cols = options.columns?.[table];
+      const row = cols ? `ROW(${cols.map((c) => `t."${c.replace(/"/g, '""')}"`).join(", ")})::text` : "t::text";
       const result = await client.query<{ sum: string }>(
-        `SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) AS sum FROM "${table}" t WHERE $1::int IS NULL OR t.id <= $1::int`,
+        `SELECT md5(coalesce(string_agg(${row}, E'\\n' ORDER BY t.id), '')) AS sum FROM "${table}" t WHERE $1::int IS NULL OR t.id <= $1::int`,
         [maxId ?? null],
       );
       sums[table] = result.rows[0].sum;
