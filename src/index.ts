@@ -17,3 +17,4 @@ import { Prisma } from "./generated/prisma/client";
 /** Exact decimal arithmetic for amounts (Prisma's decimal.js), e.g. to add report costs. */
 export const Decimal = Prisma.Decimal;
 export type Decimal = Prisma.Decimal;
+export { findModelUsageItems, type ModelUsageItemRecord } from "./ledger/findModelUsageItems";

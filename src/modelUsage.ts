@@ -116,6 +116,8 @@ export async function recordModelUsageAs(
   input: ModelUsageInput,
   options: RecordOptions | undefined,
   owner: Owner,
+  /** @internal More rows written in the same transaction, after the usage row (a usage item). */
+  alsoWrite?: (client: Prisma.TransactionClient, row: ModelUsageRecord) => Promise<void>,
 ): Promise<ModelUsageRecord> {
   const issues: FieldIssue[] = [];
   checkInput(input, MODEL_USAGE_INPUT, issues);
@@ -137,12 +139,22 @@ export async function recordModelUsageAs(
     // The insert (after the reference check where one is needed), both timestamps set at the
     // write (see eventTimes); with a key, the key row in the same statement.
     const create = async (key?: string) =>
-      toModelUsageRecord(
-        await writeChecked(db, "ps_model_usage", MODEL_USAGE_REFERENCES, input, owner, (client) =>
-          client.psModelUsage.create({
-            data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
-          }),
-        ),
+      writeChecked(
+        db,
+        "ps_model_usage",
+        MODEL_USAGE_REFERENCES,
+        input,
+        owner,
+        async (client) => {
+          const row = toModelUsageRecord(
+            await client.psModelUsage.create({
+              data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
+            }),
+          );
+          if (alsoWrite) await alsoWrite(client, row);
+          return row;
+        },
+        alsoWrite !== undefined,
       );
     if (key === undefined) return await create();
     return await recordOnce(

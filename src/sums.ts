@@ -5,6 +5,7 @@
  * (which returns `number`) fails with P2023.
  */
 import type { Database } from "./db";
+import { MODEL_USAGE_SOURCES, modelUsageRelation, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
@@ -110,6 +111,12 @@ export interface ModelUsageSumOptions<
   B extends TimeBucket | undefined = TimeBucket | undefined,
 > extends SumOptions<G, B> {
   readonly where?: ModelUsageFilter;
+  /**
+   * Read the ledger (`"ledger"`, default) or PolicySynth's per-call `ps_model_usage_item` rows
+   * (`"items"`): where PolicySynth keeps running counter rows, the items date each call. Never
+   * both, so no call is counted twice (see src/reports/usageItems.ts for how items are read).
+   */
+  readonly source?: ModelUsageSource;
 }
 
 /** Options of {@link sumExternalApiUsage}. */
@@ -123,6 +130,19 @@ export interface ExternalApiUsageSumOptions<
 export { MAX_FILLED_ROWS };
 
 const SUM_OPTIONS = ["where", "groupBy", "bucket", "timeZone", "fillEmptyBuckets"];
+const MODEL_SUM_OPTIONS = [...SUM_OPTIONS, "source"];
+
+/** Checks a `source` option (model usage only). */
+export function checkSource(source: unknown, issues: FieldIssue[]): void {
+  if (source !== undefined && !MODEL_USAGE_SOURCES.includes(source as ModelUsageSource)) {
+    issues.push({ field: "source", reason: `must be "ledger" or "items", got ${JSON.stringify(source)}` });
+  }
+}
+
+/** The relation a sum of `table` reads, named as the table. */
+function relation(table: UsageTable, source: ModelUsageSource | undefined): Prisma.Sql {
+  return table === "modelUsage" ? Prisma.sql`${modelUsageRelation(source)} AS ps_model_usage` : Prisma.raw(USAGE_TABLE_NAMES[table]);
+}
 const MODEL_SUM_FIELDS = ["events", ...MODEL_USAGE_COUNTERS.map(([field]) => field)];
 const EXTERNAL_API_SUM_FIELDS = ["events", "callCount"];
 
@@ -145,9 +165,11 @@ async function checkSumOptions(
   db: Database,
   table: UsageTable,
   options: SumOptions<string, TimeBucket | undefined> & { readonly where?: AnyUsageFilter },
-): Promise<{ groupBy: string[]; bucket?: TimeBucket; timeZone: string; fill: boolean }> {
+): Promise<{ groupBy: string[]; bucket?: TimeBucket; timeZone: string; fill: boolean; source?: ModelUsageSource }> {
   const issues: FieldIssue[] = [];
-  checkOptionNames(options, SUM_OPTIONS, issues);
+  checkOptionNames(options, table === "modelUsage" ? MODEL_SUM_OPTIONS : SUM_OPTIONS, issues);
+  const source = table === "modelUsage" ? (options as { source?: unknown }).source : undefined;
+  if (table === "modelUsage") checkSource(source, issues);
   if (typeof options !== "object" || options === null) throwIfIssues(issues);
   validateUsageFilter(table, options.where, issues);
   const groupBy = validateGroupBy(table, options.groupBy, issues);
@@ -162,7 +184,7 @@ async function checkSumOptions(
   }
   const timeZone = await resolveTimeZone(db, options.timeZone, issues);
   throwIfIssues(issues);
-  return { groupBy, bucket, timeZone: timeZone as string, fill: fill === true };
+  return { groupBy, bucket, timeZone: timeZone as string, fill: fill === true, source: source as ModelUsageSource | undefined };
 }
 
 /**
@@ -174,7 +196,7 @@ async function checkSumOptions(
  */
 function sumSql(
   table: UsageTable,
-  shape: { groupBy: readonly string[]; bucket?: TimeBucket; timeZone: string; fill: boolean },
+  shape: { groupBy: readonly string[]; bucket?: TimeBucket; timeZone: string; fill: boolean; source?: ModelUsageSource },
   where: AnyUsageFilter | undefined,
   sumColumns: Prisma.Sql,
   sumFields: readonly string[],
@@ -187,7 +209,7 @@ function sumSql(
   // does not see `$1` in SELECT and `$2` in GROUP BY as the same expression.
   const positions = Prisma.raw(keys.map((_, i) => i + 1).join(", "));
   const grouped = Prisma.sql`SELECT ${Prisma.join([...keys, Prisma.sql`count(*) AS events`, sumColumns], ", ")}
-    FROM ${Prisma.raw(USAGE_TABLE_NAMES[table])} ${whereSql(usageFilterConditions(where))}
+    FROM ${relation(table, shape.source)} ${whereSql(usageFilterConditions(where))}
     ${keys.length > 0 ? Prisma.sql`GROUP BY ${positions}` : Prisma.empty}`;
   if (!bucket || !shape.bucket) {
     // Sorting the grouped rows, not the table: with ORDER BY on the aggregate itself the planner
@@ -245,14 +267,14 @@ function sumSql(
 async function checkFilledRows(
   db: Database,
   table: UsageTable,
-  shape: { groupBy: readonly string[]; bucket?: TimeBucket; fill: boolean },
+  shape: { groupBy: readonly string[]; bucket?: TimeBucket; fill: boolean; source?: ModelUsageSource },
   where: AnyUsageFilter | undefined,
 ): Promise<void> {
   if (!shape.fill || !shape.bucket) return;
   const grouped = shape.groupBy.length > 0;
   if (!grouped && where?.from && where.to) return;
   const filter = whereSql(usageFilterConditions(where));
-  const tableName = Prisma.raw(USAGE_TABLE_NAMES[table]);
+  const tableName = relation(table, shape.source);
   const [row] = grouped
     ? await db.reportPrisma.$queryRaw<{ groups: bigint; first: Date | null; last: Date | null }[]>`
         SELECT count(*)::bigint AS groups, min(mn) AS first, max(mx) AS last FROM (
@@ -353,6 +375,8 @@ export interface AgentTreeUsageFilter {
 /** Options of {@link sumAgentTreeUsage}. */
 export interface AgentTreeUsageOptions {
   readonly where?: AgentTreeUsageFilter;
+  /** Model usage from the ledger (default) or from `ps_model_usage_item` (see {@link ModelUsageSumOptions.source}). */
+  readonly source?: ModelUsageSource;
 }
 
 /** One agent of the tree with its own usage (not its sub-agents'). */
@@ -407,9 +431,10 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
   if (typeof agentId !== "number" || !Number.isInteger(agentId) || agentId < 1 || agentId > MAX_INT32) {
     issues.push({ field: "agentId", reason: `must be a positive integer id, got ${String(agentId)}` });
   }
-  checkOptionNames(options, ["where"], issues);
+  checkOptionNames(options, ["where", "source"], issues);
   if (typeof options !== "object" || options === null) throwIfIssues(issues);
   validateUsageFilter("modelUsage", options.where, issues, "where", TREE_FILTER_FIELDS);
+  checkSource(options.source, issues);
   throwIfIssues(issues);
 
   const { modelId, externalApiId, ...common } = options.where ?? {};
@@ -424,7 +449,7 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
     WITH RECURSIVE ${agentTreeCte(agentId)},
     model AS (
       SELECT agent_id, count(*) AS events, ${modelUsageSumColumnsSql()}
-      FROM ps_model_usage ${whereSql([inTree, ...modelWhere])} GROUP BY agent_id
+      FROM ${modelUsageRelation(options.source)} AS ps_model_usage ${whereSql([inTree, ...modelWhere])} GROUP BY agent_id
     ),
     api AS (
       SELECT agent_id, count(*) AS events, COALESCE(SUM(call_count), 0)::bigint AS "callCount"

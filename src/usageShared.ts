@@ -555,7 +555,7 @@ export class BatchPartFailure {
 // ---------------------------------------------------------------------------------------------
 
 /** Which find a cursor belongs to. */
-export type CursorTable = "model" | "externalApi";
+export type CursorTable = "model" | "externalApi" | "modelItem";
 
 /**
  * Where a page ended: the last row's `created_at` at full microsecond precision (UTC text
@@ -585,11 +585,19 @@ const POSITION_SQL = Prisma.raw(`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM
 const FIND_TABLES: Readonly<Record<CursorTable, Prisma.Sql>> = {
   model: Prisma.raw("ps_model_usage"),
   externalApi: Prisma.raw("ps_external_api_usage"),
+  modelItem: Prisma.raw("ps_model_usage_item"),
+};
+
+/** The letter a cursor names its find by, and the find's name for messages. */
+const CURSOR_FINDS: Readonly<Record<CursorTable, { letter: string; finder: string }>> = {
+  model: { letter: "m", finder: "findModelUsage" },
+  externalApi: { letter: "e", finder: "findExternalApiUsage" },
+  modelItem: { letter: "i", finder: "findModelUsageItems" },
 };
 
 /** An opaque cursor: `v2.` and base64url of a small JSON document. */
 export function encodeCursor(content: CursorContent): string {
-  const json = JSON.stringify({ t: content.table === "model" ? "m" : "e", o: content.order === "newest" ? "n" : "o", at: content.at, id: content.id });
+  const json = JSON.stringify({ t: CURSOR_FINDS[content.table].letter, o: content.order === "newest" ? "n" : "o", at: content.at, id: content.id });
   return `${CURSOR_VERSION}.${Buffer.from(json, "utf8").toString("base64url")}`;
 }
 
@@ -612,7 +620,7 @@ export type DecodedCursor = CursorPosition | { readonly at?: undefined; readonly
  * string) is a validation issue on `page.cursor`.
  */
 export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrder, issues: FieldIssue[]): DecodedCursor | null {
-  const finder = table === "model" ? "findModelUsage" : "findExternalApiUsage";
+  const finder = CURSOR_FINDS[table].finder;
   const bad = (reason: string) => {
     issues.push({ field: "page.cursor", reason });
     return null;
@@ -629,10 +637,11 @@ export function decodeCursor(cursor: string, table: CursorTable, order: UsageOrd
     return bad(`is not a cursor returned by ${finder}`);
   }
   const { t, o, at, id } = (parsed ?? {}) as { t?: unknown; o?: unknown; at?: unknown; id?: unknown };
-  if ((t !== "m" && t !== "e") || (o !== "n" && o !== "o") || idProblem(id) !== null || (version === CURSOR_VERSION && !isPosition(at))) {
+  const made = Object.values(CURSOR_FINDS).find((f) => f.letter === t);
+  if (made === undefined || (o !== "n" && o !== "o") || idProblem(id) !== null || (version === CURSOR_VERSION && !isPosition(at))) {
     return bad(`is not a cursor returned by ${finder}`);
   }
-  if ((t === "m") !== (table === "model")) return bad(`is a cursor of ${t === "m" ? "findModelUsage" : "findExternalApiUsage"}, not of ${finder}`);
+  if (made.finder !== finder) return bad(`is a cursor of ${made.finder}, not of ${finder}`);
   const cursorOrder: UsageOrder = o === "n" ? "newest" : "oldest";
   if (cursorOrder !== order) return bad(`was made for order "${cursorOrder}", not "${order}"`);
   return version === CURSOR_VERSION ? { at: at as string, id: id as number } : { id: id as number };

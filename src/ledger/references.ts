@@ -199,12 +199,14 @@ export async function writeChecked<T>(
   input: OwnedReferences,
   owner: Owner,
   write: (client: Prisma.TransactionClient) => Promise<T>,
+  /** Run `write` in a transaction even with nothing to check (it writes more than one row). */
+  transaction = false,
 ): Promise<T> {
   const check = await planReferenceCheck(db, table, references, [input], owner);
-  if (check === null) return write(db.prisma);
+  if (check === null && !transaction) return write(db.prisma);
   return db.prisma.$transaction(
     async (tx) => {
-      await checkReferences(tx, [input], check, false);
+      if (check !== null) await checkReferences(tx, [input], check, false);
       return write(tx);
     },
     // PGlite runs one transaction at a time: wait for a running batch as a batch would.
