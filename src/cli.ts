@@ -12,6 +12,7 @@ import { recordExternalApiUsage } from "./externalApiUsage";
 import { adopt } from "./schema/adopt";
 import { doctor } from "./schema/doctor";
 import { migrate, migrationStatus } from "./schema/migrate";
+import { importPriceCatalog, readPriceCatalog, type PriceCatalogImportResult } from "./prices/catalog";
 import { formatAdoption, formatDoctor } from "./cli/schemaOutput";
 import { recordModelUsage } from "./modelUsage";
 import { recordNdjson } from "./ndjson";
@@ -245,6 +246,34 @@ export function buildProgram(): Command {
     await withDb(opts, (db) => withFlagNames(RECORD_FLAGS, () => prepared(db)));
   });
 
+  const prices = program.command("prices").description("price catalogs: import prices from LiteLLM's model_prices_and_context_window.json");
+  prices
+    .command("import")
+    .description("start price periods for the models a LiteLLM-format price catalog names (usage before --effective-from keeps its price)")
+    .argument("<file>", "the catalog (JSON), e.g. model_prices_and_context_window.json")
+    .addOption(dbOption())
+    .option("--effective-from <date>", "when the prices take effect (ISO 8601; without an offset a wall time in --tz; default now)", parseDate("--effective-from"))
+    .option("--tz <zone>", "IANA time zone of an --effective-from without an offset", "UTC")
+    .option("--map <model=key>", "match a model (id or name) to a catalog key; repeatable", collectMapping)
+    .option("--dry-run", "report what would change, write nothing")
+    .option("--json", "JSON output")
+    .action(async (file: string, opts: DbOptions & { effectiveFrom?: IsoDateTime; tz: string; map?: Record<string, string>; dryRun?: boolean; json?: boolean }) => {
+      // The flags and the file are checked before the database is opened: a mistake is exit 2.
+      checkTimeZone(opts.tz);
+      const effectiveFrom = opts.effectiveFrom && toInstant(opts.effectiveFrom, opts.tz);
+      const catalog = await readPriceCatalog(file).catch((err: unknown) => {
+        throw err instanceof UsageValidationError ? new UsageError(err.issues.map((i) => i.reason).join("; ")) : err;
+      });
+      dbTarget(opts);
+      await withDb(opts, async (db) => {
+        const result = await withFlagNames(PRICE_IMPORT_FLAGS, () =>
+          importPriceCatalog(db, catalog, { effectiveFrom, models: opts.map, dryRun: opts.dryRun }),
+          { onlyFlagFields: true },
+        );
+        process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatCatalogImport(file, result));
+      });
+    });
+
   program
     .command("main")
     .description("the main job (npm start): migrate, fill with demo data when empty, then show cost reports")
@@ -254,7 +283,7 @@ export function buildProgram(): Command {
     });
 
   // --wait goes wherever --db does: each command that opens a database.
-  for (const command of program.commands) {
+  for (const command of [...program.commands, ...prices.commands]) {
     if (command.options.some((o) => o.long === "--db")) command.addOption(waitOption());
   }
   return program;
@@ -334,15 +363,59 @@ const RECORD_FLAGS: FlagNames = [
  * Runs `fn`; a validation error of values the user gave as flags becomes a usage error (exit 2)
  * that names the flags (`--to`), not the API's fields (`where.to`), in fields and reasons alike.
  */
-async function withFlagNames<T>(flags: FlagNames, fn: () => Promise<T>): Promise<T> {
+async function withFlagNames<T>(flags: FlagNames, fn: () => Promise<T>, options: { onlyFlagFields?: boolean } = {}): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (!(err instanceof UsageValidationError)) throw err;
+    // With onlyFlagFields, an error about anything else (an input file's content) stays as it is.
+    const isFlag = (f: string) => flags.some(([field]) => f === field || f.startsWith(`${field}[`) || f.startsWith(`${field}.`));
+    if (options.onlyFlagFields && !err.issues.every((i) => isFlag(i.field))) throw err;
     const rename = (text: string) =>
       flags.reduce((t, [field, flag]) => t.replace(new RegExp(`(?<![\\w.-])${field.replace(".", "\\.")}(?![\\w-])`, "g"), flag), text);
     throw new UsageError(err.issues.map((i) => `${rename(i.field)}: ${rename(i.reason)}`).join("; "));
   }
+}
+
+/**
+ * Flags of `prices import`. Only these become usage errors: a bad rate in the catalog is a bad
+ * input file (exit 1), named by its field.
+ */
+const PRICE_IMPORT_FLAGS: FlagNames = [
+  ["effectiveFrom", "--effective-from"],
+  ["models", "--map"],
+];
+
+/** `--map "GPT-4o=gpt-4o"`, repeatable. Split at the last `=`: a model name may hold one, LiteLLM's keys do not. */
+function collectMapping(value: string, previous: Record<string, string> | undefined): Record<string, string> {
+  const at = value.lastIndexOf("=");
+  if (at <= 0 || at === value.length - 1) throw new InvalidArgumentError(`--map must be <model id or name>=<catalog key>, got "${value}".`);
+  return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
+}
+
+/** The human-readable summary of a price catalog import. */
+function formatCatalogImport(file: string, r: PriceCatalogImportResult): string {
+  const lines: string[] = [];
+  const model = (m: { modelId: number; name: string }) => `#${m.modelId} ${m.name}`;
+  lines.push(`Price catalog ${file}, effective from ${r.effectiveFrom.toISOString()}${r.dryRun ? " (dry run: nothing written)" : ""}.`);
+  lines.push(`${r.dryRun ? "Would start" : "Started"} ${plural(r.created.length, "price period")}${r.created.length ? ":" : "."}`);
+  for (const c of r.created) {
+    const p = c.price;
+    lines.push(
+      `  ${model(c)} <- ${c.catalogKey}: in ${p.costInTokensPerMillion}, out ${p.costOutTokensPerMillion}` +
+        `${p.costInCachedContextTokensPerMillion != null ? `, cached ${p.costInCachedContextTokensPerMillion}` : ""} ${p.currency}/M tokens` +
+        `${c.periodId !== null ? ` (period ${c.periodId})` : ""}${c.replaced ? ", replacing the period that started then" : ""}`,
+    );
+  }
+  if (r.unchanged.length) lines.push(`Unchanged (the period in force has these prices): ${r.unchanged.map((m) => `${model(m)} <- ${m.catalogKey}`).join(", ")}`);
+  for (const u of r.unpriced) lines.push(`Not priced: ${model(u)} <- ${u.catalogKey}: ${u.reason}`);
+  if (r.modelsWithoutEntry.length) lines.push(`Models the catalog does not name (prices left as they are): ${r.modelsWithoutEntry.map(model).join(", ")}`);
+  lines.push(`Catalog entries no model matched: ${r.entriesWithoutModel}`);
+  if (r.unknownFields.length) {
+    lines.push("Fields not imported:");
+    for (const u of r.unknownFields) lines.push(`  ${u.catalogKey}: ${u.field}: ${u.reason}`);
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 const GROUP_ALIASES: Record<string, CostReportGroupBy> = {

@@ -4,6 +4,7 @@ export { adopt, SchemaMismatchError, type AdoptOptions, type AdoptionResult, typ
 export * from "./types";
 export * from "./studio";
 export * from "./prices";
+export * from "./prices/catalog";
 export * from "./costs";
 export * from "./modelUsage";
 export * from "./externalApiUsage";

@@ -612,3 +612,55 @@ export async function listExternalApiPrices(
   );
   return withEffectiveTo(rows, (r) => r.externalApiId, toApiPeriod);
 }
+
+/** @internal A model price checked by {@link checkModelPriceForImport}; opaque outside this module. */
+export interface CheckedModelPrice {
+  readonly checked: unknown;
+}
+
+/** @internal Validates a model price as setModelPrice does, its issues' fields under `prefix`. */
+export function checkModelPriceForImport(prices: unknown, prefix: string, issues: FieldIssue[]): CheckedModelPrice | undefined {
+  const row = validateModelPrice(prices, prefix, issues);
+  return row && { checked: row };
+}
+
+/**
+ * @internal Runs `fn` in one transaction (all or nothing) with the package's typed errors; `at` is
+ * `effectiveFrom`, or now by the database's clock.
+ */
+export async function inModelPriceTransaction<T>(
+  db: Database,
+  effectiveFrom: Date | undefined,
+  fn: (tx: Prisma.TransactionClient, at: Date) => Promise<T>,
+): Promise<T> {
+  return withTypedErrors(db, "ps_ai_models", null, () =>
+    db.prisma.$transaction(async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx)))),
+  );
+}
+
+/** @internal What {@link setModelPriceUnlessUnchanged} did (or, on a dry run, would do). */
+export type ImportedModelPrice =
+  | { readonly status: "unchanged" }
+  | { readonly status: "created"; readonly period: ModelPricePeriod | null; readonly replaced: boolean };
+
+/**
+ * @internal In the caller's transaction: starts a period at `at` unless the period in force then has
+ * the same prices (a period starting exactly at `at` is replaced, as setModelPrice does). With
+ * `dryRun` it writes nothing and returns no period.
+ */
+export async function setModelPriceUnlessUnchanged(
+  tx: Prisma.TransactionClient,
+  modelId: number,
+  price: CheckedModelPrice,
+  at: Date,
+  dryRun: boolean,
+): Promise<ImportedModelPrice> {
+  const row = price.checked as ModelPriceRow;
+  const current = await tx.psAiModelPricePeriod.findFirst({
+    where: { modelId, effectiveFrom: { lte: at } },
+    orderBy: { effectiveFrom: "desc" },
+  });
+  if (current && sameModelPrice(row, current)) return { status: "unchanged" };
+  const replaced = current !== null && current.effectiveFrom.getTime() === at.getTime();
+  return { status: "created", replaced, period: dryRun ? null : await writeModelPeriod(tx, modelId, row, at) };
+}

@@ -73,7 +73,7 @@ here("the packed package, installed in an app folder", () => {
     app = path.join(tmp, "app");
     fs.mkdirSync(copy);
     for (const f of ["package.json", "package-lock.json", "tsconfig.json", "prisma.config.ts", "README.md"]) fs.copyFileSync(path.join(root, f), path.join(copy, f));
-    for (const d of ["prisma", "scripts"]) fs.cpSync(path.join(root, d), path.join(copy, d), { recursive: true });
+    for (const d of ["prisma", "scripts", "data"]) fs.cpSync(path.join(root, d), path.join(copy, d), { recursive: true });
     fs.cpSync(path.join(root, "src"), path.join(copy, "src"), { recursive: true, filter: (s) => !s.startsWith(path.join(root, "src", "generated")) });
     fs.symlinkSync(path.join(root, "node_modules"), path.join(copy, "node_modules"), "dir");
   });
@@ -111,6 +111,8 @@ here("the packed package, installed in an app folder", () => {
     // Dependencies come from the registry (the npm cache first); TypeScript at the checkout's version.
     await ok(npm, ["install", "--no-audit", "--no-fund", "--prefer-offline", tarball, `typescript@${pkg.devDependencies.typescript}`], app);
     expect(fs.existsSync(path.join(app, "node_modules", "ps-usage", "dist", "src", "index.d.ts"))).toBe(true);
+    // The sample price catalog ships with the package (README: Price catalogs).
+    expect(fs.existsSync(path.join(app, "node_modules", "ps-usage", "data", "litellm-sample-2026-11.json"))).toBe(true);
   }, 300_000);
 
   // The README's API examples, as an app writes them.
