@@ -12,25 +12,11 @@ import path from "node:path";
 import { Client } from "pg";
 import { adopt, openDatabase, readMigrations } from "../src";
 import { PACKAGE_ROOT } from "../src/schema/migrate";
-import { ADMIN_URL } from "./setup";
+import { admin, urlFor } from "./setup";
 
 const ROWS = Number(process.env.BENCH_ADOPT_ROWS ?? "1000000");
 
-async function admin(sql: string): Promise<void> {
-  const c = new Client({ connectionString: ADMIN_URL });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
 
-function urlFor(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 
 /** The init migration's tables as PolicySynth's sync() leaves them, and ROWS usage rows. */
 async function policySynthDatabase(url: string, table: string): Promise<void> {

@@ -24,7 +24,8 @@ export interface Backend {
   close(): Promise<void>;
 }
 
-async function admin(statement: string): Promise<void> {
+/** Runs one statement on the admin database (CREATE / DROP DATABASE). */
+export async function admin(statement: string): Promise<void> {
   const client = new Client({ connectionString: ADMIN_URL });
   await client.connect();
   try {
@@ -34,7 +35,8 @@ async function admin(statement: string): Promise<void> {
   }
 }
 
-function urlFor(database: string): string {
+/** The URL of `database` on the benchmark's server. */
+export function urlFor(database: string): string {
   const u = new URL(ADMIN_URL);
   u.pathname = `/${database}`;
   return u.toString();
