@@ -197,6 +197,15 @@ export async function countOrphans(session: SqlSession, table: string, column: s
   return { table, column, references, rows: Number(rows[0].n), sampleIds: (rows[0].ids ?? []).map(Number) };
 }
 
+/** `VALIDATE CONSTRAINT` of a foreign key whose existing rows all point somewhere. */
+function validateStep(table: string, name: string, column: string): AdoptionStep {
+  return {
+    sql: `ALTER TABLE ${quoteIdent(table)} VALIDATE CONSTRAINT ${quoteIdent(name)};`,
+    why: `check the existing rows of ${table}.${column}`,
+    locks: "no write lock (SHARE UPDATE EXCLUSIVE); one scan of the table",
+  };
+}
+
 interface Plan {
   differences: SchemaDifference[];
   /** CREATE INDEX CONCURRENTLY (and DROP of invalid leftovers), each on its own. */
@@ -356,13 +365,7 @@ async function planAdoption(session: SqlSession, upTo: readonly MigrationFile[])
         });
         const sql = statements.find((s) => s.kind === "foreign-key" && s.name === w.name)!.sql;
         plan.transactional.push({ sql: `${sql} NOT VALID;`, why: `protect new rows of ${table}.${column}`, locks: "a short SHARE ROW EXCLUSIVE lock on both tables (catalog only)" });
-        if (orphans.rows === 0) {
-          plan.validations.push({
-            sql: `ALTER TABLE ${quoteIdent(table)} VALIDATE CONSTRAINT ${quoteIdent(w.name)};`,
-            why: `check the existing rows of ${table}.${column}`,
-            locks: "no write lock (SHARE UPDATE EXCLUSIVE); one scan of the table",
-          });
-        }
+        if (orphans.rows === 0) plan.validations.push(validateStep(table, w.name, column));
         continue;
       }
       if (h.definition !== w.definition) {
@@ -378,9 +381,7 @@ async function planAdoption(session: SqlSession, upTo: readonly MigrationFile[])
           effect: orphans.rows === 0 ? "adds" : "keeps",
           detail: `foreign key ${h.name} is NOT VALID` + (orphans.rows === 0 ? ": validated" : `; ${orphans.rows} row(s) point at no ${w.references} row, so it stays so`),
         });
-        if (orphans.rows === 0) {
-          plan.validations.push({ sql: `ALTER TABLE ${quoteIdent(table)} VALIDATE CONSTRAINT ${quoteIdent(h.name)};`, why: `check the existing rows of ${table}.${column}`, locks: "no write lock (SHARE UPDATE EXCLUSIVE); one scan of the table" });
-        }
+        if (orphans.rows === 0) plan.validations.push(validateStep(table, h.name, column));
       }
     }
   }
