@@ -45,11 +45,25 @@ async function policySynthLikeTables(): Promise<void> {
   `);
 }
 
-/** Every row of the six tables, as text in id order: what adoption must never change. */
-async function rowsChecksum(): Promise<string> {
+const SIX = ["ps_ai_models", "ps_external_apis", "ps_agents", "ps_agent_connectors", "ps_model_usage", "ps_external_api_usage"];
+
+/** The columns the six tables have now (later migrations add some, with defaults, to ps_model_usage). */
+async function columnsNow(): Promise<Record<string, string[]>> {
+  const rows = await db.driver.query<{ t: string; c: string }>(
+    `SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ANY($1::text[]) ORDER BY table_name, ordinal_position`,
+    [SIX],
+  );
+  const out: Record<string, string[]> = {};
+  for (const r of rows) (out[r.t] ??= []).push(r.c);
+  return out;
+}
+
+/** Every row of the six tables (those columns of them), as text in id order: what adoption must never change. */
+async function rowsChecksum(columns: Record<string, string[]>): Promise<string> {
   const parts: string[] = [];
-  for (const table of ["ps_ai_models", "ps_external_apis", "ps_agents", "ps_agent_connectors", "ps_model_usage", "ps_external_api_usage"]) {
-    const r = await one<{ m: string | null }>(`SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) AS m FROM ${table} t`);
+  for (const table of SIX) {
+    const row = `ROW(${columns[table].map((c) => `t."${c}"`).join(", ")})::text`;
+    const r = await one<{ m: string | null }>(`SELECT md5(string_agg(${row}, '|' ORDER BY t.id)) AS m FROM ${table} t`);
     parts.push(`${table}:${r.m}`);
   }
   return parts.join(" ");
@@ -117,10 +131,11 @@ test("a dry run reports the differences and the SQL, and changes nothing", async
 
 test("adopt adds what is missing without changing a row, records the baseline as Prisma does, and new rows are protected", async () => {
   await policySynthLikeTables();
-  const rowsBefore = await rowsChecksum();
+  const columns = await columnsNow();
+  const rowsBefore = await rowsChecksum(columns);
   const result = await adopt(db);
   expect(result).toMatchObject({ state: "unmanaged", dryRun: false, baselined: [init.name], migrations: later.map((m) => m.name) });
-  expect(await rowsChecksum()).toBe(rowsBefore);
+  expect(await rowsChecksum(columns)).toBe(rowsBefore);
 
   const status = await migrationStatus(db);
   expect({ pending: status.pending, unmanaged: status.unmanagedTables, applied: status.applied.map((m) => m.name) }).toEqual({
