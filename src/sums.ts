@@ -132,7 +132,7 @@ export { MAX_FILLED_ROWS };
 const SUM_OPTIONS = ["where", "groupBy", "bucket", "timeZone", "fillEmptyBuckets"];
 const MODEL_SUM_OPTIONS = [...SUM_OPTIONS, "source"];
 
-/** Checks a `source` option (model usage only). */
+/** @internal Checks a `source` option (model usage only). */
 export function checkSource(source: unknown, issues: FieldIssue[]): void {
   if (source !== undefined && !MODEL_USAGE_SOURCES.includes(source as ModelUsageSource)) {
     issues.push({ field: "source", reason: `must be "ledger" or "items", got ${JSON.stringify(source)}` });

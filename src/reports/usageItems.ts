@@ -47,7 +47,7 @@ const DERIVED: Record<string, string> = {
 const counterColumns = MODEL_USAGE_COUNTERS.map(([field, column]) => `${own(field, DERIVED[field] ?? "0")} AS ${column}`).join(",\n    ");
 
 /**
- * The items as a relation with the ledger's columns (`id`, `user_id`, `created_at`, `updated_at`,
+ * @internal The items as a relation with the ledger's columns (`id`, `user_id`, `created_at`, `updated_at`,
  * `model_id`, `agent_id`, `connector_id`, the 14 counters, `web_search_count`, `service_tier`,
  * `regional_processing`), for `FROM (...) AS ps_model_usage`.
  */
@@ -79,7 +79,7 @@ export const USAGE_ITEMS_AS_LEDGER = Prisma.raw(`(
   ) x
 )`);
 
-/** The relation model usage is read from for `source` (the caller gives it an alias). */
+/** @internal The relation model usage is read from for `source` (the caller gives it an alias). */
 export function modelUsageRelation(source: ModelUsageSource | undefined): Prisma.Sql {
   return source === "items" ? USAGE_ITEMS_AS_LEDGER : Prisma.raw("ps_model_usage");
 }

@@ -125,6 +125,7 @@ export class SchemaMismatchError extends MigrationError {
 /** The two usage tables: the package inserts into them, so their columns must take its inserts. */
 const LEDGER_TABLES = new Set(["ps_model_usage", "ps_external_api_usage"]);
 
+/** @internal */
 export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 /** One statement of a migration's SQL and the object it creates. */
@@ -135,7 +136,7 @@ interface Statement {
   readonly name?: string;
 }
 
-/** Splits Prisma's generated SQL (statements end with `;` at a line end; `--` lines are comments). */
+/** @internal Splits Prisma's generated SQL (statements end with `;` at a line end; `--` lines are comments). */
 export function migrationStatements(file: MigrationFile): Statement[] {
   const text = file.sql
     .split("\n")
@@ -187,6 +188,7 @@ async function countNulls(session: SqlSession, table: string, column: string): P
   return Number(rows[0].n);
 }
 
+/** @internal Rows of `table` whose `column` points at no row of `references`. */
 export async function countOrphans(session: SqlSession, table: string, column: string, references: string, referencedColumn: string): Promise<OrphanCount> {
   const rows = await session.query<{ n: string; ids: number[] | null }>(
     `SELECT count(*)::text AS n, (array_agg(DISTINCT c.${quoteIdent(column)} ORDER BY c.${quoteIdent(column)}))[1:10] AS ids

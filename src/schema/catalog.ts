@@ -1,4 +1,5 @@
 /**
+ * @internal
  * What a database holds of the tables the package's migrations create: columns (type,
  * nullability, default), indexes and foreign keys, read from PostgreSQL's catalog in the same
  * canonical text the server prints (`format_type`, `pg_get_expr`, `pg_get_constraintdef`), so
@@ -46,13 +47,13 @@ export interface Catalog {
   readonly foreignKeys: readonly CatalogForeignKey[];
 }
 
-/** The schema unqualified names resolve to in this session (`public` unless search_path says otherwise). */
+/** @internal The schema unqualified names resolve to in this session (`public` unless search_path says otherwise). */
 export async function currentSchema(session: SqlSession): Promise<string> {
   const rows = await session.query<{ s: string }>(`SELECT current_schema() AS s`);
   return rows[0].s;
 }
 
-/** Reads `tables` (those that exist) of `schema`. */
+/** @internal Reads `tables` (those that exist) of `schema`. */
 export async function readCatalog(session: SqlSession, schema: string, tables: readonly string[]): Promise<Catalog> {
   const names = [...tables];
   const [present, columns, indexes, foreignKeys] = [
