@@ -12,15 +12,16 @@ import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./
 import { Prisma, type PrismaClient } from "./generated/prisma/client";
 import { MAX_INT32 } from "./types";
 import { translateDatabaseError } from "./usageShared";
-import { dateProblem } from "./validation";
+import { dateProblem, describeValue } from "./validation";
 
 /** A price given as a number (`0.075`) or a decimal string (`"0.075"`). */
 export type DecimalInput = number | string;
 
 /**
  * A model's prices in PolicySynth's `ps_ai_models.configuration.prices` shape (all rates per
- * million tokens), plus three optional rates of this package's own for reasoning, audio and image
- * output. `null` or a missing optional rate falls back as the cost rules say (see `costReport`).
+ * million tokens, PolicySynth's field names), plus three optional rates of this package's own for
+ * reasoning, audio and image output. `null` or a missing optional rate falls back as the cost
+ * rules say (see `costReport`).
  */
 export interface ModelPriceInput {
   readonly currency: string;
@@ -37,6 +38,33 @@ export interface ModelPriceInput {
   readonly costOutReasoningTokensPerMillion?: DecimalInput | null;
   readonly costOutAudioTokensPerMillion?: DecimalInput | null;
   readonly costOutImageTokensPerMillion?: DecimalInput | null;
+  /**
+   * Service-tier rates: usage whose `serviceTier` is `"flex"` (or `"priority"`, `"fast"`) is
+   * priced at these instead of the input, cached input and output rates; a missing one falls
+   * back to the standard rate.
+   */
+  readonly flexTokensIn?: DecimalInput | null;
+  readonly flexTokensCachedIn?: DecimalInput | null;
+  readonly flexTokensOut?: DecimalInput | null;
+  readonly priorityTokensIn?: DecimalInput | null;
+  readonly priorityTokensCachedIn?: DecimalInput | null;
+  readonly priorityTokensOut?: DecimalInput | null;
+  readonly fastTokensIn?: DecimalInput | null;
+  readonly fastTokensCachedIn?: DecimalInput | null;
+  readonly fastTokensOut?: DecimalInput | null;
+  /**
+   * Flex and priority also scale the long-context rates (tier rate × long-context rate / standard
+   * rate); off (the default), their long-context tokens cost the standard long-context rates.
+   * Fast always scales them, as in PolicySynth.
+   */
+  readonly flexPriorityTokensEnabledOnLongContext?: boolean | null;
+  /**
+   * Percent added to every token cost of usage with `regionalProcessing` set (10: × 1.1). May be
+   * negative down to -100 (a discount; -100 makes it free). Web searches are not margined.
+   */
+  readonly regionalProcessingMargin?: DecimalInput | null;
+  /** Price of 1,000 web searches (`webSearchCount`); missing: web searches cost nothing. */
+  readonly costPerThousandWebSearches?: DecimalInput | null;
 }
 
 /** An external API's price in PolicySynth's `ps_external_apis.price_adapter` shape. */
@@ -66,6 +94,19 @@ export interface ModelPricePeriod {
   readonly costOutReasoningTokensPerMillion: string | null;
   readonly costOutAudioTokensPerMillion: string | null;
   readonly costOutImageTokensPerMillion: string | null;
+  readonly flexTokensIn: string | null;
+  readonly flexTokensCachedIn: string | null;
+  readonly flexTokensOut: string | null;
+  readonly priorityTokensIn: string | null;
+  readonly priorityTokensCachedIn: string | null;
+  readonly priorityTokensOut: string | null;
+  readonly fastTokensIn: string | null;
+  readonly fastTokensCachedIn: string | null;
+  readonly fastTokensOut: string | null;
+  readonly flexPriorityTokensEnabledOnLongContext: boolean;
+  /** Percent, possibly negative (a discount). */
+  readonly regionalProcessingMargin: string | null;
+  readonly costPerThousandWebSearches: string | null;
   readonly createdAt: Date;
 }
 
@@ -117,7 +158,7 @@ const MAX_VALUE = new Prisma.Decimal("1e12");
 /** The start of the first period `syncPricesFromConfiguration` creates for a model or API. */
 const EPOCH = new Date(0);
 
-/** The optional decimal rates of a model price, in the order of the table. */
+/** The optional non-negative decimal rates of a model price, in the order of the table. */
 const OPTIONAL_MODEL_RATES = [
   "costInCachedContextTokensPerMillion",
   "cacheWriteInputCostMultiplier",
@@ -127,7 +168,20 @@ const OPTIONAL_MODEL_RATES = [
   "costOutReasoningTokensPerMillion",
   "costOutAudioTokensPerMillion",
   "costOutImageTokensPerMillion",
+  "flexTokensIn",
+  "flexTokensCachedIn",
+  "flexTokensOut",
+  "priorityTokensIn",
+  "priorityTokensCachedIn",
+  "priorityTokensOut",
+  "fastTokensIn",
+  "fastTokensCachedIn",
+  "fastTokensOut",
+  "costPerThousandWebSearches",
 ] as const;
+
+/** The lowest regional processing margin: -100 percent makes regional usage free; below, costs would turn negative. */
+const MIN_MARGIN = new Prisma.Decimal(-100);
 
 type OptionalModelRate = (typeof OPTIONAL_MODEL_RATES)[number];
 
@@ -138,6 +192,8 @@ interface ModelPriceRow {
   costOutTokensPerMillion: string;
   longContextTokenThreshold: number | null;
   rates: Record<OptionalModelRate, string | null>;
+  flexPriorityTokensEnabledOnLongContext: boolean;
+  regionalProcessingMargin: string | null;
 }
 
 interface ExternalApiPriceRow {
@@ -148,9 +204,10 @@ interface ExternalApiPriceRow {
 
 /**
  * Parses a non-negative decimal without float arithmetic: a number goes through `String(n)`
- * (its shortest round-trip text), a string is checked against a decimal pattern.
+ * (its shortest round-trip text), a string is checked against a decimal pattern. With `min`, a
+ * negative value down to `min` is accepted too (`minReason` says why not lower).
  */
-function parseDecimal(value: unknown, field: string, issues: FieldIssue[]): string | undefined {
+function parseDecimal(value: unknown, field: string, issues: FieldIssue[], min?: Prisma.Decimal, minReason?: string): string | undefined {
   let text: string;
   if (typeof value === "number") {
     if (Number.isNaN(value)) {
@@ -173,19 +230,20 @@ function parseDecimal(value: unknown, field: string, issues: FieldIssue[]): stri
     return undefined;
   }
   const d = new Prisma.Decimal(text);
-  if (d.isNegative() && !d.isZero()) {
-    issues.push({ field, reason: "must not be negative" });
+  if (d.isNegative() && !d.isZero() && (min === undefined || d.lt(min))) {
+    issues.push({ field, reason: min === undefined ? "must not be negative" : (minReason ?? `must be at least ${min.toFixed()}`) });
     return undefined;
   }
   if (d.decimalPlaces() > MAX_SCALE) {
     issues.push({ field, reason: `has more than ${MAX_SCALE} decimal places` });
     return undefined;
   }
-  if (d.gte(MAX_VALUE)) {
+  if (d.abs().gte(MAX_VALUE)) {
     issues.push({ field, reason: "is too large (at most 12 digits before the decimal point)" });
     return undefined;
   }
-  return d.abs().toFixed();
+  // Zero without its sign ("-0" is "0").
+  return d.isZero() ? "0" : d.toFixed();
 }
 
 function parseCurrency(value: unknown, field: string, issues: FieldIssue[]): string | undefined {
@@ -237,6 +295,15 @@ function validateModelPrice(prices: unknown, prefix: string, issues: FieldIssue[
       threshold = t;
     }
   }
+  const flag = prices.flexPriorityTokensEnabledOnLongContext;
+  if (flag !== undefined && flag !== null && typeof flag !== "boolean") {
+    issues.push({ field: f("flexPriorityTokensEnabledOnLongContext"), reason: `must be true or false, got ${describeValue(flag)}` });
+  }
+  const m = prices.regionalProcessingMargin;
+  const margin =
+    m === undefined || m === null
+      ? null
+      : (parseDecimal(m, f("regionalProcessingMargin"), issues, MIN_MARGIN, "must be at least -100 (percent; -100 makes regional usage free)") ?? null);
   if (issues.length > before) return undefined;
   return {
     currency: currency!,
@@ -244,6 +311,8 @@ function validateModelPrice(prices: unknown, prefix: string, issues: FieldIssue[
     costOutTokensPerMillion: costOut!,
     longContextTokenThreshold: threshold,
     rates,
+    flexPriorityTokensEnabledOnLongContext: flag === true,
+    regionalProcessingMargin: margin,
   };
 }
 
@@ -313,6 +382,18 @@ function toModelPeriod(r: ModelPeriodRow, effectiveTo: Date | null): ModelPriceP
     costOutReasoningTokensPerMillion: dec(r.costOutReasoningTokensPerMillion),
     costOutAudioTokensPerMillion: dec(r.costOutAudioTokensPerMillion),
     costOutImageTokensPerMillion: dec(r.costOutImageTokensPerMillion),
+    flexTokensIn: dec(r.flexTokensIn),
+    flexTokensCachedIn: dec(r.flexTokensCachedIn),
+    flexTokensOut: dec(r.flexTokensOut),
+    priorityTokensIn: dec(r.priorityTokensIn),
+    priorityTokensCachedIn: dec(r.priorityTokensCachedIn),
+    priorityTokensOut: dec(r.priorityTokensOut),
+    fastTokensIn: dec(r.fastTokensIn),
+    fastTokensCachedIn: dec(r.fastTokensCachedIn),
+    fastTokensOut: dec(r.fastTokensOut),
+    flexPriorityTokensEnabledOnLongContext: r.flexPriorityTokensEnabledOnLongContext,
+    regionalProcessingMargin: dec(r.regionalProcessingMargin),
+    costPerThousandWebSearches: dec(r.costPerThousandWebSearches),
     createdAt: r.createdAt,
   };
 }
@@ -368,6 +449,8 @@ async function writeModelPeriod(tx: Tx, modelId: number, p: ModelPriceRow, effec
     costOutTokensPerMillion: p.costOutTokensPerMillion,
     longContextTokenThreshold: p.longContextTokenThreshold,
     ...p.rates,
+    flexPriorityTokensEnabledOnLongContext: p.flexPriorityTokensEnabledOnLongContext,
+    regionalProcessingMargin: p.regionalProcessingMargin,
   };
   const row = await tx.psAiModelPricePeriod.upsert({
     where: { modelId_effectiveFrom: { modelId, effectiveFrom } },
@@ -465,7 +548,9 @@ function sameModelPrice(p: ModelPriceRow, r: ModelPeriodRow): boolean {
     sameDecimal(p.costInTokensPerMillion, r.costInTokensPerMillion) &&
     sameDecimal(p.costOutTokensPerMillion, r.costOutTokensPerMillion) &&
     p.longContextTokenThreshold === r.longContextTokenThreshold &&
-    OPTIONAL_MODEL_RATES.every((name) => sameDecimal(p.rates[name], r[name]))
+    OPTIONAL_MODEL_RATES.every((name) => sameDecimal(p.rates[name], r[name])) &&
+    p.flexPriorityTokensEnabledOnLongContext === r.flexPriorityTokensEnabledOnLongContext &&
+    sameDecimal(p.regionalProcessingMargin, r.regionalProcessingMargin)
   );
 }
 

@@ -93,6 +93,19 @@ describe("setModelPrice", () => {
       costOutReasoningTokensPerMillion: "0.3",
       costOutAudioTokensPerMillion: "12",
       costOutImageTokensPerMillion: "40.000000000001",
+      // Not given: no tier rates, the flag off, no margin, no web search price.
+      flexTokensIn: null,
+      flexTokensCachedIn: null,
+      flexTokensOut: null,
+      priorityTokensIn: null,
+      priorityTokensCachedIn: null,
+      priorityTokensOut: null,
+      fastTokensIn: null,
+      fastTokensCachedIn: null,
+      fastTokensOut: null,
+      flexPriorityTokensEnabledOnLongContext: false,
+      regionalProcessingMargin: null,
+      costPerThousandWebSearches: null,
       createdAt: expect.any(Date),
     });
     // The database holds the exact decimal, not a float's neighbour.
