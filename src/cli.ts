@@ -18,7 +18,7 @@ import { recordModelUsage } from "./modelUsage";
 import { recordNdjson } from "./ndjson";
 import { formatReportCsv, formatReportJson, formatReportTable, loadReportNames } from "./reportFormat";
 import { startStudio } from "./studio";
-import { MODEL_USAGE_COUNTERS, type TimeBucket } from "./types";
+import { MODEL_USAGE_ALL_COUNTERS, type TimeBucket } from "./types";
 
 /** A mistake in the command line: printed as one line, no stack trace, exit status 2. */
 class UsageError extends PsUsageError {
@@ -240,7 +240,10 @@ export function buildProgram(): Command {
     .option("--at <date>", "when it happened (ISO 8601; without an offset a wall time in --tz; default now)", parseDate("--at"))
     .option("--tz <zone>", "IANA time zone of an --at without an offset", "UTC")
     .option("--idempotency-key <key>", "a retry with the same key records nothing new (with --ndjson: per batch, so a re-run skips what was recorded)");
-  for (const [field] of MODEL_USAGE_COUNTERS) record.option(`--${kebab(field)} <n>`, `${field} (model usage)`, integer(`--${kebab(field)}`));
+  for (const [field] of MODEL_USAGE_ALL_COUNTERS) record.option(`--${kebab(field)} <n>`, `${field} (model usage)`, integer(`--${kebab(field)}`));
+  record
+    .option("--service-tier <tier>", "the service tier the provider applied: flex, priority or fast (model usage; default standard)")
+    .option("--regional-processing <region>", "the regional processing the provider applied, e.g. eu (model usage)");
   record.action(async (opts: DbOptions & Record<string, unknown>) => {
     const prepared = prepareRecord(opts);
     await withDb(opts, (db) => withFlagNames(RECORD_FLAGS, () => prepared(db)));
@@ -347,6 +350,9 @@ const REPORT_FLAGS: FlagNames = [
   ["agentId", "--agent-tree"],
 ];
 
+/** Model usage fields given as text flags (`--service-tier flex`). */
+const MODEL_PRICING_FLAGS = ["serviceTier", "regionalProcessing"] as const;
+
 const RECORD_FLAGS: FlagNames = [
   ["options.idempotencyKey", "--idempotency-key"],
   ["userId", "--user"],
@@ -356,7 +362,8 @@ const RECORD_FLAGS: FlagNames = [
   ["agentId", "--agent"],
   ["connectorId", "--connector"],
   ["createdAt", "--at"],
-  ...MODEL_USAGE_COUNTERS.map(([field]) => [field, `--${kebab(field)}`] as const),
+  ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => [field, `--${kebab(field)}`] as const),
+  ...MODEL_PRICING_FLAGS.map((field) => [field, `--${kebab(field)}`] as const),
 ];
 
 /**
@@ -495,7 +502,17 @@ async function runDemo(db: Database, opts: { events?: number; days?: number; see
 }
 
 /** The flags that describe one event: with --ndjson each line gives its own. */
-const SINGLE_RECORD_FLAGS = ["user", "model", "externalApi", "calls", "agent", "connector", "at", ...MODEL_USAGE_COUNTERS.map(([f]) => f)];
+const SINGLE_RECORD_FLAGS = [
+  "user",
+  "model",
+  "externalApi",
+  "calls",
+  "agent",
+  "connector",
+  "at",
+  ...MODEL_USAGE_ALL_COUNTERS.map(([f]) => f),
+  ...MODEL_PRICING_FLAGS,
+];
 
 /**
  * Checks the record flags (exit 2 before the database is opened) and returns what to run on it.
@@ -527,16 +544,16 @@ function prepareRecord(opts: Record<string, unknown>): (db: Database) => Promise
     ...(opts.at !== undefined ? { createdAt: toInstant(opts.at as IsoDateTime, opts.tz as string) } : {}),
   };
   const options = key === undefined ? undefined : { idempotencyKey: key };
-  const counters = MODEL_USAGE_COUNTERS.filter(([f]) => opts[f] !== undefined);
+  const counters = [...MODEL_USAGE_ALL_COUNTERS.map(([f]) => f), ...MODEL_PRICING_FLAGS].filter((f) => opts[f] !== undefined);
   let write: (db: Database) => Promise<object>;
   if (opts.externalApi !== undefined) {
-    if (opts.model !== undefined || counters.length) throw new UsageError("record: --external-api takes --calls, not --model or token counts.");
+    if (opts.model !== undefined || counters.length) throw new UsageError("record: --external-api takes --calls, not --model, token counts or model pricing flags.");
     const input = { ...common, externalApiId: opts.externalApi, callCount: opts.calls };
     write = (db) => recordExternalApiUsage(db, input as never, options);
   } else {
     if (opts.model === undefined) throw new UsageError("record: give --model <id> (or --external-api <id>).");
     if (opts.calls !== undefined) throw new UsageError("record: --calls goes with --external-api.");
-    const input = { ...common, modelId: opts.model, ...Object.fromEntries(counters.map(([f]) => [f, opts[f]])) };
+    const input = { ...common, modelId: opts.model, ...Object.fromEntries(counters.map((f) => [f, opts[f]])) };
     write = (db) => recordModelUsage(db, input as never, options);
   }
   dbTarget(opts as DbOptions);

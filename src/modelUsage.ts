@@ -6,7 +6,7 @@ import type { Database } from "./db";
 import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
-  MODEL_USAGE_COUNTERS,
+  MODEL_USAGE_ALL_COUNTERS,
   type BatchRecordOptions,
   type BatchRecordResult,
   type FoundModelUsage,
@@ -26,10 +26,12 @@ import {
   checkInput,
   checkModelCallOptions,
   checkRecordOptions,
+  storedServiceTier,
   throwIfIssues,
 } from "./validation";
 import {
   intArrayLiteral,
+  textArrayLiteral,
   recordBatch,
   type BatchSpec,
   singleReferenceError,
@@ -80,6 +82,9 @@ function toModelUsageRecord(row: PrismaModelUsageRow): ModelUsageRecord {
     longContextTokenOutReasoningCount: row.longContextTokenOutReasoningCount,
     longContextTokenOutAudioCount: row.longContextTokenOutAudioCount,
     longContextTokenOutImageCount: row.longContextTokenOutImageCount,
+    webSearchCount: row.webSearchCount,
+    serviceTier: row.serviceTier,
+    regionalProcessing: row.regionalProcessing,
   };
 }
 
@@ -129,8 +134,10 @@ export async function recordModelUsageAs(
     modelId: input.modelId,
     agentId: input.agentId ?? null,
     connectorId: input.connectorId ?? null,
+    serviceTier: storedServiceTier(input.serviceTier),
+    regionalProcessing: input.regionalProcessing ?? null,
   };
-  for (const [field] of MODEL_USAGE_COUNTERS) {
+  for (const [field] of MODEL_USAGE_ALL_COUNTERS) {
     const value = input[field];
     if (value !== undefined) data[field] = value;
   }
@@ -179,7 +186,16 @@ export async function recordModelUsageAs(
 }
 
 /** `ps_model_usage` columns a batch fills, in the order of the unnest arrays. */
-const BATCH_COLUMNS = ["user_id", "model_id", "agent_id", "connector_id", "created_at", ...MODEL_USAGE_COUNTERS.map(([, column]) => column)];
+const BATCH_COLUMNS = [
+  "user_id",
+  "model_id",
+  "agent_id",
+  "connector_id",
+  "created_at",
+  ...MODEL_USAGE_ALL_COUNTERS.map(([, column]) => column),
+  "service_tier",
+  "regional_processing",
+];
 
 // updated_at is not an array: it is the row's created_at (see BATCH_EVENT_TIME_SQL).
 const INSERT_COLUMNS = Prisma.raw([...BATCH_COLUMNS, "updated_at"].join(", "));
@@ -196,7 +212,9 @@ function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: nu
     Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`,
     Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`,
     Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
-    ...MODEL_USAGE_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`),
+    ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`),
+    Prisma.sql`${textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))}::text[]`,
+    Prisma.sql`${textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)}::text[]`,
   ]);
   if (!returnIds) {
     return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS}) SELECT ${SELECT_LIST} FROM unnest(${arrays}) AS u(${UNNEST_ALIASES})`;
@@ -269,6 +287,9 @@ export function modelCallToUsage(call: ModelCallInput, longContextTokenThreshold
     ...(call.connectorId !== undefined ? { connectorId: call.connectorId } : {}),
     ...(call.createdAt !== undefined ? { createdAt: call.createdAt } : {}),
     ...modelCallTokensToCounters(call, longContextTokenThreshold),
+    ...(call.webSearchCount !== undefined ? { webSearchCount: call.webSearchCount } : {}),
+    ...(call.serviceTier !== undefined ? { serviceTier: call.serviceTier } : {}),
+    ...(call.regionalProcessing !== undefined ? { regionalProcessing: call.regionalProcessing } : {}),
   };
 }
 

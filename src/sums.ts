@@ -10,10 +10,10 @@ import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./
 import { Prisma } from "./generated/prisma/client";
 import {
   MAX_INT32,
-  MODEL_USAGE_COUNTERS,
+  MODEL_USAGE_ALL_COUNTERS,
   type ExternalApiUsageFilter,
   type ExternalApiUsageGroupBy,
-  type ModelUsageCounter,
+  type ModelUsageAnyCounter,
   type ModelUsageFilter,
   type ModelUsageGroupBy,
   type TimeBucket,
@@ -43,8 +43,8 @@ import {
 import { translateDatabaseError } from "./usageShared";
 import { checkBucketStarts, throwIfIssues } from "./validation";
 
-/** Every model usage counter summed, and `events`: how many rows were summed. */
-export type ModelUsageTotals = { readonly events: bigint } & { readonly [K in ModelUsageCounter]: bigint };
+/** Every model usage counter summed (the 14 token counters and `webSearchCount`), and `events`: how many rows were summed. */
+export type ModelUsageTotals = { readonly events: bigint } & { readonly [K in ModelUsageAnyCounter]: bigint };
 
 /** External API calls summed (`callCount`), and `events`: how many rows were summed. */
 export interface ExternalApiUsageTotals {
@@ -143,7 +143,7 @@ export function checkSource(source: unknown, issues: FieldIssue[]): void {
 function relation(table: UsageTable, source: ModelUsageSource | undefined): Prisma.Sql {
   return table === "modelUsage" ? Prisma.sql`${modelUsageRelation(source)} AS ps_model_usage` : Prisma.raw(USAGE_TABLE_NAMES[table]);
 }
-const MODEL_SUM_FIELDS = ["events", ...MODEL_USAGE_COUNTERS.map(([field]) => field)];
+const MODEL_SUM_FIELDS = ["events", ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => field)];
 const EXTERNAL_API_SUM_FIELDS = ["events", "callCount"];
 
 /** Runs a read, turning a lost connection into DatabaseConnectionError (reads violate no keys). */
@@ -290,7 +290,7 @@ async function checkFilledRows(
 }
 
 /**
- * Sums model usage: every token counter as an exact `bigint`, plus `events` (rows summed),
+ * Sums model usage: every token counter and `webSearchCount` as an exact `bigint`, plus `events` (rows summed),
  * optionally grouped by user, agent, connector and/or model and by a time bucket in an IANA time
  * zone. Without `groupBy` and `bucket` it returns exactly one total row (zeros when nothing
  * matches). Buckets without usage are absent unless `fillEmptyBuckets`. Rows are ordered by the

@@ -24,6 +24,30 @@ export const MODEL_USAGE_COUNTERS = [
 /** One of the token counter fields of a model usage row. */
 export type ModelUsageCounter = (typeof MODEL_USAGE_COUNTERS)[number][0];
 
+/**
+ * The counters of `ps_model_usage` that count calls, not tokens: the model's built-in web
+ * searches (priced per thousand, apart from the tokens). Field -> column.
+ */
+export const MODEL_USAGE_CALL_COUNTERS = [["webSearchCount", "web_search_count"]] as const;
+
+/**
+ * Every integer counter of a model usage row, as recorded, summed and checked: the 14 token
+ * counters, then the call counters. Cost reports keep the two apart (`tokens` and `webSearchCount`).
+ */
+export const MODEL_USAGE_ALL_COUNTERS = [...MODEL_USAGE_COUNTERS, ...MODEL_USAGE_CALL_COUNTERS] as const;
+
+/** A counter field of a model usage row: a token counter or `webSearchCount`. */
+export type ModelUsageAnyCounter = (typeof MODEL_USAGE_ALL_COUNTERS)[number][0];
+
+/**
+ * The service tiers that choose other rates (PolicySynth's `flex*`, `priority*`, `fast*` prices):
+ * OpenAI's flex and priority processing, Anthropic's fast mode. No tier (null) is standard pricing.
+ */
+export const SERVICE_TIERS = ["flex", "priority", "fast"] as const;
+
+/** A service tier with rates of its own; null stands for standard. */
+export type ServiceTier = (typeof SERVICE_TIERS)[number];
+
 /** Largest value of a PostgreSQL INTEGER column. */
 export const MAX_INT32 = 2_147_483_647;
 
@@ -35,6 +59,20 @@ export type ModelUsageInput = {
   readonly connectorId?: number | null;
   /** When the usage happened. Default: now (the database's clock). */
   readonly createdAt?: Date;
+  /** Web searches the call made (built-in tool calls, priced per thousand). Default 0. */
+  readonly webSearchCount?: number;
+  /**
+   * The service tier the provider reports as APPLIED to the call (not the one requested):
+   * `"flex"`, `"priority"` or `"fast"` choose the price period's tier rates. `"standard"`,
+   * `"default"` and null mean standard pricing and are stored as null. Default: null.
+   */
+  readonly serviceTier?: ServiceTier | "standard" | "default" | null;
+  /**
+   * The regional processing the provider applied (data residency), e.g. `"eu"`: the price
+   * period's `regionalProcessingMargin` applies to the call's token costs. 1 to 16 letters,
+   * digits, `-` or `_`, stored as given. Null (the default): none.
+   */
+  readonly regionalProcessing?: string | null;
 } & { readonly [K in ModelUsageCounter]?: number };
 
 /** A stored `ps_model_usage` row. */
@@ -46,6 +84,13 @@ export type ModelUsageRecord = {
   readonly connectorId: number | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
+  readonly webSearchCount: number;
+  /**
+   * The applied tier (`"flex"`, `"priority"`, `"fast"`), null for standard. This package writes
+   * nothing else; text another writer stored is returned as it is (and priced as standard).
+   */
+  readonly serviceTier: string | null;
+  readonly regionalProcessing: string | null;
 } & { readonly [K in ModelUsageCounter]: number };
 
 /** What `recordExternalApiUsage` takes. */
@@ -175,6 +220,10 @@ export interface ModelCallInput {
   readonly reasoningTokens?: number;
   readonly audioTokens?: number;
   readonly imageTokens?: number;
+  /** Passed through to the usage as they are (see {@link ModelUsageInput}). */
+  readonly webSearchCount?: number;
+  readonly serviceTier?: ModelUsageInput["serviceTier"];
+  readonly regionalProcessing?: string | null;
 }
 
 /** Options of `recordModelCall`. */

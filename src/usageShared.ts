@@ -364,6 +364,21 @@ export function intArrayLiteral<I>(items: readonly I[], start: number, end: numb
 }
 
 /**
+ * A PostgreSQL array literal (`{"flex",NULL}`) of one text value per item of `items[start..end)`,
+ * sent as one bound parameter and cast to `text[]`. Every value was validated first to letters,
+ * digits, `-` and `_` (service tiers, regional processing codes), so quoting it as it is is
+ * exact; quoted, a value spelt `null` stays text. Null: NULL.
+ */
+export function textArrayLiteral<I>(items: readonly I[], start: number, end: number, value: (item: I) => string | null): string {
+  const parts = new Array<string>(end - start);
+  for (let i = start; i < end; i++) {
+    const v = value(items[i]);
+    parts[i - start] = v === null ? "NULL" : `"${v}"`;
+  }
+  return `{${parts.join(",")}}`;
+}
+
+/**
  * An event's `created_at` and `updated_at` as a single record writes them. An event row is
  * written once and never updated by this package, so its `updated_at` is its `created_at`: the
  * caller's `createdAt`, else now (this process's clock, as Prisma's own default was). Every write

@@ -8,7 +8,7 @@ import type { Database } from "./db";
 import type { FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
-  MODEL_USAGE_COUNTERS,
+  MODEL_USAGE_ALL_COUNTERS,
   type ExternalApiUsageFilter,
   type ExternalApiUsageGroupBy,
   type ModelUsageFilter,
@@ -459,15 +459,15 @@ export function checkOptionNames(options: unknown, allowed: readonly string[], i
 }
 
 /**
- * `COALESCE(SUM(col), 0)::bigint AS "field"` for every model usage counter: exact 64-bit sums
- * (the adapters return PostgreSQL bigint as JS bigint).
+ * `COALESCE(SUM(col), 0)::bigint AS "field"` for every model usage counter (the 14 token counters
+ * and `webSearchCount`): exact 64-bit sums (the adapters return PostgreSQL bigint as JS bigint).
  *
  * @example
  * await db.prisma.$queryRaw`SELECT ${modelUsageSumColumnsSql()} FROM ps_model_usage`;
  */
 export function modelUsageSumColumnsSql(alias?: string): Prisma.Sql {
   return Prisma.join(
-    MODEL_USAGE_COUNTERS.map(([field, column]) => Prisma.sql`COALESCE(SUM(${columnSql(column, alias)}), 0)::bigint AS ${Prisma.raw(`"${field}"`)}`),
+    MODEL_USAGE_ALL_COUNTERS.map(([field, column]) => Prisma.sql`COALESCE(SUM(${columnSql(column, alias)}), 0)::bigint AS ${Prisma.raw(`"${field}"`)}`),
     ", ",
   );
 }

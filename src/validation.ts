@@ -12,7 +12,9 @@ import {
   MAX_BATCH_CHUNK_SIZE,
   MAX_INT32,
   MAX_PAGE_SIZE,
-  MODEL_USAGE_COUNTERS,
+  MODEL_USAGE_ALL_COUNTERS,
+  SERVICE_TIERS,
+  type ServiceTier,
   type UsageOrder,
 } from "./types";
 
@@ -28,6 +30,10 @@ const enum Kind {
   RequiredCount,
   /** An optional Date. */
   Date,
+  /** An optional service tier (see {@link serviceTierProblem}). */
+  ServiceTier,
+  /** An optional regional processing code (see {@link regionalProcessingProblem}). */
+  Region,
 }
 
 type FieldSpec = readonly (readonly [field: string, kind: Kind])[];
@@ -53,11 +59,18 @@ const REFERENCE_FIELDS: FieldSpec = [
   ["createdAt", Kind.Date],
 ];
 
-/** `ModelUsageInput`: ids, createdAt and the 14 counters. */
+/** What a model usage event says about its pricing beside the tokens (`ModelUsagePricingInput`). */
+const PRICING_FIELDS: FieldSpec = [
+  ["serviceTier", Kind.ServiceTier],
+  ["regionalProcessing", Kind.Region],
+];
+
+/** `ModelUsageInput`: ids, createdAt, the 14 token counters, webSearchCount, serviceTier, regionalProcessing. */
 export const MODEL_USAGE_INPUT = shape("ModelUsageInput", [
   ["modelId", Kind.Id],
   ...REFERENCE_FIELDS,
-  ...MODEL_USAGE_COUNTERS.map(([field]) => [field, Kind.Count] as const),
+  ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => [field, Kind.Count] as const),
+  ...PRICING_FIELDS,
 ]);
 
 /** `ExternalApiUsageInput`: ids, createdAt and the required call count. */
@@ -78,6 +91,8 @@ export const MODEL_CALL_INPUT = shape("ModelCallInput", [
   ["reasoningTokens", Kind.Count],
   ["audioTokens", Kind.Count],
   ["imageTokens", Kind.Count],
+  ["webSearchCount", Kind.Count],
+  ...PRICING_FIELDS,
 ]);
 
 /**
@@ -135,6 +150,35 @@ export function idProblem(value: unknown): string | null {
   if (value < 1) return `must be a positive integer, got ${value}`;
   if (value > MAX_INT32) return `must be at most ${MAX_INT32} (PostgreSQL INTEGER), got ${value}`;
   return null;
+}
+
+/** Tier words that mean standard pricing: accepted, and stored as null. */
+const STANDARD_TIERS: readonly unknown[] = ["standard", "default"];
+
+/**
+ * Why `value` is not a service tier this package prices (see `ModelUsagePricingInput`), or null
+ * when it is one: `"flex"`, `"priority"`, `"fast"`, or standard (`"standard"`, `"default"`,
+ * null, undefined). A tier only ever requested (`"auto"`) and tiers with no rates here (`"scale"`,
+ * `"batch"`) are refused rather than priced as something they may not be.
+ */
+export function serviceTierProblem(value: unknown): string | null {
+  if (value === undefined || value === null || STANDARD_TIERS.includes(value) || SERVICE_TIERS.includes(value as ServiceTier)) return null;
+  if (value === "auto") return '"auto" is a tier to request, not one applied: pass the tier the provider reports as applied';
+  return `must be "flex", "priority" or "fast" (the tier the provider reports as applied), or "standard", "default" or null for standard pricing, got ${describeValue(value)}`;
+}
+
+/** The stored `service_tier` of a valid input value: the tier, or null for standard. */
+export function storedServiceTier(value: unknown): ServiceTier | null {
+  return SERVICE_TIERS.includes(value as ServiceTier) ? (value as ServiceTier) : null;
+}
+
+/** A regional processing code: short, and plain enough to go into a batch's array literal quoted as it is. */
+const REGION = /^[A-Za-z0-9_-]{1,16}$/;
+
+/** Why `value` is not a regional processing code (or null / undefined), or null when it is one. */
+export function regionalProcessingProblem(value: unknown): string | null {
+  if (value === undefined || value === null || (typeof value === "string" && REGION.test(value))) return null;
+  return `must be 1 to 16 letters, digits, "-" or "_" (e.g. "eu"), or null, got ${describeValue(value)}`;
 }
 
 /** Why `value` is not a usable Date, or null when it is one. */
@@ -265,6 +309,12 @@ export function checkInput(value: unknown, input: InputShape, issues: FieldIssue
         break;
       case Kind.Date:
         if (v !== undefined) problem = dateProblem(v);
+        break;
+      case Kind.ServiceTier:
+        problem = serviceTierProblem(v);
+        break;
+      case Kind.Region:
+        problem = regionalProcessingProblem(v);
         break;
     }
     if (problem !== null) push(issues, field, problem, index);

@@ -39,7 +39,20 @@ describe("recordModelUsage", () => {
     const createdAt = new Date("2025-03-04T05:06:07.089Z");
     const row = await recordModelUsage(t.db, { userId: 42, modelId, agentId, connectorId, createdAt, ...counters });
 
-    expect(row).toEqual({ id: row.id, userId: 42, modelId, agentId, connectorId, createdAt, updatedAt: row.updatedAt, ...counters });
+    expect(row).toEqual({
+      id: row.id,
+      userId: 42,
+      modelId,
+      agentId,
+      connectorId,
+      createdAt,
+      updatedAt: row.updatedAt,
+      ...counters,
+      // Not given: no web searches, standard tier, no regional processing.
+      webSearchCount: 0,
+      serviceTier: null,
+      regionalProcessing: null,
+    });
     expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
     const stored = await t.db.prisma.psModelUsage.findUniqueOrThrow({ where: { id: row.id } });
     for (const [field] of MODEL_USAGE_COUNTERS) expect(stored[field]).toBe(counters[field]);

@@ -1,5 +1,5 @@
 import {
-  MODEL_USAGE_COUNTERS,
+  MODEL_USAGE_ALL_COUNTERS,
   UsageValidationError,
   recordExternalApiUsageBatch,
   recordModelUsageBatch,
@@ -18,7 +18,7 @@ let modelInputs: ModelUsageInput[];
 
 /** Every counter 0n except the ones given: the expected value of one sum row. */
 function totals(given: Partial<Record<keyof ModelUsageTotals, bigint>>): ModelUsageTotals {
-  const zeros = Object.fromEntries([["events", 0n], ...MODEL_USAGE_COUNTERS.map(([field]) => [field, 0n])]);
+  const zeros = Object.fromEntries([["events", 0n], ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => [field, 0n])]);
   return { ...zeros, ...given } as ModelUsageTotals;
 }
 
