@@ -8,24 +8,40 @@
  * round them only for display.
  *
  * Cost rules, all rates per million tokens (cost = tokens × rate / 1,000,000); each counter is
- * priced on its own, so a token must be counted in one counter only:
- * - `token_in_count`: costInTokensPerMillion.
- * - `token_in_cached_context_count`: costInCachedContextTokensPerMillion, else the input rate.
+ * priced on its own, so a token must be counted in one counter only. First the rates of the
+ * usage's service tier are resolved (as PolicySynth's `resolvePriceConfigurationForContext`
+ * does), from the period's standard rates S and the tier's rates T (flex*, priority* or fast*;
+ * none for standard usage and for tier text this package does not know):
+ * - input rate: T.in, else S.in (costInTokensPerMillion).
+ * - cached rate: T.cachedIn, else S.cached (costInCachedContextTokensPerMillion), else the input rate.
+ * - output rate: T.out, else S.out (costOutTokensPerMillion).
+ * - a long-context rate (in, cached, out): with no S.long rate, the resolved base rate above; else,
+ *   when the tier scales long context (fast always, flex and priority only with
+ *   flexPriorityTokensEnabledOnLongContext) and the standard base rate is not 0,
+ *   resolved base × S.long / S.base; else S.long (the standard long-context rate).
+ * - a kind's output rate (reasoning, audio, image; this package's own): none set, the output
+ *   rate; else, under a tier, S.kind × output rate / S.out (S.out 0: S.kind); else S.kind.
+ * Then each counter:
+ * - `token_in_count`: the input rate.
+ * - `token_in_cached_context_count`: the cached rate.
  * - `token_in_cache_write_count`: input rate × cacheWriteInputCostMultiplier (no multiplier: 1).
- * - `token_out_count`: costOutTokensPerMillion.
- * - `token_out_reasoning|audio|image_count`: costOutReasoning|Audio|ImageTokensPerMillion, else the output rate.
- * - `long_context_token_in_count`: longContextCostInTokensPerMillion, else the input rate.
- * - `long_context_token_in_cached_context_count`: longContextCostInCachedContextTokensPerMillion,
- *   else the (normal) cached rate, else the input rate.
- * - `long_context_token_in_cache_write_count`: (longContextCostInTokensPerMillion, else the input
- *   rate) × cacheWriteInputCostMultiplier (no multiplier: 1).
- * - `long_context_token_out_count`: longContextCostOutTokensPerMillion, else the output rate.
- * - `long_context_token_out_reasoning|audio|image_count`: longContextCostOutTokensPerMillion,
- *   else the kind's own rate, else the output rate (there are no long-context kind rates; the
- *   long-context surcharge is the more specific price of the two).
+ * - `token_out_count`: the output rate.
+ * - `token_out_reasoning|audio|image_count`: the kind's rate.
+ * - `long_context_token_in_count`: the long-context input rate.
+ * - `long_context_token_in_cached_context_count`: the long-context cached rate (whose standard
+ *   base is S.cached, else S.in).
+ * - `long_context_token_in_cache_write_count`: long-context input rate × cacheWriteInputCostMultiplier.
+ * - `long_context_token_out_count`: the long-context output rate.
+ * - `long_context_token_out_reasoning|audio|image_count`: the long-context output rate when
+ *   S has longContextCostOutTokensPerMillion, else the kind's rate (there are no long-context kind
+ *   rates; the long-context surcharge is the more specific price of the two).
+ * - Every token cost above × (1 + regionalProcessingMargin / 100) when the usage's
+ *   `regional_processing` is set and the period has a margin.
+ * - `web_search_count` × costPerThousandWebSearches / 1,000 (no rate: 0), not margined.
  * - External API usage: `call_count` × pricePerUnit.
- * Usage with no price period in force at its `created_at` is unpriced: it is reported in rows
- * with `currency: null` and null costs, counted in `unpricedEvents`, never as a silent 0.
+ * For standard usage these are exactly the rules before tiers existed. Usage with no price period
+ * in force at its `created_at` is unpriced: it is reported in rows with `currency: null` and null
+ * costs, counted in `unpricedEvents`, never as a silent 0.
  */
 import type { Database } from "./db";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
@@ -81,7 +97,9 @@ export interface CostAmounts {
   /** Model usage rows summed. */
   readonly modelEvents: bigint;
   readonly tokens: TokenTotals;
-  /** Cost of the model usage, e.g. `"12.3456789"`; null when unpriced. */
+  /** Web searches of the model usage (`webSearchCount` summed); priced per thousand within `modelCost`. */
+  readonly webSearchCount: bigint;
+  /** Cost of the model usage (tokens and web searches), e.g. `"12.3456789"`; null when unpriced. */
   readonly modelCost: string | null;
   /** External API usage rows summed. */
   readonly externalApiEvents: bigint;
@@ -221,29 +239,88 @@ function keyExpressions(side: Side, p: ReportPlan): Prisma.Sql[] {
 
 const COUNTER_COLUMNS = MODEL_USAGE_COUNTERS.map(([, column]) => column);
 
-/** Model cost of summed counters `m.*` at price period `p.*` (see the rules at the top of this file). */
-const MODEL_COST = Prisma.raw(`(
-    m.token_in_count * p.cost_in_tokens_per_million
-  + m.token_in_cached_context_count * COALESCE(p.cost_in_cached_context_tokens_per_million, p.cost_in_tokens_per_million)
-  + m.token_in_cache_write_count * p.cost_in_tokens_per_million * COALESCE(p.cache_write_input_cost_multiplier, 1)
-  + m.long_context_token_in_count * COALESCE(p.long_context_cost_in_tokens_per_million, p.cost_in_tokens_per_million)
-  + m.long_context_token_in_cached_context_count * COALESCE(p.long_context_cost_in_cached_context_tokens_per_million,
-      p.cost_in_cached_context_tokens_per_million, p.cost_in_tokens_per_million)
-  + m.long_context_token_in_cache_write_count * COALESCE(p.long_context_cost_in_tokens_per_million, p.cost_in_tokens_per_million)
-      * COALESCE(p.cache_write_input_cost_multiplier, 1)
-  + m.token_out_count * p.cost_out_tokens_per_million
-  + m.token_out_reasoning_count * COALESCE(p.cost_out_reasoning_tokens_per_million, p.cost_out_tokens_per_million)
-  + m.token_out_audio_count * COALESCE(p.cost_out_audio_tokens_per_million, p.cost_out_tokens_per_million)
-  + m.token_out_image_count * COALESCE(p.cost_out_image_tokens_per_million, p.cost_out_tokens_per_million)
-  + m.long_context_token_out_count * COALESCE(p.long_context_cost_out_tokens_per_million, p.cost_out_tokens_per_million)
-  + m.long_context_token_out_reasoning_count * COALESCE(p.long_context_cost_out_tokens_per_million,
-      p.cost_out_reasoning_tokens_per_million, p.cost_out_tokens_per_million)
-  + m.long_context_token_out_audio_count * COALESCE(p.long_context_cost_out_tokens_per_million,
-      p.cost_out_audio_tokens_per_million, p.cost_out_tokens_per_million)
-  + m.long_context_token_out_image_count * COALESCE(p.long_context_cost_out_tokens_per_million,
-      p.cost_out_image_tokens_per_million, p.cost_out_tokens_per_million)
-  ) * 0.000001`);
-// × 0.000001 rather than / 1000000: numeric multiplication is exact, numeric division rounds.
+/**
+ * The resolved rates of one group of summed usage `m.*` (one price period `p.*`, one service tier,
+ * with or without regional processing), as a LATERAL subquery `r`: see the rules at the top of
+ * this file. `tier_*` are the tier's own rates (null for standard usage, an unknown tier, or a
+ * rate the period lacks).
+ */
+const tierRate = (kind: "in" | "cached_in" | "out") =>
+  `CASE m.service_tier WHEN 'flex' THEN p.flex_tokens_${kind} WHEN 'priority' THEN p.priority_tokens_${kind} WHEN 'fast' THEN p.fast_tokens_${kind} END`;
+const RESOLVED_RATES = Prisma.raw(`CROSS JOIN LATERAL (SELECT
+      COALESCE(${tierRate("in")}, p.cost_in_tokens_per_million) AS in_rate,
+      COALESCE(${tierRate("cached_in")}, p.cost_in_cached_context_tokens_per_million,
+        ${tierRate("in")}, p.cost_in_tokens_per_million) AS cached_rate,
+      COALESCE(${tierRate("out")}, p.cost_out_tokens_per_million) AS out_rate,
+      m.service_tier IN ('flex', 'priority', 'fast') AS tiered,
+      (m.service_tier = 'fast' OR (m.service_tier IN ('flex', 'priority') AND p.flex_priority_tokens_enabled_on_long_context)) AS scaled,
+      CASE WHEN m.regional AND p.regional_processing_margin IS NOT NULL
+        THEN 1 + p.regional_processing_margin * 0.01 ELSE 1 END AS margin
+    ) r`);
+
+/**
+ * Cost (per million) of `tokens` at a long-context rate: with no standard long-context rate
+ * `standardLong`, the resolved base rate `base`; scaled (and the standard base rate
+ * `standardBase` not 0), base × standardLong / standardBase, multiplied out first and divided
+ * once: numeric division keeps at least 16 significant digits and at least the dividend's 24
+ * decimal places (rates are numeric(24,12)), so the term is exact whenever the quotient has at
+ * most 24 decimals and otherwise off by less than 5e-25 per million tokens' price unit (5e-31 of
+ * the currency); else standardLong.
+ */
+function longContextCost(tokens: string, base: string, standardBase: string, standardLong: string): string {
+  return `CASE WHEN ${standardLong} IS NULL THEN ${tokens} * ${base}
+      WHEN r.scaled AND ${standardBase} <> 0 THEN ${tokens} * ${base} * ${standardLong} / ${standardBase}
+      ELSE ${tokens} * ${standardLong} END`;
+}
+
+/** Cost (per million) of `tokens` of an output kind whose own standard rate is `kindRate` (see the rules). */
+function kindCost(tokens: string, kindRate: string): string {
+  return `CASE WHEN ${kindRate} IS NULL THEN ${tokens} * r.out_rate
+      WHEN r.tiered AND p.cost_out_tokens_per_million <> 0 THEN ${tokens} * r.out_rate * ${kindRate} / p.cost_out_tokens_per_million
+      ELSE ${tokens} * ${kindRate} END`;
+}
+
+/** Cost (per million) of long-context `tokens` of an output kind: the long-context output rate if the period has one, else the kind's rate. */
+function longContextKindCost(tokens: string, kindRate: string): string {
+  return `CASE WHEN p.long_context_cost_out_tokens_per_million IS NULL THEN ${kindCost(tokens, kindRate)}
+      ELSE ${longContextOutCost(tokens)} END`;
+}
+
+const MULTIPLIER = "COALESCE(p.cache_write_input_cost_multiplier, 1)";
+const longContextInCost = (tokens: string) =>
+  longContextCost(tokens, "r.in_rate", "p.cost_in_tokens_per_million", "p.long_context_cost_in_tokens_per_million");
+const longContextOutCost = (tokens: string) =>
+  longContextCost(tokens, "r.out_rate", "p.cost_out_tokens_per_million", "p.long_context_cost_out_tokens_per_million");
+
+/**
+ * Model cost of summed counters `m.*` at price period `p.*` and resolved rates `r.*` (see the
+ * rules at the top of this file): token costs × the margin factor, then web searches.
+ */
+const MODEL_COST = Prisma.raw(`((
+    m.token_in_count * r.in_rate
+  + m.token_in_cached_context_count * r.cached_rate
+  + m.token_in_cache_write_count * ${MULTIPLIER} * r.in_rate
+  + ${longContextInCost("m.long_context_token_in_count")}
+  + ${longContextCost(
+    "m.long_context_token_in_cached_context_count",
+    "r.cached_rate",
+    "COALESCE(p.cost_in_cached_context_tokens_per_million, p.cost_in_tokens_per_million)",
+    "p.long_context_cost_in_cached_context_tokens_per_million",
+  )}
+  + ${longContextInCost(`m.long_context_token_in_cache_write_count * ${MULTIPLIER}`)}
+  + m.token_out_count * r.out_rate
+  + ${kindCost("m.token_out_reasoning_count", "p.cost_out_reasoning_tokens_per_million")}
+  + ${kindCost("m.token_out_audio_count", "p.cost_out_audio_tokens_per_million")}
+  + ${kindCost("m.token_out_image_count", "p.cost_out_image_tokens_per_million")}
+  + ${longContextOutCost("m.long_context_token_out_count")}
+  + ${longContextKindCost("m.long_context_token_out_reasoning_count", "p.cost_out_reasoning_tokens_per_million")}
+  + ${longContextKindCost("m.long_context_token_out_audio_count", "p.cost_out_audio_tokens_per_million")}
+  + ${longContextKindCost("m.long_context_token_out_image_count", "p.cost_out_image_tokens_per_million")}
+  ) * r.margin * 0.000001
+  + m.web_search_count * COALESCE(p.cost_per_thousand_web_searches, 0) * 0.001)`);
+// × 0.000001 and × 0.001 rather than / 1000000 and / 1000: numeric multiplication is exact,
+// numeric division rounds. The only divisions are those of derived rates (longContextCost,
+// kindCost), each done once after its multiplications.
 
 function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
   const keys = keyNames(p).map((k) => Prisma.raw(`m.${k}`));
@@ -251,19 +328,24 @@ function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
   const picked = Prisma.raw(COUNTER_COLUMNS.map((c) => `m.${c}`).join(", "));
   const selectKeys = keys.length ? Prisma.sql`${Prisma.join(keys)},` : Prisma.empty;
   const groupKeys = keyNames(p).map((k) => Prisma.raw(k));
+  // Grouped by price period, service tier and whether regional processing applied: the rates
+  // are resolved once per such group, after summing (cost is linear in tokens).
   return Prisma.sql`
-    SELECT ${selectKeys} p.currency, m.events AS model_events, ${picked}, ${MODEL_COST} AS model_cost,
+    SELECT ${selectKeys} p.currency, m.events AS model_events, ${picked}, m.web_search_count,
+           ${MODEL_COST} AS model_cost,
            0::bigint AS api_events, 0::bigint AS api_calls, 0::numeric AS api_cost
     FROM (
       SELECT ${groupKeys.length ? Prisma.sql`${Prisma.join(groupKeys)},` : Prisma.empty}
-             mp.id AS period_id, count(*) AS events, ${sums}
+             mp.id AS period_id, u.service_tier, u.regional_processing IS NOT NULL AS regional,
+             count(*) AS events, ${sums}, sum(u.web_search_count) AS web_search_count
       FROM (SELECT ${Prisma.join([...keyExpressions("model", p), Prisma.sql`u.*`])}
             FROM ps_model_usage u WHERE ${conditions("model", p.where, agentTree)}) u
       LEFT JOIN model_periods mp ON mp.model_id = u.model_id
         AND u.created_at >= mp.effective_from AND (mp.valid_to IS NULL OR u.created_at < mp.valid_to)
-      GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`mp.id`])}
+      GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`mp.id`, Prisma.sql`u.service_tier`, Prisma.sql`u.regional_processing IS NOT NULL`])}
     ) m
-    LEFT JOIN ps_ai_model_price_periods p ON p.id = m.period_id`;
+    LEFT JOIN ps_ai_model_price_periods p ON p.id = m.period_id
+    ${RESOLVED_RATES}`;
 }
 
 function apiBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
@@ -272,7 +354,7 @@ function apiBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
   const selectKeys = keys.length ? Prisma.sql`${Prisma.join(keys)},` : Prisma.empty;
   const groupKeys = keyNames(p).map((k) => Prisma.raw(k));
   return Prisma.sql`
-    SELECT ${selectKeys} p.currency, 0::bigint AS model_events, ${zeros}, 0::numeric AS model_cost,
+    SELECT ${selectKeys} p.currency, 0::bigint AS model_events, ${zeros}, 0::bigint AS web_search_count, 0::numeric AS model_cost,
            a.events AS api_events, a.calls AS api_calls, a.calls * p.price_per_unit AS api_cost
     FROM (
       SELECT ${groupKeys.length ? Prisma.sql`${Prisma.join(groupKeys)},` : Prisma.empty}
@@ -334,7 +416,7 @@ function buildQuery(p: ReportPlan, rootAgentId?: number): Prisma.Sql {
     combined AS (${Prisma.join(branches, " UNION ALL ")})
     SELECT ${keys.length ? Prisma.sql`${Prisma.join(outputKeys)},` : Prisma.empty}
            currency, ${isTotal} AS is_total,
-           sum(model_events)::bigint AS model_events, ${sums},
+           sum(model_events)::bigint AS model_events, ${sums}, sum(web_search_count)::bigint AS web_search_count,
            ${money("sum(model_cost)")} AS model_cost,
            sum(api_events)::bigint AS api_events, sum(api_calls)::bigint AS api_calls,
            ${money("sum(api_cost)")} AS api_cost,
@@ -356,6 +438,7 @@ function toAmounts(r: RawRow): CostAmounts {
     currency: r.currency,
     modelEvents: toBigInt(r.model_events),
     tokens,
+    webSearchCount: toBigInt(r.web_search_count),
     modelCost: r.model_cost,
     externalApiEvents: toBigInt(r.api_events),
     externalApiCalls: toBigInt(r.api_calls),

@@ -113,7 +113,8 @@ export interface TableLayout {
 }
 
 /**
- * The cost report as a terminal table, with totals per currency below it.
+ * The cost report as a terminal table, with totals per currency below it. A "Web searches"
+ * column is shown when some usage of the report made web searches.
  *
  * @example
  * const report = await costReport(db, { groupBy: ["modelId"], bucket: "month" });
@@ -124,16 +125,10 @@ export function formatReportTable(report: CostReport, names: ReportNames, layout
   const merged = layout.keys.includes("modelId") && layout.keys.includes("externalApiId");
   const keys = merged ? layout.keys.filter((k) => k !== "externalApiId") : layout.keys;
   const title = (k: Key) => (merged && k === "modelId" ? "Model or external API" : KEY_TITLE[k]);
-  const head = [
-    ...(layout.bucket ? [layout.bucket[0].toUpperCase() + layout.bucket.slice(1)] : []),
-    ...keys.map(title),
-    "Model calls",
-    "Tokens in",
-    "Tokens out",
-    "API calls",
-    "Cost",
-  ];
-  const numeric = (i: number) => i >= head.length - 5;
+  const searches = report.totals.some((t) => t.webSearchCount > 0n);
+  const counts = ["Model calls", "Tokens in", "Tokens out", ...(searches ? ["Web searches"] : []), "API calls", "Cost"];
+  const head = [...(layout.bucket ? [layout.bucket[0].toUpperCase() + layout.bucket.slice(1)] : []), ...keys.map(title), ...counts];
+  const numeric = (i: number) => i >= head.length - counts.length;
   const table = new Table({
     head,
     style: { head: process.stdout.isTTY ? ["cyan"] : [], border: [], compact: true },
@@ -158,6 +153,7 @@ export function formatReportTable(report: CostReport, names: ReportNames, layout
       formatCount(row.modelEvents),
       formatCount(sum(row, IN_COUNTERS)),
       formatCount(sum(row, OUT_COUNTERS)),
+      ...(searches ? [formatCount(row.webSearchCount)] : []),
       formatCount(row.externalApiCalls),
       formatMoney(row.cost, row.currency),
     ]);
@@ -185,7 +181,8 @@ function csvCell(v: unknown): string {
 }
 
 /**
- * CSV: one line per row, every counter and exact amount in its own column.
+ * CSV: one line per row, every counter (the token counters, then `webSearchCount`) and exact
+ * amount in its own column.
  *
  * @example
  * const report = await costReport(db, { groupBy: ["agentId"], bucket: "day" });
@@ -199,6 +196,7 @@ export function formatReportCsv(report: CostReport, layout: Pick<TableLayout, "k
     "currency",
     "modelEvents",
     ...counters,
+    "webSearchCount",
     "modelCost",
     "externalApiEvents",
     "externalApiCalls",
@@ -214,6 +212,7 @@ export function formatReportCsv(report: CostReport, layout: Pick<TableLayout, "k
         r.currency,
         r.modelEvents,
         ...counters.map((c) => r.tokens[c as keyof CostAmounts["tokens"]]),
+        r.webSearchCount,
         r.modelCost,
         r.externalApiEvents,
         r.externalApiCalls,
