@@ -240,13 +240,18 @@ function keyExpressions(side: Side, p: ReportPlan): Prisma.Sql[] {
 const COUNTER_COLUMNS = MODEL_USAGE_COUNTERS.map(([, column]) => column);
 
 /**
- * The resolved rates of one group of summed usage `m.*` (one price period `p.*`, one service tier,
- * with or without regional processing), as a LATERAL subquery `r`: see the rules at the top of
- * this file. `tier_*` are the tier's own rates (null for standard usage, an unknown tier, or a
- * rate the period lacks).
+ * The group's tier's own rate of one kind: null for standard usage, for tier text this package
+ * does not know, and for a rate the period lacks.
  */
 const tierRate = (kind: "in" | "cached_in" | "out") =>
   `CASE m.service_tier WHEN 'flex' THEN p.flex_tokens_${kind} WHEN 'priority' THEN p.priority_tokens_${kind} WHEN 'fast' THEN p.fast_tokens_${kind} END`;
+
+/**
+ * The resolved rates of one group of summed usage `m.*` (one price period `p.*`, one service
+ * tier, with or without regional processing) as the LATERAL subquery `r` (see the rules at the
+ * top of this file): input, cached and output rates; whether the tier has rates (`tiered`) and
+ * scales long context (`scaled`); the margin factor.
+ */
 const RESOLVED_RATES = Prisma.raw(`CROSS JOIN LATERAL (SELECT
       COALESCE(${tierRate("in")}, p.cost_in_tokens_per_million) AS in_rate,
       COALESCE(${tierRate("cached_in")}, p.cost_in_cached_context_tokens_per_million,
@@ -273,7 +278,11 @@ function longContextCost(tokens: string, base: string, standardBase: string, sta
       ELSE ${tokens} * ${standardLong} END`;
 }
 
-/** Cost (per million) of `tokens` of an output kind whose own standard rate is `kindRate` (see the rules). */
+/**
+ * Cost (per million) of `tokens` of an output kind whose own standard rate is `kindRate` (see the
+ * rules): under a tier scaled like the output rate, multiplied first and divided once as in
+ * {@link longContextCost}.
+ */
 function kindCost(tokens: string, kindRate: string): string {
   return `CASE WHEN ${kindRate} IS NULL THEN ${tokens} * r.out_rate
       WHEN r.tiered AND p.cost_out_tokens_per_million <> 0 THEN ${tokens} * r.out_rate * ${kindRate} / p.cost_out_tokens_per_million
