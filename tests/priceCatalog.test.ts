@@ -380,7 +380,21 @@ describe("importPriceCatalog", () => {
     ]);
   });
 
-  test.todo("flex, priority and web search rates reach the price period once setModelPrice stores them (branch provider-pricing)");
+  test("flex, priority and web search rates reach the price period and price the usage of their tier", async () => {
+    const gptPeriod = (await listModelPrices(t.db, { modelId: gpt4o })).at(-1);
+    expect(gptPeriod).toMatchObject({ priorityTokensIn: "4.25", priorityTokensCachedIn: "2.125", priorityTokensOut: "17" });
+    const [claudePeriod] = await listModelPrices(t.db, { modelId: claude });
+    expect(claudePeriod).toMatchObject({ costPerThousandWebSearches: "10" });
+    const NOV_20 = new Date("2026-11-20T12:00:00Z");
+    await recordModelUsage(t.db, { userId: 1, modelId: gpt4o, serviceTier: "priority", tokenInCount: 1_000_000, tokenOutCount: 100_000, createdAt: NOV_20 });
+    await recordModelUsage(t.db, { userId: 1, modelId: claude, webSearchCount: 3, createdAt: NOV_20 });
+    const report = await costReport(t.db, { groupBy: ["modelId"], where: { modelId: [gpt4o, claude], from: NOV_20 } });
+    // Priority: 1e6 × 4.25 + 1e5 × 17 / 1e6 = 4.25 + 1.7; Claude: 3 searches × 10 / 1000.
+    expect(report.rows.map((row) => [row.modelId, row.cost])).toEqual([
+      [gpt4o, "5.95"],
+      [claude, "0.03"],
+    ]);
+  });
 });
 
 describe("ps-usage prices import", () => {

@@ -110,8 +110,8 @@ test("every token counter not given defaults to 0, and agent and connector defau
   const model = await prisma().psAiModel.create({ data: { userId: 1, name: "defaults" } });
   const usage = await prisma().psModelUsage.create({ data: { userId: 1, modelId: model.id } });
   const counters = Object.entries(usage).filter(([k]) => k.endsWith("Count"));
-  // The seed's 12 counters + PolicySynth's 2 cache-write counters.
-  expect(counters).toHaveLength(14);
+  // The seed's 12 counters + PolicySynth's 2 cache-write counters + this package's web searches.
+  expect(counters).toHaveLength(15);
   for (const [name, value] of counters) expect([name, value]).toEqual([name, 0]);
   expect(usage.agentId).toBeNull();
   expect(usage.connectorId).toBeNull();
