@@ -44,6 +44,7 @@
  * costs, counted in `unpricedEvents`, never as a silent 0.
  */
 import type { Database } from "./db";
+import { checkSource, modelUsageRelation, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import { MAX_INT32, MODEL_USAGE_COUNTERS, type ModelUsageCounter, type TimeBucket, type UsageFilter } from "./types";
@@ -80,6 +81,11 @@ export interface CostReportOptions {
   readonly bucket?: TimeBucket;
   /** IANA zone the buckets are cut in, e.g. `Europe/Berlin`. Default: `UTC`. */
   readonly timeZone?: string;
+  /**
+   * Model usage from the ledger (`"ledger"`, default) or from PolicySynth's per-call
+   * `ps_model_usage_item` rows (`"items"`), never both; external API usage is always the ledger's.
+   */
+  readonly source?: ModelUsageSource;
 }
 
 /** Options of {@link agentTreeCostReport}: those of {@link costReport} without an agent filter. */
@@ -155,7 +161,7 @@ const COLUMN: Record<CostReportGroupBy, string> = {
   externalApiId: "external_api_id",
 };
 const FILTER_FIELDS = ["userId", "agentId", "connectorId", "modelId", "externalApiId", "from", "to"] as const;
-const OPTION_NAMES = ["where", "groupBy", "bucket", "timeZone"] as const;
+const OPTION_NAMES = ["where", "groupBy", "bucket", "timeZone", "source"] as const;
 
 type Side = "model" | "externalApi";
 
@@ -165,6 +171,7 @@ interface ReportPlan {
   readonly timeZone: string;
   readonly where: CostReportFilter;
   readonly sides: readonly Side[];
+  readonly source?: ModelUsageSource;
 }
 
 function checkIdValue(value: unknown, field: string, issues: FieldIssue[]): void {
@@ -202,10 +209,11 @@ async function plan(db: Database, options: CostReportOptions, issues: FieldIssue
   const groupBy = checkGroupBy(opts.groupBy, issues);
   const bucket = validateBucket(opts.bucket, issues);
   const timeZone = (await resolveTimeZone(db, opts.timeZone, issues)) ?? "UTC";
+  checkSource(opts.source, issues);
   const hasModel = where.modelId !== undefined;
   const hasApi = where.externalApiId !== undefined;
   const sides: Side[] = hasModel === hasApi ? ["model", "externalApi"] : hasModel ? ["model"] : ["externalApi"];
-  return { groupBy, bucket, timeZone, where, sides };
+  return { groupBy, bucket, timeZone, where, sides, source: opts.source };
 }
 
 const ident = (column: string) => Prisma.raw(`u."${column}"`);
@@ -348,7 +356,7 @@ function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
              mp.id AS period_id, u.service_tier, u.regional_processing IS NOT NULL AS regional,
              count(*) AS events, ${sums}, sum(u.web_search_count) AS web_search_count
       FROM (SELECT ${Prisma.join([...keyExpressions("model", p), Prisma.sql`u.*`])}
-            FROM ps_model_usage u WHERE ${conditions("model", p.where, agentTree)}) u
+            FROM ${modelUsageRelation(p.source)} u WHERE ${conditions("model", p.where, agentTree)}) u
       LEFT JOIN model_periods mp ON mp.model_id = u.model_id
         AND u.created_at >= mp.effective_from AND (mp.valid_to IS NULL OR u.created_at < mp.valid_to)
       GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`mp.id`, Prisma.sql`u.service_tier`, Prisma.sql`u.regional_processing IS NOT NULL`])}

@@ -19,3 +19,4 @@ import { Prisma } from "./generated/prisma/client";
 export const Decimal = Prisma.Decimal;
 export type Decimal = Prisma.Decimal;
 export { findModelUsageItems, type ModelUsageItemRecord } from "./ledger/findModelUsageItems";
+export { recordProviderUsage, recordProviderUsageBatch, serviceTierOf, type ProviderUsageCall, type RecordProviderUsageOptions, type ProviderUsageRecord } from "./ledger/recordProviderUsage";

@@ -5,7 +5,7 @@
  * (which returns `number`) fails with P2023.
  */
 import type { Database } from "./db";
-import { MODEL_USAGE_SOURCES, modelUsageRelation, type ModelUsageSource } from "./reports/usageItems";
+import { checkSource, modelUsageRelation, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
@@ -132,12 +132,6 @@ export { MAX_FILLED_ROWS };
 const SUM_OPTIONS = ["where", "groupBy", "bucket", "timeZone", "fillEmptyBuckets"];
 const MODEL_SUM_OPTIONS = [...SUM_OPTIONS, "source"];
 
-/** @internal Checks a `source` option (model usage only). */
-export function checkSource(source: unknown, issues: FieldIssue[]): void {
-  if (source !== undefined && !MODEL_USAGE_SOURCES.includes(source as ModelUsageSource)) {
-    issues.push({ field: "source", reason: `must be "ledger" or "items", got ${JSON.stringify(source)}` });
-  }
-}
 
 /** The relation a sum of `table` reads, named as the table. */
 function relation(table: UsageTable, source: ModelUsageSource | undefined): Prisma.Sql {

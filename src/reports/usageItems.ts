@@ -15,6 +15,7 @@
  * nothing; web searches are `providerMetadata.builtInTools.webSearchCallCount`; the tier is
  * `pricing.inferenceType` (Anthropic's `priority` is priced as `fast`, as PolicySynth does).
  */
+import type { FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
 import { MODEL_USAGE_COUNTERS } from "../types";
 
@@ -82,4 +83,11 @@ export const USAGE_ITEMS_AS_LEDGER = Prisma.raw(`(
 /** @internal The relation model usage is read from for `source` (the caller gives it an alias). */
 export function modelUsageRelation(source: ModelUsageSource | undefined): Prisma.Sql {
   return source === "items" ? USAGE_ITEMS_AS_LEDGER : Prisma.raw("ps_model_usage");
+}
+
+/** @internal Checks a `source` option (the one place it is checked, for sums and cost reports). */
+export function checkSource(source: unknown, issues: FieldIssue[]): void {
+  if (source !== undefined && !MODEL_USAGE_SOURCES.includes(source as ModelUsageSource)) {
+    issues.push({ field: "source", reason: `must be "ledger" or "items", got ${JSON.stringify(source)}` });
+  }
 }

@@ -1,0 +1,281 @@
+/**
+ * Recording what a provider returned: its own usage object in, the ledger's counters out (with
+ * PolicySynth's long-context split at the model's threshold), the service tier the provider
+ * applied, its web searches, and optionally PolicySynth's per-call `ps_model_usage_item` beside
+ * the ledger row, in the same transaction, so a bill can be explained call by call.
+ */
+import type { Database } from "../db";
+import { UsageValidationError, type FieldIssue } from "../errors";
+import { Prisma } from "../generated/prisma/client";
+import { recordModelUsageAs, recordModelUsageBatch } from "../modelUsage";
+import { usageFromAnthropic } from "../providers/anthropic";
+import { usageFromGemini } from "../providers/gemini";
+import { usageFromOpenAI, type OpenAIUsageApi } from "../providers/openai";
+import { providerUsageToModelUsage, type ProviderUsage, type UsageProvider } from "../providers/shared";
+import type { BatchRecordOptions, BatchRecordResult, ModelUsageInput, ModelUsageRecord, RecordOptions } from "../types";
+
+/** One model call as the provider returned it. */
+export interface ProviderUsageCall {
+  readonly provider: UsageProvider;
+  /** The provider's usage object as it came (`completion.usage`, `message.usage`, `response.usageMetadata`). */
+  readonly usage: unknown;
+  readonly userId: number;
+  readonly modelId: number;
+  readonly agentId?: number | null;
+  readonly connectorId?: number | null;
+  readonly createdAt?: Date;
+  /** OpenAI: which API the usage object came from (default: told apart by its fields). */
+  readonly api?: OpenAIUsageApi;
+  /** The tier the provider reports as applied, where it is outside the usage object (OpenAI's `response.service_tier`). */
+  readonly serviceTier?: string | null;
+  /** Web searches the call made, where the usage object does not count them (OpenAI, Gemini grounding). */
+  readonly webSearchCalls?: number;
+  /** Regional processing the call had (e.g. `"eu"`): the price period's margin applies to it. */
+  readonly regionalProcessing?: string | null;
+}
+
+/** Options of {@link recordProviderUsage}. */
+export interface RecordProviderUsageOptions extends RecordOptions {
+  /**
+   * The long-context threshold to split at. Default: the model's price period in force at the
+   * call's time (else `configuration.prices.longContextTokenThreshold`, else none).
+   */
+  readonly longContextTokenThreshold?: number | null;
+  /**
+   * Also write PolicySynth's `ps_model_usage_item` for the call (needs `agentId`: the column is
+   * NOT NULL), with the raw usage, the tier, the price period and the counters written.
+   * `providerMetadata` and `request` are stored as given.
+   */
+  readonly item?: boolean | { readonly providerMetadata?: Record<string, unknown>; readonly request?: Record<string, unknown> };
+}
+
+/** What {@link recordProviderUsage} stored. */
+export interface ProviderUsageRecord {
+  readonly usage: ModelUsageRecord;
+  /** The `ps_model_usage_item` id, when `item` was asked for (and not on a replay of a key). */
+  readonly itemId: number | null;
+  /** The provider's usage as the package read it. */
+  readonly normalized: ProviderUsage;
+}
+
+/**
+ * The package's `service_tier` for the tier a provider reports as applied, as PolicySynth prices
+ * it (`normalizeInferenceTypeForProvider`): OpenAI's and Gemini's `flex` and `priority`;
+ * Anthropic's `priority` is priced with the `fast` rates. Standard tiers (`default`, `standard`,
+ * `auto`) and tiers the package has no rates for (`scale`, `batch`) are the standard rate: null.
+ */
+export function serviceTierOf(provider: UsageProvider, reported: string | null): "flex" | "priority" | "fast" | null {
+  if (reported === null) return null;
+  const tier = reported.toLowerCase();
+  if (provider === "anthropic") return tier === "priority" || tier === "fast" ? "fast" : null;
+  if (tier === "flex" || tier === "priority") return tier;
+  return provider === "openai" && tier === "fast" ? "priority" : null;
+}
+
+function normalize(call: ProviderUsageCall): ProviderUsage {
+  const options = {
+    ...(call.serviceTier !== undefined ? { serviceTier: call.serviceTier } : {}),
+    ...(call.webSearchCalls !== undefined ? { webSearchCalls: call.webSearchCalls } : {}),
+  };
+  switch (call.provider) {
+    case "openai":
+      return usageFromOpenAI(call.usage, { ...options, ...(call.api !== undefined ? { api: call.api } : {}) });
+    case "anthropic":
+      return usageFromAnthropic(call.usage, options);
+    case "gemini":
+      return usageFromGemini(call.usage, options);
+    default:
+      throw new UsageValidationError([{ field: "provider", reason: `must be "openai", "anthropic" or "gemini", got ${JSON.stringify(call.provider)}` }]);
+  }
+}
+
+/** The price period in force for `modelId` at `at` (null: now), and the threshold it (or the model's configuration) gives. */
+async function pricingAt(db: Database, modelId: number, at: Date | undefined): Promise<{ periodId: number | null; threshold: number | null }> {
+  const rows = await db.prisma.$queryRaw<{ period_id: number | null; threshold: number | null }[]>`
+    SELECT p.id AS period_id,
+           COALESCE(p.long_context_token_threshold, (m.configuration #>> '{prices,longContextTokenThreshold}')::numeric::int) AS threshold
+      FROM ps_ai_models m
+      LEFT JOIN LATERAL (
+        SELECT id, long_context_token_threshold FROM ps_ai_model_price_periods
+         WHERE model_id = m.id AND effective_from <= COALESCE(${at ?? null}::timestamptz, now())
+         ORDER BY effective_from DESC LIMIT 1) p ON TRUE
+     WHERE m.id = ${modelId}`;
+  // An unknown model finds no row: the insert reports it (UnknownReferenceError).
+  return { periodId: rows[0]?.period_id ?? null, threshold: rows[0]?.threshold ?? null };
+}
+
+function toInput(call: ProviderUsageCall, normalized: ProviderUsage, threshold: number | null | undefined): ModelUsageInput {
+  return {
+    userId: call.userId,
+    modelId: call.modelId,
+    ...(call.agentId !== undefined ? { agentId: call.agentId } : {}),
+    ...(call.connectorId !== undefined ? { connectorId: call.connectorId } : {}),
+    ...(call.createdAt !== undefined ? { createdAt: call.createdAt } : {}),
+    ...providerUsageToModelUsage(normalized, threshold),
+    webSearchCount: normalized.webSearchCalls,
+    serviceTier: serviceTierOf(normalized.provider, normalized.serviceTier),
+    regionalProcessing: call.regionalProcessing ?? null,
+  };
+}
+
+/**
+ * Records one model call from the provider's own usage object: maps it with
+ * `usageFromOpenAI` / `usageFromAnthropic` / `usageFromGemini`, splits it at the model's
+ * long-context threshold as PolicySynth does, stores the applied service tier, web searches and
+ * regional processing with the row, and with `item` writes PolicySynth's `ps_model_usage_item`
+ * in the same transaction. Errors and `idempotencyKey` are as for `recordModelUsage`; a bad usage
+ * object is a {@link UsageValidationError} naming the provider's field (`usage.prompt_tokens`).
+ *
+ * @example
+ * const completion = await openai.chat.completions.create({ model: "gpt-4.1", messages, service_tier: "flex" });
+ * await recordProviderUsage(db, {
+ *   provider: "openai", usage: completion.usage, serviceTier: completion.service_tier,
+ *   userId: 42, modelId: 3, agentId: 7,
+ * }, { item: true });
+ */
+export async function recordProviderUsage(db: Database, call: ProviderUsageCall, options: RecordProviderUsageOptions = {}): Promise<ProviderUsageRecord> {
+  checkCall(call, undefined);
+  const normalized = normalize(call);
+  const wantsItem = options.item !== undefined && options.item !== false;
+  const issues: FieldIssue[] = [];
+  if (wantsItem && (call.agentId === undefined || call.agentId === null)) {
+    issues.push({ field: "agentId", reason: "is required with item: ps_model_usage_item.agent_id is NOT NULL in PolicySynth's table" });
+  }
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  const pricing = await pricingAt(db, call.modelId, call.createdAt);
+  const threshold = options.longContextTokenThreshold !== undefined ? options.longContextTokenThreshold : pricing.threshold;
+  const input = toInput(call, normalized, threshold);
+  let itemId: number | null = null;
+  const extra = typeof options.item === "object" ? options.item : {};
+  const usage = await recordModelUsageAs(
+    db,
+    input,
+    options.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey },
+    null,
+    wantsItem
+      ? async (client, row) => {
+          const item = await client.psModelUsageItem.create({
+            data: {
+              userId: row.userId,
+              modelId: row.modelId,
+              agentId: row.agentId!,
+              connectorId: row.connectorId,
+              createdAt: row.createdAt,
+              updatedAt: row.updatedAt,
+              data: itemData(call, normalized, row, input, pricing.periodId, threshold ?? null, extra) as Prisma.InputJsonValue,
+            },
+            select: { id: true },
+          });
+          itemId = item.id;
+        }
+      : undefined,
+  );
+  return { usage, itemId, normalized };
+}
+
+/**
+ * `ps_model_usage_item.data` in PolicySynth's shape (`version`, `provider`, `apiFamily`,
+ * `model`, `actor`, `pricing`, `usageNormalized` with the whole input in `tokensIn` as PolicySynth
+ * counts it, `usageRaw`, `providerMetadata.builtInTools.webSearchCallCount`), plus `psUsage`:
+ * the ledger row, the price period and the counters it was written with.
+ */
+function itemData(
+  call: ProviderUsageCall,
+  u: ProviderUsage,
+  row: ModelUsageRecord,
+  input: ModelUsageInput,
+  pricePeriodId: number | null,
+  threshold: number | null,
+  extra: { readonly providerMetadata?: Record<string, unknown>; readonly request?: Record<string, unknown> },
+): Record<string, unknown> {
+  const counters: Record<string, number> = {};
+  for (const [k, v] of Object.entries(input)) if (typeof v === "number" && k.endsWith("Count")) counters[k] = v;
+  return {
+    version: 1,
+    accountingVersion: 2,
+    provider: u.provider,
+    apiFamily: u.api,
+    timestamp: row.createdAt.toISOString(),
+    model: { id: row.modelId },
+    actor: { userId: row.userId, agentId: row.agentId, connectorId: row.connectorId },
+    ...(extra.request ? { request: extra.request } : {}),
+    pricing: { pricePeriodId, longContextTokenThreshold: threshold, inferenceType: input.serviceTier ?? "standard", regionalProcessing: call.regionalProcessing ?? null },
+    usageNormalized: {
+      tokensIn: u.inputTokens + u.cachedInputTokens + u.cacheWriteInputTokens,
+      tokensOut: u.outputTokens + u.reasoningTokens + u.audioOutputTokens + u.imageOutputTokens,
+      cachedInTokens: u.cachedInputTokens,
+      cacheReadInputTokens: u.cachedInputTokens,
+      cacheWriteInputTokens: u.cacheWriteInputTokens,
+      reasoningTokens: u.reasoningTokens,
+      audioTokens: u.audioOutputTokens,
+      imageTokens: u.imageOutputTokens,
+    },
+    usageRaw: u.raw,
+    providerMetadata: { ...(extra.providerMetadata ?? {}), builtInTools: { webSearchCallCount: u.webSearchCalls } },
+    psUsage: { modelUsageId: row.id, counters, serviceTier: input.serviceTier ?? null, providerServiceTier: u.serviceTier },
+  };
+}
+
+function checkCall(call: unknown, index: number | undefined): void {
+  if (typeof call !== "object" || call === null || Array.isArray(call)) {
+    throw new UsageValidationError([{ field: "call", reason: "must be an object with provider, usage, userId and modelId", ...(index === undefined ? {} : { index }) }]);
+  }
+}
+
+/**
+ * {@link recordProviderUsage} for many calls: each mapped and split at its model's threshold in
+ * force at its time (one query for the batch), then recorded as one `recordModelUsageBatch`, all
+ * or nothing. Items are not written by batches (use `recordProviderUsage` with `item`). A bad
+ * usage object is refused with the call's `index`.
+ *
+ * @example
+ * await recordProviderUsageBatch(db, responses.map((r) => ({ provider: "anthropic", usage: r.usage, userId: 42, modelId: 5 })));
+ */
+export async function recordProviderUsageBatch(
+  db: Database,
+  calls: readonly ProviderUsageCall[],
+  options: BatchRecordOptions & { readonly longContextTokenThreshold?: number | null } = {},
+): Promise<BatchRecordResult> {
+  if (!Array.isArray(calls)) throw new UsageValidationError([{ field: "calls", reason: "must be an array of provider usage calls" }]);
+  const issues: FieldIssue[] = [];
+  const normalized: ProviderUsage[] = [];
+  calls.forEach((call, index) => {
+    try {
+      checkCall(call, index);
+      normalized.push(normalize(call));
+    } catch (err) {
+      if (!(err instanceof UsageValidationError)) throw err;
+      for (const issue of err.issues) issues.push({ ...issue, index });
+    }
+  });
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  const thresholds = options.longContextTokenThreshold !== undefined ? null : await thresholdsAt(db, calls);
+  const { longContextTokenThreshold, ...batchOptions } = options;
+  const inputs = calls.map((call, i) => {
+    try {
+      return toInput(call, normalized[i], thresholds === null ? longContextTokenThreshold : thresholds[i]);
+    } catch (err) {
+      if (err instanceof UsageValidationError) throw new UsageValidationError(err.issues.map((issue) => ({ ...issue, index: i })));
+      throw err;
+    }
+  });
+  return recordModelUsageBatch(db, inputs, batchOptions);
+}
+
+/** Each call's threshold at its time, in one query (calls without createdAt: now). */
+async function thresholdsAt(db: Database, calls: readonly ProviderUsageCall[]): Promise<(number | null)[]> {
+  if (calls.length === 0) return [];
+  const models = `{${calls.map((c) => (Number.isInteger(c.modelId) ? c.modelId : 0)).join(",")}}`;
+  const times = `{${calls.map((c) => (c.createdAt instanceof Date && !Number.isNaN(c.createdAt.getTime()) ? `"${c.createdAt.toISOString()}"` : "NULL")).join(",")}}`;
+  const rows = await db.prisma.$queryRaw<{ ord: bigint | number; threshold: number | null }[]>`
+    SELECT c.ord, COALESCE(p.long_context_token_threshold, (m.configuration #>> '{prices,longContextTokenThreshold}')::numeric::int) AS threshold
+      FROM unnest(${models}::int[], ${times}::timestamptz[]) WITH ORDINALITY AS c(model_id, at, ord)
+      LEFT JOIN ps_ai_models m ON m.id = c.model_id
+      LEFT JOIN LATERAL (
+        SELECT long_context_token_threshold FROM ps_ai_model_price_periods
+         WHERE model_id = c.model_id AND effective_from <= COALESCE(c.at, now())
+         ORDER BY effective_from DESC LIMIT 1) p ON TRUE`;
+  const out: (number | null)[] = new Array(calls.length).fill(null);
+  for (const r of rows) out[Number(r.ord) - 1] = r.threshold;
+  return out;
+}
