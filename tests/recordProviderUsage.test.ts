@@ -102,6 +102,9 @@ test("a bad usage object or an item without an agent writes nothing; an unknown 
   await expect(recordProviderUsage(db, { provider: "anthropic", usage: { input_tokens: 1, output_tokens: 1 }, userId: 1, modelId: 999_999, agentId }, { item: true })).rejects.toBeInstanceOf(
     UnknownReferenceError,
   );
+  const badThreshold = await recordProviderUsage(db, { provider: "anthropic", usage: { input_tokens: 1, output_tokens: 1 }, userId: 1, modelId }, { longContextTokenThreshold: -5 }).catch((e: unknown) => e);
+  expect((badThreshold as UsageValidationError).issues).toEqual([{ field: "longContextTokenThreshold", reason: "must not be negative, got -5" }]);
+  await expect(recordProviderUsageBatch(db, [], { longContextTokenThreshold: 1.5 })).rejects.toMatchObject({ issues: [{ field: "longContextTokenThreshold", reason: "must be an integer, got 1.5" }] });
   expect([await count("psModelUsage"), await count("psModelUsageItem")]).toEqual(before);
 });
 

@@ -7,11 +7,11 @@
 import type { Database } from "../db";
 import { UsageValidationError, type FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
-import { recordModelUsageAs, recordModelUsageBatch } from "../modelUsage";
+import { modelCallTokensToCounters, recordModelUsageAs, recordModelUsageBatch } from "../modelUsage";
 import { usageFromAnthropic } from "../providers/anthropic";
 import { usageFromGemini } from "../providers/gemini";
 import { usageFromOpenAI, type OpenAIUsageApi } from "../providers/openai";
-import { providerUsageToModelUsage, type ProviderUsage, type UsageProvider } from "../providers/shared";
+import { tokenCountProblem, type ProviderUsage, type UsageProvider } from "../providers/shared";
 import type { BatchRecordOptions, BatchRecordResult, ModelUsageInput, ModelUsageRecord, RecordOptions } from "../types";
 
 /** One model call as the provider returned it. */
@@ -72,18 +72,19 @@ export function serviceTierOf(provider: UsageProvider, reported: string | null):
   return provider === "openai" && tier === "fast" ? "priority" : null;
 }
 
-function normalize(call: ProviderUsageCall): ProviderUsage {
+function normalize(call: ProviderUsageCall, copyRaw = true): ProviderUsage {
+  const internal = { copyRaw };
   const options = {
     ...(call.serviceTier !== undefined ? { serviceTier: call.serviceTier } : {}),
     ...(call.webSearchCalls !== undefined ? { webSearchCalls: call.webSearchCalls } : {}),
   };
   switch (call.provider) {
     case "openai":
-      return usageFromOpenAI(call.usage, { ...options, ...(call.api !== undefined ? { api: call.api } : {}) });
+      return usageFromOpenAI(call.usage, { ...options, ...(call.api !== undefined ? { api: call.api } : {}) }, internal);
     case "anthropic":
-      return usageFromAnthropic(call.usage, options);
+      return usageFromAnthropic(call.usage, options, internal);
     case "gemini":
-      return usageFromGemini(call.usage, options);
+      return usageFromGemini(call.usage, options, internal);
     default:
       throw new UsageValidationError([{ field: "provider", reason: `must be "openai", "anthropic" or "gemini", got ${JSON.stringify(call.provider)}` }]);
   }
@@ -105,17 +106,31 @@ async function pricingAt(db: Database, modelId: number, at: Date | undefined): P
 }
 
 function toInput(call: ProviderUsageCall, normalized: ProviderUsage, threshold: number | null | undefined): ModelUsageInput {
-  return {
+  // The counts come from this package's own mappers (already checked); their range against the
+  // INTEGER columns is checked with the rest of the input by the record functions.
+  const input: Record<string, unknown> = {
     userId: call.userId,
     modelId: call.modelId,
-    ...(call.agentId !== undefined ? { agentId: call.agentId } : {}),
-    ...(call.connectorId !== undefined ? { connectorId: call.connectorId } : {}),
-    ...(call.createdAt !== undefined ? { createdAt: call.createdAt } : {}),
-    ...providerUsageToModelUsage(normalized, threshold),
+    ...modelCallTokensToCounters(
+      {
+        inputTokens: normalized.inputTokens,
+        cachedInputTokens: normalized.cachedInputTokens,
+        cacheWriteInputTokens: normalized.cacheWriteInputTokens,
+        outputTokens: normalized.outputTokens,
+        reasoningTokens: normalized.reasoningTokens,
+        audioTokens: normalized.audioOutputTokens,
+        imageTokens: normalized.imageOutputTokens,
+      },
+      threshold,
+    ),
     webSearchCount: normalized.webSearchCalls,
     serviceTier: serviceTierOf(normalized.provider, normalized.serviceTier),
     regionalProcessing: call.regionalProcessing ?? null,
   };
+  if (call.agentId !== undefined) input.agentId = call.agentId;
+  if (call.connectorId !== undefined) input.connectorId = call.connectorId;
+  if (call.createdAt !== undefined) input.createdAt = call.createdAt;
+  return input as unknown as ModelUsageInput;
 }
 
 /**
@@ -138,6 +153,7 @@ export async function recordProviderUsage(db: Database, call: ProviderUsageCall,
   const normalized = normalize(call);
   const wantsItem = options.item !== undefined && options.item !== false;
   const issues: FieldIssue[] = [];
+  checkThreshold(options.longContextTokenThreshold, issues);
   if (wantsItem && (call.agentId === undefined || call.agentId === null)) {
     issues.push({ field: "agentId", reason: "is required with item: ps_model_usage_item.agent_id is NOT NULL in PolicySynth's table" });
   }
@@ -216,6 +232,13 @@ function itemData(
   };
 }
 
+/** A given threshold must be a token count a counter can hold (null: no long context). */
+function checkThreshold(threshold: unknown, issues: FieldIssue[]): void {
+  if (threshold === undefined || threshold === null) return;
+  const problem = tokenCountProblem(threshold);
+  if (problem) issues.push({ field: "longContextTokenThreshold", reason: problem });
+}
+
 function checkCall(call: unknown, index: number | undefined): void {
   if (typeof call !== "object" || call === null || Array.isArray(call)) {
     throw new UsageValidationError([{ field: "call", reason: "must be an object with provider, usage, userId and modelId", ...(index === undefined ? {} : { index }) }]);
@@ -238,11 +261,14 @@ export async function recordProviderUsageBatch(
 ): Promise<BatchRecordResult> {
   if (!Array.isArray(calls)) throw new UsageValidationError([{ field: "calls", reason: "must be an array of provider usage calls" }]);
   const issues: FieldIssue[] = [];
+  checkThreshold(options.longContextTokenThreshold, issues);
+  if (issues.length > 0) throw new UsageValidationError(issues);
   const normalized: ProviderUsage[] = [];
   calls.forEach((call, index) => {
     try {
       checkCall(call, index);
-      normalized.push(normalize(call));
+      // No item is written from a batch: its raw usage is not copied.
+      normalized.push(normalize(call, false));
     } catch (err) {
       if (!(err instanceof UsageValidationError)) throw err;
       for (const issue of err.issues) issues.push({ ...issue, index });
@@ -262,20 +288,48 @@ export async function recordProviderUsageBatch(
   return recordModelUsageBatch(db, inputs, batchOptions);
 }
 
-/** Each call's threshold at its time, in one query (calls without createdAt: now). */
+/**
+ * Each call's threshold at its time (calls without createdAt: the database's now). One query
+ * reads the price periods of the batch's few models; each call then finds its period by binary
+ * search, rather than the database looking one up per call.
+ */
 async function thresholdsAt(db: Database, calls: readonly ProviderUsageCall[]): Promise<(number | null)[]> {
   if (calls.length === 0) return [];
-  const models = `{${calls.map((c) => (Number.isInteger(c.modelId) ? c.modelId : 0)).join(",")}}`;
-  const times = `{${calls.map((c) => (c.createdAt instanceof Date && !Number.isNaN(c.createdAt.getTime()) ? `"${c.createdAt.toISOString()}"` : "NULL")).join(",")}}`;
-  const rows = await db.prisma.$queryRaw<{ ord: bigint | number; threshold: number | null }[]>`
-    SELECT c.ord, COALESCE(p.long_context_token_threshold, (m.configuration #>> '{prices,longContextTokenThreshold}')::numeric::int) AS threshold
-      FROM unnest(${models}::int[], ${times}::timestamptz[]) WITH ORDINALITY AS c(model_id, at, ord)
-      LEFT JOIN ps_ai_models m ON m.id = c.model_id
-      LEFT JOIN LATERAL (
-        SELECT long_context_token_threshold FROM ps_ai_model_price_periods
-         WHERE model_id = c.model_id AND effective_from <= COALESCE(c.at, now())
-         ORDER BY effective_from DESC LIMIT 1) p ON TRUE`;
-  const out: (number | null)[] = new Array(calls.length).fill(null);
-  for (const r of rows) out[Number(r.ord) - 1] = r.threshold;
-  return out;
+  const models = [...new Set(calls.map((c) => c.modelId).filter((id) => Number.isInteger(id)))];
+  const rows = await db.prisma.$queryRaw<{ model_id: number; from_ms: number | null; threshold: number | null; configured: number | null; now_ms: number }[]>`
+    SELECT m.id AS model_id, (extract(epoch FROM p.effective_from) * 1000)::float8 AS from_ms,
+           (m.configuration #>> '{prices,longContextTokenThreshold}')::numeric::int AS configured,
+           COALESCE(p.long_context_token_threshold, (m.configuration #>> '{prices,longContextTokenThreshold}')::numeric::int) AS threshold,
+           (extract(epoch FROM now()) * 1000)::float8 AS now_ms
+      FROM ps_ai_models m
+      LEFT JOIN ps_ai_model_price_periods p ON p.model_id = m.id
+     WHERE m.id = ANY(${`{${models.join(",")}}`}::int[])
+     ORDER BY m.id, p.effective_from`;
+  const now = rows.length > 0 ? Number(rows[0].now_ms) : Date.now();
+  const periods = new Map<number, { from: number[]; threshold: (number | null)[]; configured: number | null }>();
+  for (const r of rows) {
+    let p = periods.get(r.model_id);
+    if (!p) periods.set(r.model_id, (p = { from: [], threshold: [], configured: r.configured }));
+    if (r.from_ms !== null) {
+      p.from.push(Number(r.from_ms));
+      p.threshold.push(r.threshold);
+    }
+  }
+  // Before a model's first period, or without one: its configuration's threshold, as for one call.
+  return calls.map((c) => {
+    const p = periods.get(c.modelId);
+    if (!p) return null; // unknown model: the insert reports it
+    const at = c.createdAt instanceof Date ? c.createdAt.getTime() : now;
+    let lo = 0;
+    let hi = p.from.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (p.from[mid] <= at) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found < 0 ? p.configured : p.threshold[found];
+  });
 }

@@ -23,6 +23,7 @@ import {
   UsageReader,
   allValid,
   rawCopy,
+  type MapperInternals,
   type ProviderUsage,
   type ProviderUsageOptions,
 } from "./shared";
@@ -53,7 +54,7 @@ const OPTIONS = ["webSearchCalls", "serviceTier"] as const;
  * const usage = usageFromAnthropic(message.usage);
  * usage.cacheWrite1hInputTokens; // cache_creation.ephemeral_1h_input_tokens
  */
-export function usageFromAnthropic(usage: unknown, options?: AnthropicUsageOptions): ProviderUsage {
+export function usageFromAnthropic(usage: unknown, options?: AnthropicUsageOptions, /** @internal */ internal?: MapperInternals): ProviderUsage {
   const reader = new UsageReader();
   const opts = reader.options(options, OPTIONS);
   const u = reader.root(usage);
@@ -100,7 +101,7 @@ export function usageFromAnthropic(usage: unknown, options?: AnthropicUsageOptio
   const webSearchCalls = reader.agree(searches, searchesPath, opts.webSearchCalls as number | undefined, "options.webSearchCalls") ?? 0;
   const serviceTier = reader.agree(tier, "usage.service_tier", opts.serviceTier as string | null | undefined, "options.serviceTier");
 
-  const raw = rawCopy(reader, u);
+  const raw = internal?.copyRaw === false ? u : rawCopy(reader, u);
   reader.throwIfAny();
   return {
     provider: "anthropic",

@@ -33,6 +33,7 @@ import {
   UsageReader,
   allValid,
   rawCopy,
+  type MapperInternals,
   type JsonObject,
   type ProviderUsage,
   type ProviderUsageOptions,
@@ -65,7 +66,7 @@ const OPTIONS = ["webSearchCalls", "serviceTier"] as const;
  * const usage = usageFromGemini(response.usageMetadata);
  * usage.reasoningTokens; // thoughtsTokenCount
  */
-export function usageFromGemini(usage: unknown, options?: GeminiUsageOptions): ProviderUsage {
+export function usageFromGemini(usage: unknown, options?: GeminiUsageOptions, /** @internal */ internal?: MapperInternals): ProviderUsage {
   const reader = new UsageReader();
   const opts = reader.options(options, OPTIONS);
   const u = reader.root(usage);
@@ -103,7 +104,7 @@ export function usageFromGemini(usage: unknown, options?: GeminiUsageOptions): P
   const webSearchCalls = (opts.webSearchCalls as number | undefined) ?? 0;
   const serviceTier = reader.agree(tier, "usage.serviceTier", opts.serviceTier as string | null | undefined, "options.serviceTier");
 
-  const raw = rawCopy(reader, u);
+  const raw = internal?.copyRaw === false ? u : rawCopy(reader, u);
   reader.throwIfAny();
   return {
     provider: "gemini",

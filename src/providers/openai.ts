@@ -27,6 +27,7 @@ import {
   UsageReader,
   allValid,
   rawCopy,
+  type MapperInternals,
   type JsonObject,
   type ProviderUsage,
   type ProviderUsageOptions,
@@ -88,7 +89,7 @@ const FIELDS = {
  * const usage = usageFromOpenAI(completion.usage, { serviceTier: completion.service_tier });
  * usage.cachedInputTokens; // prompt_tokens_details.cached_tokens
  */
-export function usageFromOpenAI(usage: unknown, options?: OpenAIUsageOptions): ProviderUsage {
+export function usageFromOpenAI(usage: unknown, options?: OpenAIUsageOptions, /** @internal */ internal?: MapperInternals): ProviderUsage {
   const reader = new UsageReader();
   const opts = reader.options(options, OPTIONS);
   const u = reader.root(usage);
@@ -137,7 +138,7 @@ export function usageFromOpenAI(usage: unknown, options?: OpenAIUsageOptions): P
 
   const webSearchCalls = (opts.webSearchCalls as number | undefined) ?? 0;
   const serviceTier = (opts.serviceTier as string | null | undefined) ?? null;
-  const raw = rawCopy(reader, u);
+  const raw = internal?.copyRaw === false ? u : rawCopy(reader, u);
   reader.throwIfAny();
   return {
     provider: "openai",
