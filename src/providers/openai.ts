@@ -89,6 +89,29 @@ const FIELDS = {
  * const usage = usageFromOpenAI(completion.usage, { serviceTier: completion.service_tier });
  * usage.cachedInputTokens; // prompt_tokens_details.cached_tokens
  */
+/** The field paths errors name, per API (made once: a batch maps many calls). */
+const PATHS = Object.fromEntries(
+  (Object.keys(FIELDS) as OpenAIUsageApi[]).map((api) => {
+    const f = FIELDS[api];
+    const path = (...keys: string[]): string => ["usage", ...keys].join(".");
+    return [
+      api,
+      {
+        input: path(f.input),
+        output: path(f.output),
+        total: path("total_tokens"),
+        inputDetails: path(f.inputDetails),
+        outputDetails: path(f.outputDetails),
+        cached: path(f.inputDetails, "cached_tokens"),
+        cacheWrite: path(f.inputDetails, "cache_write_tokens"),
+        reasoning: path(f.outputDetails, "reasoning_tokens"),
+        audioIn: path(f.inputDetails, "audio_tokens"),
+        audioOut: path(f.outputDetails, "audio_tokens"),
+      },
+    ];
+  }),
+) as Record<OpenAIUsageApi, Record<"input" | "output" | "total" | "inputDetails" | "outputDetails" | "cached" | "cacheWrite" | "reasoning" | "audioIn" | "audioOut", string>>;
+
 export function usageFromOpenAI(usage: unknown, options?: OpenAIUsageOptions, /** @internal */ internal?: MapperInternals): ProviderUsage {
   const reader = new UsageReader();
   const opts = reader.options(options, OPTIONS);
@@ -99,41 +122,41 @@ export function usageFromOpenAI(usage: unknown, options?: OpenAIUsageOptions, /*
     throw new Error("unreachable: an unread OpenAI usage without an issue");
   }
   const f = FIELDS[api];
-  const path = (...keys: string[]): string => ["usage", ...keys].join(".");
+  const P = PATHS[api];
 
-  const input = reader.count(u, f.input, path(f.input), true) as number;
-  const output = reader.count(u, f.output, path(f.output), true) as number;
-  const total = reader.count(u, "total_tokens", path("total_tokens"));
-  const inDetails = reader.object(u, f.inputDetails, path(f.inputDetails));
-  const outDetails = reader.object(u, f.outputDetails, path(f.outputDetails));
-  const cachedPath = path(f.inputDetails, "cached_tokens");
+  const input = reader.count(u, f.input, P.input, true) as number;
+  const output = reader.count(u, f.output, P.output, true) as number;
+  const total = reader.count(u, "total_tokens", P.total);
+  const inDetails = reader.object(u, f.inputDetails, P.inputDetails);
+  const outDetails = reader.object(u, f.outputDetails, P.outputDetails);
+  const cachedPath = P.cached;
   const cached = reader.count(inDetails, "cached_tokens", cachedPath) ?? 0;
-  const writePath = path(f.inputDetails, "cache_write_tokens");
+  const writePath = P.cacheWrite;
   const cacheWrite = reader.count(inDetails, "cache_write_tokens", writePath) ?? 0;
-  const reasoningPath = path(f.outputDetails, "reasoning_tokens");
+  const reasoningPath = P.reasoning;
   const reasoning = reader.count(outDetails, "reasoning_tokens", reasoningPath) ?? 0;
   // Audio is documented on Chat Completions only; in a Responses usage it stays in raw.
-  const audioInPath = path(f.inputDetails, "audio_tokens");
+  const audioInPath = P.audioIn;
   const audioIn = api === "chat_completions" ? reader.count(inDetails, "audio_tokens", audioInPath) : null;
-  const audioOutPath = path(f.outputDetails, "audio_tokens");
+  const audioOutPath = P.audioOut;
   const audioOut = api === "chat_completions" ? (reader.count(outDetails, "audio_tokens", audioOutPath) ?? 0) : 0;
 
   // The details are parts of the totals: a part larger than its total contradicts it.
   if (allValid(input, cached) && cached > input) {
-    reader.problem(cachedPath, `must not exceed ${path(f.input)} (${input}), which includes the cached tokens; got ${cached}`);
+    reader.problem(cachedPath, `must not exceed ${P.input} (${input}), which includes the cached tokens; got ${cached}`);
   } else if (allValid(input, cached, cacheWrite) && cached + cacheWrite > input) {
-    reader.problem(writePath, `with cached_tokens (${cached}) must not exceed ${path(f.input)} (${input}), which includes both; got ${cacheWrite}`);
+    reader.problem(writePath, `with cached_tokens (${cached}) must not exceed ${P.input} (${input}), which includes both; got ${cacheWrite}`);
   }
   if (audioIn !== null && allValid(input, audioIn) && audioIn > input) {
-    reader.problem(audioInPath, `must not exceed ${path(f.input)} (${input}), which includes the audio tokens; got ${audioIn}`);
+    reader.problem(audioInPath, `must not exceed ${P.input} (${input}), which includes the audio tokens; got ${audioIn}`);
   }
   if (allValid(output, reasoning) && reasoning > output) {
-    reader.problem(reasoningPath, `must not exceed ${path(f.output)} (${output}), which includes the reasoning tokens; got ${reasoning}`);
+    reader.problem(reasoningPath, `must not exceed ${P.output} (${output}), which includes the reasoning tokens; got ${reasoning}`);
   } else if (allValid(output, reasoning, audioOut) && reasoning + audioOut > output) {
-    reader.problem(audioOutPath, `with reasoning_tokens (${reasoning}) must not exceed ${path(f.output)} (${output}), which includes both; got ${audioOut}`);
+    reader.problem(audioOutPath, `with reasoning_tokens (${reasoning}) must not exceed ${P.output} (${output}), which includes both; got ${audioOut}`);
   }
   if (total !== null && allValid(total, input, output) && total !== input + output) {
-    reader.problem(path("total_tokens"), `must equal ${f.input} + ${f.output} (${input} + ${output} = ${input + output}), got ${total}`);
+    reader.problem(P.total, `must equal ${f.input} + ${f.output} (${input} + ${output} = ${input + output}), got ${total}`);
   }
 
   const webSearchCalls = (opts.webSearchCalls as number | undefined) ?? 0;
