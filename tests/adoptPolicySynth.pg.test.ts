@@ -149,6 +149,11 @@ test("every read works on it and equals what PolicySynth wrote", async () => {
   expect(total.events).toBe(fill.modelUsage.total.events);
   const byModel = await sumModelUsage(db, { groupBy: ["modelId"] });
   expect(byModel.map((r) => [r.modelId, r.tokenInCount])).toEqual([...fill.modelUsage.byModel].sort((a, b) => a[0] - b[0]).map(([id, t]) => [id, t.tokenInCount]));
+  // Per agent, every counter; PolicySynth's rows have no web searches (the column's default).
+  const byAgent = await sumModelUsage(db, { groupBy: ["agentId"] });
+  expect(new Map(byAgent.map((r) => [r.agentId, [r.events, ...MODEL_USAGE_COUNTERS.map(([field]) => r[field]), r.webSearchCount]]))).toEqual(
+    new Map([...fill.modelUsage.byAgent].map(([agentId, t]) => [agentId, [t.events, ...MODEL_USAGE_COUNTERS.map(([field]) => t[field] ?? 0n), 0n]])),
+  );
   const [apiTotal] = await sumExternalApiUsage(db);
   expect(apiTotal.callCount).toBe(fill.externalApiUsage.total.callCount);
 
