@@ -131,7 +131,8 @@ export class DatabaseNotMigratedError extends PsUsageError {
   constructor(target: string, missing: string, options?: { cause?: unknown }) {
     super(
       "PS_USAGE_NOT_MIGRATED",
-      `Database ${target} is not migrated (${missing}): run \`ps-usage migrate\`, or open it with openDatabase({ migrate: true }), or call migrate(db)`,
+      `Database ${target} is not migrated (${missing}): run \`ps-usage migrate\`, or open it with openDatabase({ migrate: true }), or call migrate(db) ` +
+        `(a database PolicySynth created is taken over with \`ps-usage adopt\` or adopt(db) instead)`,
       options,
     );
     this.target = target;

@@ -195,6 +195,7 @@ describe("a database built and filled the way PolicySynth does", () => {
       const notAdopted = await sumModelUsage(db, { groupBy: ["agentId"] }).catch((e: unknown) => e);
       expect(notAdopted).toBeInstanceOf(DatabaseNotMigratedError);
       expect((notAdopted as Error).message).toContain("column web_search_count does not exist");
+      expect((notAdopted as Error).message).toContain("ps-usage adopt");
     } finally {
       await db.close();
     }
