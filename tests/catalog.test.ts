@@ -79,6 +79,10 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     counter("long_context_token_out_image_count"),
     "agent_id integer",
     "connector_id integer",
+    // Added by ps-usage after PolicySynth's columns (migration 5): PolicySynth's inserts get the defaults.
+    "regional_processing character varying(16)",
+    "service_tier character varying(16)",
+    counter("web_search_count"),
   ],
   ps_external_api_usage: [
     serialId("ps_external_api_usage"),
@@ -116,6 +120,29 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "cost_out_audio_tokens_per_million numeric(24,12)",
     "cost_out_image_tokens_per_million numeric(24,12)",
     `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+    // Migration 5: PolicySynth's service tiers, regional margin and web searches (ADD COLUMN appends them).
+    "cost_per_thousand_web_searches numeric(24,12)",
+    "fast_tokens_cached_in numeric(24,12)",
+    "fast_tokens_in numeric(24,12)",
+    "fast_tokens_out numeric(24,12)",
+    "flex_priority_tokens_enabled_on_long_context boolean NOT NULL DEFAULT false",
+    "flex_tokens_cached_in numeric(24,12)",
+    "flex_tokens_in numeric(24,12)",
+    "flex_tokens_out numeric(24,12)",
+    "priority_tokens_cached_in numeric(24,12)",
+    "priority_tokens_in numeric(24,12)",
+    "priority_tokens_out numeric(24,12)",
+    "regional_processing_margin numeric(24,12)",
+  ],
+  // Migration 4: PolicySynth's per-call table, exactly as PolicySynth creates it (no foreign keys).
+  ps_model_usage_item: [
+    serialId("ps_model_usage_item"),
+    "user_id integer NOT NULL",
+    ...TIMESTAMPS,
+    "model_id integer NOT NULL",
+    "agent_id integer NOT NULL",
+    "connector_id integer",
+    "data jsonb NOT NULL",
   ],
   ps_external_api_price_periods: [
     serialId("ps_external_api_price_periods"),
@@ -133,6 +160,14 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
   ps_ai_models: ["UNIQUE ps_ai_models_pkey (id)", "UNIQUE ps_ai_models_uuid_key (uuid)"],
   ps_external_apis: ["UNIQUE ps_external_apis_pkey (id)", "UNIQUE ps_external_apis_uuid_key (uuid)"],
   ps_agents: ["ps_agents_parent_agent_id (parent_agent_id)", "UNIQUE ps_agents_pkey (id)", "UNIQUE ps_agents_uuid_key (uuid)"],
+  ps_model_usage_item: [
+    "UNIQUE ps_model_usage_item_pkey (id)",
+    "ps_model_usage_item_agent_id (agent_id)",
+    "ps_model_usage_item_connector_id (connector_id)",
+    "ps_model_usage_item_created_at (created_at)",
+    "ps_model_usage_item_model_id (model_id)",
+    "ps_model_usage_item_user_id (user_id)",
+  ],
   ps_agent_connectors: ["UNIQUE ps_agent_connectors_pkey (id)", "UNIQUE ps_agent_connectors_uuid_key (uuid)"],
   ps_model_usage: [
     "ps_model_usage_agent_id (agent_id)",

@@ -8,9 +8,9 @@ import type { Database } from "../db";
 import { UsageValidationError, type FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
 import { modelCallTokensToCounters, recordModelUsageAs, recordModelUsageBatch } from "../modelUsage";
-import { usageFromAnthropic } from "../providers/anthropic";
-import { usageFromGemini } from "../providers/gemini";
-import { usageFromOpenAI, type OpenAIUsageApi } from "../providers/openai";
+import { mapAnthropic } from "../providers/anthropic";
+import { mapGemini } from "../providers/gemini";
+import { mapOpenAI, type OpenAIUsageApi } from "../providers/openai";
 import { tokenCountProblem, type ProviderUsage, type UsageProvider } from "../providers/shared";
 import type { BatchRecordOptions, BatchRecordResult, ModelUsageInput, ModelUsageRecord, RecordOptions } from "../types";
 
@@ -72,11 +72,7 @@ export function serviceTierOf(provider: UsageProvider, reported: string | null):
   return provider === "openai" && tier === "fast" ? "priority" : null;
 }
 
-const COPY_RAW = { copyRaw: true } as const;
-const KEEP_RAW = { copyRaw: false } as const;
-
 function normalize(call: ProviderUsageCall, copyRaw = true): ProviderUsage {
-  const internal = copyRaw ? COPY_RAW : KEEP_RAW;
   // Only the options the call has, built without spreads: a batch maps thousands of calls.
   const options: { serviceTier?: string | null; webSearchCalls?: number; api?: OpenAIUsageApi } = {};
   if (call.serviceTier !== undefined) options.serviceTier = call.serviceTier;
@@ -84,11 +80,11 @@ function normalize(call: ProviderUsageCall, copyRaw = true): ProviderUsage {
   switch (call.provider) {
     case "openai":
       if (call.api !== undefined) options.api = call.api;
-      return usageFromOpenAI(call.usage, options, internal);
+      return mapOpenAI(call.usage, options, copyRaw);
     case "anthropic":
-      return usageFromAnthropic(call.usage, options, internal);
+      return mapAnthropic(call.usage, options, copyRaw);
     case "gemini":
-      return usageFromGemini(call.usage, options, internal);
+      return mapGemini(call.usage, options, copyRaw);
     default:
       throw new UsageValidationError([{ field: "provider", reason: `must be "openai", "anthropic" or "gemini", got ${JSON.stringify(call.provider)}` }]);
   }

@@ -23,7 +23,6 @@ import {
   UsageReader,
   allValid,
   rawCopy,
-  type MapperInternals,
   type ProviderUsage,
   type ProviderUsageOptions,
 } from "./shared";
@@ -54,7 +53,15 @@ const OPTIONS = ["webSearchCalls", "serviceTier"] as const;
  * const usage = usageFromAnthropic(message.usage);
  * usage.cacheWrite1hInputTokens; // cache_creation.ephemeral_1h_input_tokens
  */
-export function usageFromAnthropic(usage: unknown, options?: AnthropicUsageOptions, /** @internal */ internal?: MapperInternals): ProviderUsage {
+export function usageFromAnthropic(usage: unknown, options?: AnthropicUsageOptions): ProviderUsage {
+  return mapAnthropic(usage, options, true);
+}
+
+/**
+ * @internal usageFromAnthropic for the package's own batches: `copyRaw` false skips the copy of the raw usage
+ * (half the mapping's time; a batch stores no usage item) and keeps the caller's object as `raw`.
+ */
+export function mapAnthropic(usage: unknown, options: AnthropicUsageOptions | undefined, copyRaw: boolean): ProviderUsage {
   const reader = new UsageReader();
   const opts = reader.options(options, OPTIONS);
   const u = reader.root(usage);
@@ -101,7 +108,7 @@ export function usageFromAnthropic(usage: unknown, options?: AnthropicUsageOptio
   const webSearchCalls = reader.agree(searches, searchesPath, opts.webSearchCalls as number | undefined, "options.webSearchCalls") ?? 0;
   const serviceTier = reader.agree(tier, "usage.service_tier", opts.serviceTier as string | null | undefined, "options.serviceTier");
 
-  const raw = internal?.copyRaw === false ? u : rawCopy(reader, u);
+  const raw = copyRaw ? rawCopy(reader, u) : u;
   reader.throwIfAny();
   return {
     provider: "anthropic",

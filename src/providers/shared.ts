@@ -207,14 +207,6 @@ export function allValid(...counts: readonly number[]): boolean {
  * The usage object as JSON data: what will be stored as the raw usage. A value JSON cannot hold
  * (a bigint, a cycle) is an issue on `usage`.
  */
-/**
- * @internal How the package itself calls a mapper: a batch, which stores no usage item, skips the
- * copy of the raw usage (half the mapping's time) and keeps the caller's object as `raw`.
- */
-export interface MapperInternals {
-  readonly copyRaw?: boolean;
-}
-
 export function rawCopy(reader: UsageReader, usage: JsonObject): JsonObject {
   try {
     return JSON.parse(JSON.stringify(usage)) as JsonObject;
