@@ -61,6 +61,7 @@ function workerPlan(worker: number, refs: Refs) {
     const at = createdAt();
     if (at) input.createdAt = at;
     for (const [field] of MODEL_USAGE_COUNTERS) if (random() < 0.6) input[field] = count();
+    if (random() < 0.3) input.webSearchCount = int(20);
     return input as ModelUsageInput;
   };
   const apiEvent = (): ExternalApiUsageInput => {
@@ -101,12 +102,16 @@ function workerPlan(worker: number, refs: Refs) {
   }
 
   const modelTotals = Object.fromEntries(MODEL_USAGE_COUNTERS.map(([field]) => [field, 0n])) as Record<ModelUsageCounter, bigint>;
-  for (const event of modelEvents) for (const [field] of MODEL_USAGE_COUNTERS) modelTotals[field] += BigInt(event[field] ?? 0);
+  let webSearchCount = 0n;
+  for (const event of modelEvents) {
+    for (const [field] of MODEL_USAGE_COUNTERS) modelTotals[field] += BigInt(event[field] ?? 0);
+    webSearchCount += BigInt(event.webSearchCount ?? 0);
+  }
   const callCount = apiEvents.reduce((sum, event) => sum + BigInt(event.callCount), 0n);
   return {
     userId,
     operations,
-    expectedModel: { userId, events: BigInt(modelEvents.length), ...modelTotals },
+    expectedModel: { userId, events: BigInt(modelEvents.length), ...modelTotals, webSearchCount },
     expectedApi: { userId, events: BigInt(apiEvents.length), callCount },
   };
 }
