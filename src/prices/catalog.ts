@@ -25,25 +25,11 @@ import {
 import { dateProblem } from "../validation";
 
 /**
- * A model price as a catalog gives it: {@link ModelPriceInput} plus PolicySynth's service-tier
- * fields (flex, priority, fast), its regional processing margin and its cost per thousand web
- * searches. Rates are exact decimal strings, per million tokens.
+ * A model price as a catalog gives it: a {@link ModelPriceInput} (with the service-tier rates, the
+ * margin and the web search price where the entry has them), rates as exact decimal strings per
+ * million tokens.
  */
-export interface CatalogModelPrice extends ModelPriceInput {
-  readonly flexTokensIn?: DecimalInput | null;
-  readonly flexTokensCachedIn?: DecimalInput | null;
-  readonly flexTokensOut?: DecimalInput | null;
-  readonly priorityTokensIn?: DecimalInput | null;
-  readonly priorityTokensCachedIn?: DecimalInput | null;
-  readonly priorityTokensOut?: DecimalInput | null;
-  readonly fastTokensIn?: DecimalInput | null;
-  readonly fastTokensCachedIn?: DecimalInput | null;
-  readonly fastTokensOut?: DecimalInput | null;
-  /** Flex and priority rates also scale the long-context rates (PolicySynth's rule). */
-  readonly flexPriorityTokensEnabledOnLongContext?: boolean;
-  readonly regionalProcessingMargin?: DecimalInput | null;
-  readonly costPerThousandWebSearches?: DecimalInput | null;
-}
+export type CatalogModelPrice = ModelPriceInput;
 
 /** A field of a catalog entry that was not imported, and why. */
 export interface CatalogFieldNote {
