@@ -19,7 +19,6 @@ import {
   inModelPriceTransaction,
   setModelPriceUnlessUnchanged,
   type CheckedModelPrice,
-  type DecimalInput,
   type ModelPriceInput,
 } from "../prices";
 import { dateProblem } from "../validation";
