@@ -279,47 +279,47 @@ export async function recordProviderUsageBatch(
   const issues: FieldIssue[] = [];
   checkThreshold(options.longContextTokenThreshold, issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  const normalized: ProviderUsage[] = [];
-  calls.forEach((call, index) => {
+  const { longContextTokenThreshold, ...batchOptions } = options;
+  const thresholdOf = longContextTokenThreshold !== undefined ? null : await thresholdLookup(db, calls);
+  // One pass: map, split and shape each call (a batch maps thousands of calls).
+  const inputs: ModelUsageInput[] = new Array(calls.length);
+  for (let i = 0; i < calls.length; i++) {
+    const call = calls[i];
+    let usage: ProviderUsage;
     try {
-      checkCall(call, index);
+      checkCall(call, i);
       // No item is written from a batch: its raw usage is not copied.
-      normalized.push(normalize(call, false));
+      usage = normalize(call, false);
     } catch (err) {
       if (!(err instanceof UsageValidationError)) throw err;
-      for (const issue of err.issues) issues.push({ ...issue, index });
+      for (const issue of err.issues) issues.push({ ...issue, index: i });
+      continue;
     }
-  });
+    if (issues.length === 0) inputs[i] = toInput(call, usage, thresholdOf === null ? longContextTokenThreshold : thresholdOf(call));
+  }
   if (issues.length > 0) throw new UsageValidationError(issues);
-  const thresholds = options.longContextTokenThreshold !== undefined ? null : await thresholdsAt(db, calls);
-  const { longContextTokenThreshold, ...batchOptions } = options;
-  const inputs = calls.map((call, i) => {
-    try {
-      return toInput(call, normalized[i], thresholds === null ? longContextTokenThreshold : thresholds[i]);
-    } catch (err) {
-      if (err instanceof UsageValidationError) throw new UsageValidationError(err.issues.map((issue) => ({ ...issue, index: i })));
-      throw err;
-    }
-  });
   return recordModelUsageBatch(db, inputs, batchOptions);
 }
 
 /**
- * Each call's threshold at its time (calls without createdAt: the database's now). One query
- * reads the price periods of the batch's few models; each call then finds its period by binary
- * search, rather than the database looking one up per call.
+ * A lookup of each call's threshold at its time (calls without createdAt: the database's now).
+ * One query reads the price periods of the batch's few models; a call then finds its period by
+ * binary search (most models have one period), rather than the database looking one up per call.
  */
-async function thresholdsAt(db: Database, calls: readonly ProviderUsageCall[]): Promise<(number | null)[]> {
-  if (calls.length === 0) return [];
-  const models = [...new Set(calls.map((c) => c.modelId).filter((id) => Number.isInteger(id)))];
-  const rows = await db.prisma.$queryRaw<{ model_id: number; from_ms: number | null; threshold: number | null; configured: number | null; now_ms: number }[]>`
+async function thresholdLookup(db: Database, calls: readonly ProviderUsageCall[]): Promise<(call: ProviderUsageCall) => number | null> {
+  const models = new Set<number>();
+  for (let i = 0; i < calls.length; i++) {
+    const c = calls[i] as ProviderUsageCall | null;
+    if (typeof c === "object" && c !== null && Number.isInteger(c.modelId)) models.add(c.modelId);
+  }
+  const rows = models.size === 0 ? [] : await db.prisma.$queryRaw<{ model_id: number; from_ms: number | null; threshold: number | null; configured: number | null; now_ms: number }[]>`
     SELECT m.id AS model_id, (extract(epoch FROM p.effective_from) * 1000)::float8 AS from_ms,
            (m.configuration #>> '{prices,longContextTokenThreshold}')::numeric::int AS configured,
            COALESCE(p.long_context_token_threshold, (m.configuration #>> '{prices,longContextTokenThreshold}')::numeric::int) AS threshold,
            (extract(epoch FROM now()) * 1000)::float8 AS now_ms
       FROM ps_ai_models m
       LEFT JOIN ps_ai_model_price_periods p ON p.model_id = m.id
-     WHERE m.id = ANY(${`{${models.join(",")}}`}::int[])
+     WHERE m.id = ANY(${`{${[...models].join(",")}}`}::int[])
      ORDER BY m.id, p.effective_from`;
   const now = rows.length > 0 ? Number(rows[0].now_ms) : Date.now();
   const periods = new Map<number, { from: number[]; threshold: (number | null)[]; configured: number | null }>();
@@ -332,7 +332,7 @@ async function thresholdsAt(db: Database, calls: readonly ProviderUsageCall[]): 
     }
   }
   // Before a model's first period, or without one: its configuration's threshold, as for one call.
-  return calls.map((c) => {
+  return (c) => {
     const p = periods.get(c.modelId);
     if (!p) return null; // unknown model: the insert reports it
     const at = c.createdAt instanceof Date ? c.createdAt.getTime() : now;
@@ -347,5 +347,5 @@ async function thresholdsAt(db: Database, calls: readonly ProviderUsageCall[]): 
       } else hi = mid - 1;
     }
     return found < 0 ? p.configured : p.threshold[found];
-  });
+  };
 }
