@@ -12,7 +12,7 @@ import { mapAnthropic } from "../providers/anthropic";
 import { mapGemini } from "../providers/gemini";
 import { mapOpenAI, type OpenAIUsageApi } from "../providers/openai";
 import { tokenCountProblem, type ProviderUsage, type UsageProvider } from "../providers/shared";
-import type { BatchRecordOptions, BatchRecordResult, ModelUsageInput, ModelUsageRecord, RecordOptions } from "../types";
+import { MODEL_USAGE_COUNTERS, type BatchRecordOptions, type BatchRecordResult, type ModelUsageInput, type ModelUsageRecord, type RecordOptions } from "../types";
 
 /** One model call as the provider returned it. */
 export interface ProviderUsageCall {
@@ -221,7 +221,8 @@ function itemData(
   extra: { readonly providerMetadata?: Record<string, unknown>; readonly request?: Record<string, unknown> },
 ): Record<string, unknown> {
   const counters: Record<string, number> = {};
-  for (const [k, v] of Object.entries(input)) if (typeof v === "number" && k.endsWith("Count")) counters[k] = v;
+  for (const [field] of MODEL_USAGE_COUNTERS) counters[field] = (input[field] as number | undefined) ?? 0;
+  counters.webSearchCount = input.webSearchCount ?? 0;
   return {
     version: 1,
     accountingVersion: 2,

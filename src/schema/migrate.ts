@@ -185,10 +185,7 @@ function compare(target: string, files: readonly MigrationFile[], rows: readonly
  */
 export async function migrationStatus(db: Database, options: MigrateOptions = {}): Promise<MigrationStatus> {
   const files = readMigrations(options.migrationsDir);
-  return db.driver.withSession(async (session) => {
-    const rows = await readApplied(session);
-    return compare(db.target, files, rows, await unmanagedTables(session, files, rows));
-  });
+  return db.driver.withSession((session) => statusOn(session, db.target, files));
 }
 
 /**
@@ -211,8 +208,7 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
   const files = readMigrations(options.migrationsDir);
   return db.driver.withSession((session) =>
     withMigrationLock(session, async () => {
-      const rows = await readApplied(session);
-      const status = compare(db.target, files, rows, await unmanagedTables(session, files, rows));
+      const status = await statusOn(session, db.target, files);
       refuseBrokenHistory(db.target, status);
       if (status.unmanagedTables.length > 0) {
         // Prisma Migrate's P3005 ("the database schema is not empty"), narrowed to the tables
