@@ -300,6 +300,15 @@ type ModelCallTokens = Pick<
 >;
 
 /**
+ * @internal PolicySynth's long-context rule, the one place it is written: a call is long context
+ * when its whole input (plain, cached and cache-written tokens) reaches the threshold; a threshold
+ * that is absent, null or 0 means the model has none.
+ */
+export function isLongContextCall(input: number, cached: number, cacheWrite: number, threshold: number | null | undefined): boolean {
+  return !!threshold && input + cached + cacheWrite >= threshold;
+}
+
+/**
  * @internal The long-context split of {@link modelCallToUsage} on the token fields alone (also
  * used by `providerUsageToModelUsage`): the seven counters of the side the call falls on.
  */
@@ -310,7 +319,7 @@ export function modelCallTokensToCounters(
   const input = call.inputTokens;
   const cached = call.cachedInputTokens ?? 0;
   const cacheWrite = call.cacheWriteInputTokens ?? 0;
-  const longContext = !!longContextTokenThreshold && input + cached + cacheWrite >= longContextTokenThreshold;
+  const longContext = isLongContextCall(input, cached, cacheWrite, longContextTokenThreshold);
   const out = call.outputTokens;
   const reasoning = call.reasoningTokens ?? 0;
   const audio = call.audioTokens ?? 0;

@@ -7,7 +7,7 @@
 import type { Database } from "../db";
 import { UsageValidationError, type FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
-import { modelCallTokensToCounters, recordModelUsageAs, recordModelUsageBatch } from "../modelUsage";
+import { isLongContextCall, recordModelUsageAs, recordModelUsageBatch } from "../modelUsage";
 import { mapAnthropic } from "../providers/anthropic";
 import { mapGemini } from "../providers/gemini";
 import { mapOpenAI, type OpenAIUsageApi } from "../providers/openai";
@@ -73,13 +73,14 @@ export function serviceTierOf(provider: UsageProvider, reported: string | null):
 }
 
 function normalize(call: ProviderUsageCall, copyRaw = true): ProviderUsage {
-  // Only the options the call has, built without spreads: a batch maps thousands of calls.
-  const options: { serviceTier?: string | null; webSearchCalls?: number; api?: OpenAIUsageApi } = {};
-  if (call.serviceTier !== undefined) options.serviceTier = call.serviceTier;
-  if (call.webSearchCalls !== undefined) options.webSearchCalls = call.webSearchCalls;
+  // Only the options the call has, built without spreads, and none when it has none: a batch maps
+  // thousands of calls.
+  let options: { serviceTier?: string | null; webSearchCalls?: number; api?: OpenAIUsageApi } | undefined;
+  if (call.serviceTier !== undefined) (options ??= {}).serviceTier = call.serviceTier;
+  if (call.webSearchCalls !== undefined) (options ??= {}).webSearchCalls = call.webSearchCalls;
   switch (call.provider) {
     case "openai":
-      if (call.api !== undefined) options.api = call.api;
+      if (call.api !== undefined) (options ??= {}).api = call.api;
       return mapOpenAI(call.usage, options, copyRaw);
     case "anthropic":
       return mapAnthropic(call.usage, options, copyRaw);
@@ -108,37 +109,27 @@ async function pricingAt(db: Database, modelId: number, at: Date | undefined): P
 function toInput(call: ProviderUsageCall, u: ProviderUsage, threshold: number | null | undefined): ModelUsageInput {
   // The counts come from this package's own mappers (already checked); their range against the
   // INTEGER columns is checked with the rest of the input by the record functions. The split is
-  // modelCallToUsage's; the input is one object of one shape (a batch maps thousands of calls, and
-  // an object grown key by key from a spread is several times slower to build and to validate).
-  const c = modelCallTokensToCounters(
-    {
-      inputTokens: u.inputTokens,
-      cachedInputTokens: u.cachedInputTokens,
-      cacheWriteInputTokens: u.cacheWriteInputTokens,
-      outputTokens: u.outputTokens,
-      reasoningTokens: u.reasoningTokens,
-      audioTokens: u.audioOutputTokens,
-      imageTokens: u.imageOutputTokens,
-    },
-    threshold,
-  );
+  // PolicySynth's rule (isLongContextCall), written out here into one object of one shape with no
+  // intermediate: a batch maps thousands of calls, and every object built per call costs time in
+  // the collector.
+  const lc = isLongContextCall(u.inputTokens, u.cachedInputTokens, u.cacheWriteInputTokens, threshold);
   const input: Record<string, unknown> = {
     userId: call.userId,
     modelId: call.modelId,
-    tokenInCount: c.tokenInCount ?? 0,
-    tokenInCachedContextCount: c.tokenInCachedContextCount ?? 0,
-    tokenInCacheWriteCount: c.tokenInCacheWriteCount ?? 0,
-    longContextTokenInCount: c.longContextTokenInCount ?? 0,
-    longContextTokenInCachedContextCount: c.longContextTokenInCachedContextCount ?? 0,
-    longContextTokenInCacheWriteCount: c.longContextTokenInCacheWriteCount ?? 0,
-    tokenOutCount: c.tokenOutCount ?? 0,
-    tokenOutReasoningCount: c.tokenOutReasoningCount ?? 0,
-    tokenOutAudioCount: c.tokenOutAudioCount ?? 0,
-    tokenOutImageCount: c.tokenOutImageCount ?? 0,
-    longContextTokenOutCount: c.longContextTokenOutCount ?? 0,
-    longContextTokenOutReasoningCount: c.longContextTokenOutReasoningCount ?? 0,
-    longContextTokenOutAudioCount: c.longContextTokenOutAudioCount ?? 0,
-    longContextTokenOutImageCount: c.longContextTokenOutImageCount ?? 0,
+    tokenInCount: lc ? 0 : u.inputTokens,
+    tokenInCachedContextCount: lc ? 0 : u.cachedInputTokens,
+    tokenInCacheWriteCount: lc ? 0 : u.cacheWriteInputTokens,
+    longContextTokenInCount: lc ? u.inputTokens : 0,
+    longContextTokenInCachedContextCount: lc ? u.cachedInputTokens : 0,
+    longContextTokenInCacheWriteCount: lc ? u.cacheWriteInputTokens : 0,
+    tokenOutCount: lc ? 0 : u.outputTokens,
+    tokenOutReasoningCount: lc ? 0 : u.reasoningTokens,
+    tokenOutAudioCount: lc ? 0 : u.audioOutputTokens,
+    tokenOutImageCount: lc ? 0 : u.imageOutputTokens,
+    longContextTokenOutCount: lc ? u.outputTokens : 0,
+    longContextTokenOutReasoningCount: lc ? u.reasoningTokens : 0,
+    longContextTokenOutAudioCount: lc ? u.audioOutputTokens : 0,
+    longContextTokenOutImageCount: lc ? u.imageOutputTokens : 0,
     webSearchCount: u.webSearchCalls,
     serviceTier: serviceTierOf(u.provider, u.serviceTier),
     regionalProcessing: call.regionalProcessing ?? null,
@@ -281,25 +272,35 @@ export async function recordProviderUsageBatch(
   checkThreshold(options.longContextTokenThreshold, issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
   const { longContextTokenThreshold, ...batchOptions } = options;
-  const thresholdOf = longContextTokenThreshold !== undefined ? null : await thresholdLookup(db, calls);
-  // One pass: map, split and shape each call (a batch maps thousands of calls).
-  const inputs: ModelUsageInput[] = new Array(calls.length);
+  // The thresholds are read while the calls are mapped: the query is on the wire during the CPU work.
+  const lookup = longContextTokenThreshold !== undefined ? null : thresholdLookup(db, calls);
+  if (lookup !== null) {
+    // Keep an early refusal from leaving the query's rejection unhandled.
+    lookup.catch(() => undefined);
+    // Prisma sends a query only after a few asynchronous steps of its own: one turn of the event
+    // loop puts it on the wire, where it runs while this thread maps the calls.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  // Each call's normalized usage is replaced by its input in the same array, so the normalized
+  // objects are garbage before the write's await (the collector never copies them).
+  const staged: (ProviderUsage | ModelUsageInput)[] = new Array(calls.length);
   for (let i = 0; i < calls.length; i++) {
     const call = calls[i];
-    let usage: ProviderUsage;
     try {
       checkCall(call, i);
       // No item is written from a batch: its raw usage is not copied.
-      usage = normalize(call, false);
+      staged[i] = normalize(call, false);
     } catch (err) {
       if (!(err instanceof UsageValidationError)) throw err;
       for (const issue of err.issues) issues.push({ ...issue, index: i });
-      continue;
     }
-    if (issues.length === 0) inputs[i] = toInput(call, usage, thresholdOf === null ? longContextTokenThreshold : thresholdOf(call));
   }
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return recordModelUsageBatch(db, inputs, batchOptions);
+  const thresholdOf = lookup === null ? null : await lookup;
+  for (let i = 0; i < calls.length; i++) {
+    staged[i] = toInput(calls[i], staged[i] as ProviderUsage, thresholdOf === null ? longContextTokenThreshold : thresholdOf(calls[i]));
+  }
+  return recordModelUsageBatch(db, staged as ModelUsageInput[], batchOptions);
 }
 
 /**
@@ -308,10 +309,15 @@ export async function recordProviderUsageBatch(
  * binary search (most models have one period), rather than the database looking one up per call.
  */
 async function thresholdLookup(db: Database, calls: readonly ProviderUsageCall[]): Promise<(call: ProviderUsageCall) => number | null> {
+  // A batch names few models, mostly in runs: the last one seen is checked before the set.
   const models = new Set<number>();
+  let last: unknown;
   for (let i = 0; i < calls.length; i++) {
     const c = calls[i] as ProviderUsageCall | null;
-    if (typeof c === "object" && c !== null && Number.isInteger(c.modelId)) models.add(c.modelId);
+    if (typeof c !== "object" || c === null) continue;
+    const id = c.modelId;
+    if (id !== last && Number.isInteger(id)) models.add(id);
+    last = id;
   }
   const rows = models.size === 0 ? [] : await db.prisma.$queryRaw<{ model_id: number; from_ms: number | null; threshold: number | null; configured: number | null; now_ms: number }[]>`
     SELECT m.id AS model_id, (extract(epoch FROM p.effective_from) * 1000)::float8 AS from_ms,

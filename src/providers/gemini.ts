@@ -87,7 +87,7 @@ export function mapGemini(usage: unknown, options: GeminiUsageOptions | undefine
   const thoughts = reader.count(u, "thoughtsTokenCount", "usage.thoughtsTokenCount") ?? 0;
   reader.count(u, "totalTokenCount", "usage.totalTokenCount");
   const candidatesKey = u.candidatesTokenCount === undefined && u.responseTokenCount !== undefined ? "responseTokenCount" : "candidatesTokenCount";
-  const candidatesPath = `usage.${candidatesKey}`;
+  const candidatesPath = candidatesKey === "candidatesTokenCount" ? "usage.candidatesTokenCount" : "usage.responseTokenCount";
   const candidates = reader.count(u, candidatesKey, candidatesPath) ?? 0;
   const promptDetails = modalities(reader, u, "promptTokensDetails");
   const detailsKey = u.candidatesTokensDetails === undefined && u.responseTokensDetails !== undefined ? "responseTokensDetails" : "candidatesTokensDetails";
@@ -132,14 +132,17 @@ export function mapGemini(usage: unknown, options: GeminiUsageOptions | undefine
   };
 }
 
+const NO_MODALITIES: ReadonlyMap<string, number> = new Map();
+
 /**
  * A `[{ modality, tokenCount }]` list, summed by modality (a modality may appear more than once).
  * A bad entry is an issue on its path and adds NaN to its modality, so that checks skip it.
  */
-function modalities(reader: UsageReader, u: JsonObject, key: string): Map<string, number> {
-  const byModality = new Map<string, number>();
+function modalities(reader: UsageReader, u: JsonObject, key: string): ReadonlyMap<string, number> {
   const list = u[key];
-  if (list === undefined || list === null) return byModality;
+  // Most usages list few of the four details: an absent one allocates nothing (a batch maps thousands).
+  if (list === undefined || list === null) return NO_MODALITIES;
+  const byModality = new Map<string, number>();
   if (!Array.isArray(list)) {
     reader.problem(`usage.${key}`, `must be a list of { modality, tokenCount }, got ${describeValue(list)}`);
     return byModality;

@@ -90,10 +90,11 @@ export type JsonObject = Record<string, unknown>;
  * `usage.prompt_tokens_details.cached_tokens`.
  */
 export class UsageReader {
-  readonly issues: FieldIssue[] = [];
+  /** Made on the first problem: most usage objects have none, and a batch maps thousands. */
+  private issues: FieldIssue[] | null = null;
 
   problem(field: string, reason: string): void {
-    this.issues.push({ field, reason });
+    (this.issues ??= []).push({ field, reason });
   }
 
   /** The usage object itself, or null (with an issue) when it is not an object. */
@@ -145,9 +146,9 @@ export class UsageReader {
    * Checks the options object: only `allowed` keys, a count for `webSearchCalls`, a non-empty
    * string or null for `serviceTier`. Returns the valid ones (none when absent).
    */
-  options(options: unknown, allowed: readonly string[]): JsonObject {
+  options(options: unknown, allowed: readonly string[]): Readonly<JsonObject> {
+    if (options === undefined) return NO_OPTIONS;
     const valid: JsonObject = {};
-    if (options === undefined) return valid;
     if (!isObject(options)) {
       this.problem("options", `must be an object, got ${describeValue(options)}`);
       return valid;
@@ -184,7 +185,7 @@ export class UsageReader {
 
   /** Throws a {@link UsageValidationError} listing every issue, if there is one. */
   throwIfAny(): void {
-    if (this.issues.length > 0) throw new UsageValidationError(this.issues);
+    if (this.issues !== null) throw new UsageValidationError(this.issues);
   }
 }
 
@@ -215,6 +216,8 @@ export function rawCopy(reader: UsageReader, usage: JsonObject): JsonObject {
     return {};
   }
 }
+
+const NO_OPTIONS: Readonly<JsonObject> = Object.freeze({});
 
 function isObject(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
