@@ -44,7 +44,8 @@
  * costs, counted in `unpricedEvents`, never as a silent 0.
  */
 import type { Database } from "./db";
-import { checkSource, modelUsageRelation, type ModelUsageSource } from "./reports/usageItems";
+import { checkRollupsOption, usageRelationSql } from "./reports/rollups";
+import { checkSource, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import { MAX_INT32, MODEL_USAGE_COUNTERS, type ModelUsageCounter, type TimeBucket, type UsageFilter } from "./types";
@@ -53,7 +54,6 @@ import {
   checkOptionNames,
   resolveTimeZone,
   timeBucketKeySql,
-  usageFilterConditions,
   validateBucket,
   validateUsageFilter,
 } from "./usageSql";
@@ -86,6 +86,12 @@ export interface CostReportOptions {
    * `ps_model_usage_item` rows (`"items"`), never both; external API usage is always the ledger's.
    */
   readonly source?: ModelUsageSource;
+  /**
+   * Whole 15-minute slots from the rollups (default true), the ledger only where a slot is cut by
+   * the range, a bucket or a price period starting inside it; false reads the ledger alone. Both
+   * give the same report (see src/reports/rollups.ts).
+   */
+  readonly rollups?: boolean;
 }
 
 /** Options of {@link agentTreeCostReport}: those of {@link costReport} without an agent filter. */
@@ -161,7 +167,7 @@ const COLUMN: Record<CostReportGroupBy, string> = {
   externalApiId: "external_api_id",
 };
 const FILTER_FIELDS = ["userId", "agentId", "connectorId", "modelId", "externalApiId", "from", "to"] as const;
-const OPTION_NAMES = ["where", "groupBy", "bucket", "timeZone", "source"] as const;
+const OPTION_NAMES = ["where", "groupBy", "bucket", "timeZone", "source", "rollups"] as const;
 
 type Side = "model" | "externalApi";
 
@@ -172,6 +178,7 @@ interface ReportPlan {
   readonly where: CostReportFilter;
   readonly sides: readonly Side[];
   readonly source?: ModelUsageSource;
+  readonly rollups: boolean;
 }
 
 function checkIdValue(value: unknown, field: string, issues: FieldIssue[]): void {
@@ -210,21 +217,28 @@ async function plan(db: Database, options: CostReportOptions, issues: FieldIssue
   const bucket = validateBucket(opts.bucket, issues);
   const timeZone = (await resolveTimeZone(db, opts.timeZone, issues)) ?? "UTC";
   checkSource(opts.source, issues);
+  checkRollupsOption(opts.rollups, issues);
   const hasModel = where.modelId !== undefined;
   const hasApi = where.externalApiId !== undefined;
   const sides: Side[] = hasModel === hasApi ? ["model", "externalApi"] : hasModel ? ["model"] : ["externalApi"];
-  return { groupBy, bucket, timeZone, where, sides, source: opts.source };
+  return { groupBy, bucket, timeZone, where, sides, source: opts.source, rollups: opts.rollups !== false };
 }
 
 const ident = (column: string) => Prisma.raw(`u."${column}"`);
 
-/** WHERE conditions of one usage table; `agentTree` restricts agents to the recursive `tree` CTE. */
-function conditions(side: Side, where: CostReportFilter, agentTree: boolean): Prisma.Sql {
+/** The usage one side of the report reads (see src/reports/rollups.ts); `agentTree` restricts agents to the tree. */
+function usageRows(side: Side, p: ReportPlan, agentTree: boolean): Prisma.Sql {
   // The other table's id filter only decides which tables are read (see CostReportFilter).
-  const { modelId, externalApiId, ...shared } = where;
-  const parts = usageFilterConditions(side === "model" ? { ...shared, modelId } : { ...shared, externalApiId }, "u");
-  if (agentTree) parts.push(Prisma.sql`u.agent_id IN (SELECT id FROM tree)`);
-  return parts.length === 0 ? Prisma.sql`TRUE` : Prisma.join(parts, " AND ");
+  const { modelId, externalApiId, ...shared } = p.where;
+  return usageRelationSql({
+    table: side === "model" ? "modelUsage" : "externalApiUsage",
+    where: side === "model" ? { ...shared, modelId } : { ...shared, externalApiId },
+    conditions: agentTree ? [Prisma.sql`agent_id = ANY((SELECT ids FROM tree_ids)::int[])`] : [],
+    bucket: p.bucket ? { bucket: p.bucket, timeZone: p.timeZone } : undefined,
+    priced: true,
+    rollups: p.rollups,
+    source: side === "model" ? p.source : undefined,
+  });
 }
 
 /** Key column names k0, k1, ... in the order: bucket (if any), then groupBy. */
@@ -354,9 +368,9 @@ function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
     FROM (
       SELECT ${groupKeys.length ? Prisma.sql`${Prisma.join(groupKeys)},` : Prisma.empty}
              mp.id AS period_id, u.service_tier, u.regional_processing IS NOT NULL AS regional,
-             count(*) AS events, ${sums}, sum(u.web_search_count) AS web_search_count
+             sum(u.event_count) AS events, ${sums}, sum(u.web_search_count) AS web_search_count
       FROM (SELECT ${Prisma.join([...keyExpressions("model", p), Prisma.sql`u.*`])}
-            FROM ${modelUsageRelation(p.source)} u WHERE ${conditions("model", p.where, agentTree)}) u
+            FROM ${usageRows("model", p, agentTree)} u) u
       LEFT JOIN model_periods mp ON mp.model_id = u.model_id
         AND u.created_at >= mp.effective_from AND (mp.valid_to IS NULL OR u.created_at < mp.valid_to)
       GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`mp.id`, Prisma.sql`u.service_tier`, Prisma.sql`u.regional_processing IS NOT NULL`])}
@@ -375,9 +389,9 @@ function apiBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
            a.events AS api_events, a.calls AS api_calls, a.calls * p.price_per_unit AS api_cost
     FROM (
       SELECT ${groupKeys.length ? Prisma.sql`${Prisma.join(groupKeys)},` : Prisma.empty}
-             ap.id AS period_id, count(*) AS events, sum(u.call_count) AS calls
+             ap.id AS period_id, sum(u.event_count) AS events, sum(u.call_count) AS calls
       FROM (SELECT ${Prisma.join([...keyExpressions("externalApi", p), Prisma.sql`u.*`])}
-            FROM ps_external_api_usage u WHERE ${conditions("externalApi", p.where, agentTree)}) u
+            FROM ${usageRows("externalApi", p, agentTree)} u) u
       LEFT JOIN api_periods ap ON ap.external_api_id = u.external_api_id
         AND u.created_at >= ap.effective_from AND (ap.valid_to IS NULL OR u.created_at < ap.valid_to)
       GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`ap.id`])}
@@ -419,7 +433,7 @@ function buildQuery(p: ReportPlan, rootAgentId?: number): Prisma.Sql {
   );
   const money = (expr: string) => Prisma.raw(`CASE WHEN currency IS NULL THEN NULL ELSE trim_scale(${expr})::text END`);
   return Prisma.sql`
-    WITH RECURSIVE ${agentTree ? Prisma.sql`${agentTreeCte(rootAgentId)},` : Prisma.empty}
+    WITH RECURSIVE ${agentTree ? Prisma.sql`${agentTreeCte(rootAgentId)}, tree_ids AS (SELECT array_agg(id) AS ids FROM tree),` : Prisma.empty}
     model_periods AS (
       SELECT id, model_id, effective_from,
              LEAD(effective_from) OVER (PARTITION BY model_id ORDER BY effective_from) AS valid_to

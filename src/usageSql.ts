@@ -234,7 +234,7 @@ export function timeBucketKeySql(
   column: Prisma.Sql = Prisma.raw("created_at"),
 ): { key: Prisma.Sql; start: (key: Prisma.Sql) => Prisma.Sql } {
   const unit = Prisma.raw(BUCKET_SQL[bucket].unit);
-  if (UTC_NAMES.has(timeZone.toLowerCase())) {
+  if (isUtcZone(timeZone)) {
     const wall = Prisma.sql`(${column} AT TIME ZONE 'UTC')`;
     const key =
       bucket === "hour" ? Prisma.sql`date_trunc('hour', ${wall})` : bucket === "day" ? Prisma.sql`${wall}::date` : Prisma.sql`date_trunc(${unit}, ${wall})::date`;
@@ -283,6 +283,11 @@ function bucketStartOfKeySql(bucket: TimeBucket, timeZone: string, k: Prisma.Sql
 
 /** Zone names that are UTC itself (no offset, no DST), lower-cased. */
 const UTC_NAMES = new Set(["utc", "etc/utc", "uct", "etc/uct", "universal", "etc/universal", "zulu", "etc/zulu", "gmt", "etc/gmt", "greenwich", "etc/greenwich"]);
+
+/** True for a zone name that is UTC itself (no offset, no DST). */
+export function isUtcZone(timeZone: string): boolean {
+  return UTC_NAMES.has(timeZone.toLowerCase());
+}
 
 /**
  * A one-column set `"bucketKey"` holding the key ({@link timeBucketKeySql}) of every bucket from

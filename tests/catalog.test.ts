@@ -153,6 +153,42 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "currency character varying(16) NOT NULL",
     `created_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
   ],
+  // Migration 6: the rollups (sums per 15-minute slot and key, kept by triggers; no defaults: the
+  // triggers write every column).
+  ps_model_usage_rollup: [
+    `slot_start ${TIMESTAMPTZ} NOT NULL`,
+    "user_id integer NOT NULL",
+    "model_id integer NOT NULL",
+    "agent_id integer NOT NULL",
+    "connector_id integer NOT NULL",
+    "service_tier character varying(17) NOT NULL",
+    "regional_processing character varying(17) NOT NULL",
+    "event_count bigint NOT NULL",
+    "token_in_count bigint NOT NULL",
+    "token_in_cached_context_count bigint NOT NULL",
+    "token_in_cache_write_count bigint NOT NULL",
+    "long_context_token_in_count bigint NOT NULL",
+    "long_context_token_in_cached_context_count bigint NOT NULL",
+    "long_context_token_in_cache_write_count bigint NOT NULL",
+    "token_out_count bigint NOT NULL",
+    "token_out_reasoning_count bigint NOT NULL",
+    "token_out_audio_count bigint NOT NULL",
+    "token_out_image_count bigint NOT NULL",
+    "long_context_token_out_count bigint NOT NULL",
+    "long_context_token_out_reasoning_count bigint NOT NULL",
+    "long_context_token_out_audio_count bigint NOT NULL",
+    "long_context_token_out_image_count bigint NOT NULL",
+    "web_search_count bigint NOT NULL",
+  ],
+  ps_external_api_usage_rollup: [
+    `slot_start ${TIMESTAMPTZ} NOT NULL`,
+    "user_id integer NOT NULL",
+    "external_api_id integer NOT NULL",
+    "agent_id integer NOT NULL",
+    "connector_id integer NOT NULL",
+    "event_count bigint NOT NULL",
+    "call_count bigint NOT NULL",
+  ],
 };
 
 /** Every index: `[UNIQUE ]name (columns)`, grouped by table. Sequelize names: `<table>_<column>`. */
@@ -197,6 +233,14 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
   ps_external_api_price_periods: [
     "UNIQUE ps_external_api_price_periods_external_api_id_effective_from (external_api_id, effective_from)",
     "UNIQUE ps_external_api_price_periods_pkey (id)",
+  ],
+  ps_model_usage_rollup: [
+    "ps_model_usage_rollup_agent_id_slot_start (agent_id, slot_start)",
+    "UNIQUE ps_model_usage_rollup_pkey (slot_start, user_id, model_id, agent_id, connector_id, service_tier, regional_processing)",
+  ],
+  ps_external_api_usage_rollup: [
+    "ps_external_api_usage_rollup_agent_id_slot_start (agent_id, slot_start)",
+    "UNIQUE ps_external_api_usage_rollup_pkey (slot_start, user_id, external_api_id, agent_id, connector_id)",
   ],
 };
 
@@ -264,14 +308,19 @@ test("every index has the Sequelize-style name and the expected columns, and the
   expect(actual).toEqual(expected);
 });
 
-test("primary keys are on id (key for idempotency keys)", async () => {
+test("primary keys are on id (key for idempotency keys, the slot and key columns for rollups)", async () => {
   const rows = await t.db.prisma.$queryRaw<{ definition: string }[]>`
     SELECT con.conrelid::regclass::text || ' ' || con.conname || ' ' || pg_get_constraintdef(con.oid) AS definition
       FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
      WHERE n.nspname = 'public' AND con.contype = 'p' AND con.conrelid::regclass::text <> '_prisma_migrations'
      ORDER BY 1`;
+  const KEYS: Record<string, string> = {
+    ps_usage_idempotency_keys: "key",
+    ps_model_usage_rollup: "slot_start, user_id, model_id, agent_id, connector_id, service_tier, regional_processing",
+    ps_external_api_usage_rollup: "slot_start, user_id, external_api_id, agent_id, connector_id",
+  };
   const expected = Object.keys(EXPECTED_COLUMNS)
-    .map((table) => `${table} ${table}_pkey PRIMARY KEY (${table === "ps_usage_idempotency_keys" ? "key" : "id"})`)
+    .map((table) => `${table} ${table}_pkey PRIMARY KEY (${KEYS[table] ?? "id"})`)
     .sort();
   expect(rows.map((r) => r.definition)).toEqual(expected);
 });
@@ -300,12 +349,19 @@ test("every foreign key points at the expected table with the expected ON DELETE
   expect(n).toBe(EXPECTED_FOREIGN_KEYS.length);
 });
 
-test("no check constraints or triggers were added beyond the contract", async () => {
-  const [{ checks, triggers }] = await t.db.prisma.$queryRaw<{ checks: number; triggers: number }[]>`
-    SELECT (SELECT count(*)::int FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
-             WHERE n.nspname = 'public' AND con.contype = 'c') AS checks,
-           (SELECT count(*)::int FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
-              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = 'public' AND NOT tg.tgisinternal) AS triggers`;
-  expect({ checks, triggers }).toEqual({ checks: 0, triggers: 0 });
+test("no check constraints, and no triggers but the rollups' own on the two usage tables", async () => {
+  const [{ checks }] = await t.db.prisma.$queryRaw<{ checks: number }[]>`
+    SELECT count(*)::int AS checks FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
+     WHERE n.nspname = 'public' AND con.contype = 'c'`;
+  expect(checks).toBe(0);
+  const triggers = await t.db.prisma.$queryRaw<{ definition: string }[]>`
+    SELECT c.relname || ' ' || tg.tgname || ' ' || p.proname AS definition
+      FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_proc p ON p.oid = tg.tgfoid
+     WHERE n.nspname = 'public' AND NOT tg.tgisinternal ORDER BY 1`;
+  expect(triggers.map((r) => r.definition)).toEqual(
+    ["ps_external_api_usage", "ps_model_usage"].flatMap((table) =>
+      ["delete", "insert", "truncate", "update"].map((op) => `${table} ${table}_rollup_${op} ${table}_rollup_apply`),
+    ),
+  );
 });

@@ -80,11 +80,6 @@ export const USAGE_ITEMS_AS_LEDGER = Prisma.raw(`(
   ) x
 )`);
 
-/** @internal The relation model usage is read from for `source` (the caller gives it an alias). */
-export function modelUsageRelation(source: ModelUsageSource | undefined): Prisma.Sql {
-  return source === "items" ? USAGE_ITEMS_AS_LEDGER : Prisma.raw("ps_model_usage");
-}
-
 /** @internal Checks a `source` option (the one place it is checked, for sums and cost reports). */
 export function checkSource(source: unknown, issues: FieldIssue[]): void {
   if (source !== undefined && !MODEL_USAGE_SOURCES.includes(source as ModelUsageSource)) {
