@@ -11,6 +11,7 @@ import { PsUsageError, UsageValidationError } from "./errors";
 import { recordExternalApiUsage } from "./externalApiUsage";
 import { adopt } from "./schema/adopt";
 import { doctor } from "./schema/doctor";
+import { rebuildRollups, type RebuildRollupsResult } from "./reports/rebuildRollups";
 import { migrate, migrationStatus } from "./schema/migrate";
 import { importPriceCatalog, readPriceCatalog, type PriceCatalogImportResult } from "./prices/catalog";
 import { formatAdoption, formatDoctor } from "./cli/schemaOutput";
@@ -162,6 +163,21 @@ export function buildProgram(): Command {
         const report = await doctor(db, { toleranceMs: opts.tolerance === undefined ? undefined : Math.round(opts.tolerance * 1000) });
         process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
         if (!report.healthy) commandStatus = 1;
+      });
+    });
+
+  program
+    .command("rebuild-rollups")
+    .description("compare the rollups with the ledger slot by slot and rewrite them from it where any differs (exit 1 when a dry run finds a difference)")
+    .addOption(dbOption())
+    .option("--dry-run", "only compare, change nothing")
+    .option("--json", "JSON output")
+    .option("--lock-timeout <seconds>", "give up if the write lock on the usage tables is not granted this soon (default 10)", nonNegativeSeconds("--lock-timeout"))
+    .action(async (opts: DbOptions & { dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
+      await withDb(opts, async (db) => {
+        const result = await rebuildRollups(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout === undefined ? undefined : Math.max(1, Math.round(opts.lockTimeout * 1000)) });
+        process.stdout.write(opts.json ? `${JSON.stringify(result, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n` : formatRollupCheck(result, opts.dryRun === true));
+        if (opts.dryRun && result.modelUsage.differences + result.externalApiUsage.differences > 0) commandStatus = 1;
       });
     });
 
@@ -602,6 +618,21 @@ async function runMain(db: Database): Promise<void> {
   out.write("\nCost per month:\n");
   out.write(await renderReport(db, { bucket: "month", from, to, tz: "UTC" }));
   out.write("\nMore: npx ps-usage report --help, npx ps-usage studio\n");
+}
+
+/** What rebuild-rollups found and did, as lines of text. */
+function formatRollupCheck(result: RebuildRollupsResult, dryRun: boolean): string {
+  const lines: string[] = [];
+  for (const check of [result.modelUsage, result.externalApiUsage]) {
+    lines.push(`${check.table}: ${check.rows} rows, ${check.differences === 0 ? "equal to the ledger" : `${check.differences} slot(s) and key(s) differed from the ledger`}`);
+    for (const d of check.samples) {
+      const id = d.modelId !== undefined ? `model ${d.modelId}` : `API ${d.externalApiId}`;
+      lines.push(`  ${d.slotStart.toISOString()} user ${d.userId} ${id} agent ${d.agentId ?? "-"} connector ${d.connectorId ?? "-"}: ledger ${d.ledgerEvents} events, rollup ${d.rollupEvents}`);
+    }
+  }
+  const differences = result.modelUsage.differences + result.externalApiUsage.differences;
+  lines.push(differences === 0 ? "Nothing to rebuild." : dryRun ? "Dry run: nothing changed; run without --dry-run to rebuild." : "Rebuilt from the ledger.");
+  return `${lines.join("\n")}\n`;
 }
 
 /** A command that succeeded but reports a finding (doctor) sets this to 1. */

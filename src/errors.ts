@@ -102,18 +102,21 @@ export class InputLineError extends PsUsageError {
  * the server did not accept one within `connectTimeoutMs`), for a statement the server cancelled
  * after `writeTimeoutMs` / `reportTimeoutMs` (`"statement"`: it wrote nothing), or for a server that
  * stopped answering altogether (`"response"`: the connection is dropped; a write may or may not have
- * been committed, so retry it with an idempotency key). The same `Database` keeps working.
+ * been committed, so retry it with an idempotency key), or for a table lock another transaction
+ * held longer than `lockTimeoutMs` (`"lock"`: nothing changed). The same `Database` keeps working.
  */
 export class DatabaseTimeoutError extends PsUsageError {
   readonly target: string;
-  readonly phase: "connect" | "statement" | "response";
-  constructor(target: string, phase: "connect" | "statement" | "response", detail: string, options?: { cause?: unknown }) {
+  readonly phase: "connect" | "statement" | "response" | "lock";
+  constructor(target: string, phase: "connect" | "statement" | "response" | "lock", detail: string, options?: { cause?: unknown }) {
     const what =
       phase === "connect"
         ? "No connection to database"
         : phase === "statement"
           ? "A statement ran too long on database"
-          : "No answer from database";
+          : phase === "lock"
+            ? "No table lock on database"
+            : "No answer from database";
     super("PS_USAGE_TIMEOUT", `${what} ${target} in time: ${detail}`, options);
     this.target = target;
     this.phase = phase;

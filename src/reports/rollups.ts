@@ -128,8 +128,12 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   // The slots in range, each marked whole or not once; the rows of the others come from the ledger.
   const rollupAll = Prisma.raw([...columns.map((c) => (c === "created_at" ? "r.slot_start" : `r.${c}`)), "r.event_count"].join(", "));
   branches.unshift(Prisma.sql`SELECT ${rollupColumns} FROM slots r WHERE r.whole`);
+  // Whether a slot is whole depends on the slot and the model (or API) alone: the ledger rows of
+  // exactly the rollup rows left out are those of the same slot and model.
+  const key = Prisma.raw(PERIODS[plan.table].key);
   branches.push(Prisma.sql`SELECT ${ledgerColumns} FROM ${ledger} u
-    JOIN (SELECT DISTINCT slot_start FROM slots WHERE NOT whole) c ON u.created_at >= c.slot_start AND u.created_at < c.slot_start + ${SLOT}
+    JOIN (SELECT DISTINCT slot_start AS cut_slot, ${key} AS cut_key FROM slots WHERE NOT whole) c
+      ON u.${key} = c.cut_key AND u.created_at >= c.cut_slot AND u.created_at < c.cut_slot + ${SLOT}
     ${whereSql(ids)}`);
   return Prisma.sql`(WITH slots AS MATERIALIZED (
       SELECT ${rollupAll}, ${whole} AS whole FROM ${Prisma.raw(ROLLUP[plan.table])} r ${whereSql([...ids, ...slotRange])})

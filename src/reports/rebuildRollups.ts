@@ -1,0 +1,187 @@
+/**
+ * Checks the rollups against the ledger and, unless asked only to check, rebuilds them: the
+ * triggers keep them exact for every write, but a restore with triggers disabled
+ * (`session_replication_role = replica`, as pg_restore and logical replication apply use), a
+ * `TRUNCATE` of a rollup or a hand edit would leave them wrong, and this is how that is found and
+ * fixed.
+ */
+import type { Database, SqlSession } from "../db";
+import { DatabaseTimeoutError, UsageValidationError, type FieldIssue } from "../errors";
+import { MODEL_USAGE_ALL_COUNTERS } from "../types";
+import { checkOptionNames } from "../usageSql";
+
+/** One slot and key where the rollup and the ledger disagree. */
+export interface RollupDifference {
+  readonly slotStart: Date;
+  readonly userId: number;
+  /** `modelId` for model usage, `externalApiId` for external API usage. */
+  readonly modelId?: number;
+  readonly externalApiId?: number;
+  readonly agentId: number | null;
+  readonly connectorId: number | null;
+  /** Ledger rows in the slot and key, and what the rollup says (0: no rollup row). */
+  readonly ledgerEvents: bigint;
+  readonly rollupEvents: bigint;
+}
+
+/** The check of one rollup table. */
+export interface RollupTableCheck {
+  readonly table: "ps_model_usage_rollup" | "ps_external_api_usage_rollup";
+  /** Rollup rows (after a rebuild: the rebuilt ones). */
+  readonly rows: number;
+  /** Slots and keys where any sum differed from the ledger (before a rebuild). */
+  readonly differences: number;
+  /** Up to 20 of them, earliest slot first. */
+  readonly samples: readonly RollupDifference[];
+}
+
+/** What {@link rebuildRollups} found and did. */
+export interface RebuildRollupsResult {
+  readonly modelUsage: RollupTableCheck;
+  readonly externalApiUsage: RollupTableCheck;
+  /** True when the rollups were rewritten (some difference, and not `dryRun`). */
+  readonly rebuilt: boolean;
+}
+
+/** Options of {@link rebuildRollups}. */
+export interface RebuildRollupsOptions {
+  /** Only compare; change nothing and block no writer (one consistent snapshot). Default false. */
+  readonly dryRun?: boolean;
+  /**
+   * How long to wait for the write lock on the two usage tables before giving up (a rebuild
+   * blocks writers while it compares and rewrites; readers go on). Default 10,000 ms.
+   */
+  readonly lockTimeoutMs?: number;
+}
+
+/** The rollup key of a ledger row `u`, exactly as the triggers of the usage_rollups migration compute it. */
+const SLOT = "date_bin('15 minutes', u.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')";
+const SPEC = {
+  modelUsage: {
+    ledger: "ps_model_usage",
+    rollup: "ps_model_usage_rollup" as const,
+    keys: ["slot_start", "user_id", "model_id", "agent_id", "connector_id", "service_tier", "regional_processing"],
+    keyExpressions: [
+      SLOT,
+      "u.user_id",
+      "u.model_id",
+      "COALESCE(u.agent_id, 0)",
+      "COALESCE(u.connector_id, 0)",
+      "COALESCE('=' || u.service_tier, '')",
+      "COALESCE('=' || u.regional_processing, '')",
+    ],
+    sums: MODEL_USAGE_ALL_COUNTERS.map(([, column]) => column),
+    idField: "modelId" as const,
+  },
+  externalApiUsage: {
+    ledger: "ps_external_api_usage",
+    rollup: "ps_external_api_usage_rollup" as const,
+    keys: ["slot_start", "user_id", "external_api_id", "agent_id", "connector_id"],
+    keyExpressions: [SLOT, "u.user_id", "u.external_api_id", "COALESCE(u.agent_id, 0)", "COALESCE(u.connector_id, 0)"],
+    sums: ["call_count"],
+    idField: "externalApiId" as const,
+  },
+};
+
+type Spec = (typeof SPEC)[keyof typeof SPEC];
+
+/** The rollup the ledger gives: `SELECT keys, event_count, sums FROM ledger GROUP BY keys`. */
+function expectedSql(spec: Spec): string {
+  const keys = spec.keyExpressions.map((e, i) => `${e} AS ${spec.keys[i]}`);
+  const sums = spec.sums.map((c) => `sum(u.${c})::bigint AS ${c}`);
+  const positions = spec.keys.map((_, i) => i + 1).join(", ");
+  return `SELECT ${[...keys, "count(*)::bigint AS event_count", ...sums].join(", ")} FROM ${spec.ledger} u GROUP BY ${positions}`;
+}
+
+/** The slots and keys where the rollup differs from the ledger, with a count over all of them. */
+function differencesSql(spec: Spec): string {
+  const on = spec.keys.map((k) => `e.${k} = r.${k}`).join(" AND ");
+  const differs = ["event_count", ...spec.sums].map((c) => `e.${c} IS DISTINCT FROM r.${c}`).join(" OR ");
+  const key = spec.keys.map((k) => `COALESCE(e.${k}, r.${k}) AS ${k}`).join(", ");
+  return `SELECT ${key}, COALESCE(e.event_count, 0)::bigint AS ledger_events, COALESCE(r.event_count, 0)::bigint AS rollup_events,
+      count(*) OVER ()::int AS differences
+    FROM (${expectedSql(spec)}) e FULL JOIN ${spec.rollup} r ON ${on}
+    WHERE ${differs}
+    ORDER BY 1, 2, 3, 4, 5 LIMIT 20`;
+}
+
+type DifferenceRow = Record<string, unknown> & { ledger_events: bigint | string; rollup_events: bigint | string; differences: number };
+
+async function check(session: SqlSession, spec: Spec): Promise<{ differences: number; samples: RollupDifference[] }> {
+  const rows = await session.query<DifferenceRow>(differencesSql(spec));
+  const samples = rows.map((r) => ({
+    slotStart: new Date(r.slot_start as string | Date),
+    userId: Number(r.user_id),
+    [spec.idField]: Number(r[spec.keys[2]]),
+    agentId: Number(r.agent_id) === 0 ? null : Number(r.agent_id),
+    connectorId: Number(r.connector_id) === 0 ? null : Number(r.connector_id),
+    ledgerEvents: BigInt(r.ledger_events),
+    rollupEvents: BigInt(r.rollup_events),
+  })) as RollupDifference[];
+  return { differences: rows.length === 0 ? 0 : Number(rows[0].differences), samples };
+}
+
+async function rowCount(session: SqlSession, spec: Spec): Promise<number> {
+  const [row] = await session.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${spec.rollup}`);
+  return Number(row.n);
+}
+
+/**
+ * Compares the rollups with the ledger, slot by slot and key by key, and rewrites them from the
+ * ledger where any differs. The check reads one snapshot (a rollup and its ledger rows are written
+ * in the same transaction, so a consistent snapshot shows them equal); the rebuild holds a write
+ * lock on both usage tables while it compares and rewrites, so no write lands in between (writers
+ * wait; readers do not).
+ *
+ * Throws {@link UsageValidationError} for bad options, and {@link DatabaseTimeoutError} (phase
+ * `"lock"`) when the write lock is not granted within `lockTimeoutMs`; then nothing changes.
+ *
+ * @example
+ * const check = await rebuildRollups(db, { dryRun: true });
+ * if (check.modelUsage.differences > 0) await rebuildRollups(db);
+ */
+export async function rebuildRollups(db: Database, options: RebuildRollupsOptions = {}): Promise<RebuildRollupsResult> {
+  const issues: FieldIssue[] = [];
+  checkOptionNames(options, ["dryRun", "lockTimeoutMs"], issues);
+  const dryRun = options?.dryRun ?? false;
+  if (typeof dryRun !== "boolean") issues.push({ field: "dryRun", reason: `must be true or false, got ${String(dryRun)}` });
+  const lockTimeoutMs = options?.lockTimeoutMs ?? 10_000;
+  if (typeof lockTimeoutMs !== "number" || !Number.isInteger(lockTimeoutMs) || lockTimeoutMs < 1 || lockTimeoutMs > 2_147_483_647) {
+    issues.push({ field: "lockTimeoutMs", reason: `must be a whole number of milliseconds from 1, got ${String(lockTimeoutMs)}` });
+  }
+  if (issues.length > 0) throw new UsageValidationError(issues);
+
+  return db.driver.withSession(async (session) => {
+    await session.exec(dryRun ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN");
+    try {
+      if (!dryRun) {
+        await session.query("SELECT set_config('lock_timeout', $1, true)", [`${lockTimeoutMs}ms`]);
+        await session.exec("LOCK TABLE ps_model_usage, ps_external_api_usage IN SHARE ROW EXCLUSIVE MODE");
+      }
+      const found = { modelUsage: await check(session, SPEC.modelUsage), externalApiUsage: await check(session, SPEC.externalApiUsage) };
+      let rebuilt = false;
+      if (!dryRun) {
+        for (const name of ["modelUsage", "externalApiUsage"] as const) {
+          if (found[name].differences === 0) continue;
+          const spec = SPEC[name];
+          await session.exec(`DELETE FROM ${spec.rollup}`);
+          await session.exec(`INSERT INTO ${spec.rollup} (${[...spec.keys, "event_count", ...spec.sums].join(", ")}) ${expectedSql(spec)}`);
+          rebuilt = true;
+        }
+      }
+      const result = {
+        modelUsage: { table: SPEC.modelUsage.rollup, rows: await rowCount(session, SPEC.modelUsage), ...found.modelUsage },
+        externalApiUsage: { table: SPEC.externalApiUsage.rollup, rows: await rowCount(session, SPEC.externalApiUsage), ...found.externalApiUsage },
+        rebuilt,
+      };
+      await session.exec(dryRun ? "ROLLBACK" : "COMMIT");
+      return result;
+    } catch (err) {
+      await session.exec("ROLLBACK").catch(() => undefined);
+      if ((err as { code?: string }).code === "55P03") {
+        throw new DatabaseTimeoutError(db.target, "lock", `the write lock on ps_model_usage and ps_external_api_usage was not granted within ${lockTimeoutMs} ms (a long transaction holds them; retry, or raise lockTimeoutMs); nothing changed`, { cause: err });
+      }
+      throw err;
+    }
+  });
+}

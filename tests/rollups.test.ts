@@ -1,0 +1,352 @@
+// The rollups: sums and cost reports read whole 15-minute slots from them and must give exactly
+// what the ledger alone gives (`rollups: false`), for every zone, bucket, grouping, range and
+// price history; the triggers keep them exact for writes by anyone (this package, SQL the way
+// PolicySynth's Sequelize code writes: increments, deletes, an agent deleted); rebuildRollups
+// finds and repairs a rollup that went wrong; the migration fills them from rows already there.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import fc from "fast-check";
+import {
+  MODEL_USAGE_COUNTERS,
+  DatabaseTimeoutError,
+  UsageValidationError,
+  agentTreeCostReport,
+  costReport,
+  migrate,
+  rebuildRollups,
+  recordExternalApiUsageBatch,
+  recordModelUsage,
+  recordModelUsageBatch,
+  setExternalApiPrice,
+  setModelPrice,
+  sumAgentTreeUsage,
+  sumExternalApiUsage,
+  sumModelUsage,
+  type ExternalApiUsageInput,
+  type ModelUsageGroupBy,
+  type ModelUsageInput,
+  type TimeBucket,
+} from "../src";
+import { PACKAGE_ROOT } from "../src/schema/migrate";
+import { createCliDatabase, runCli } from "./support/cli";
+import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
+import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
+
+let t: TestDatabase;
+let models: number[], agents: number[], connectors: number[], apis: number[];
+
+const COUNTERS = MODEL_USAGE_COUNTERS.map(([field]) => field);
+
+// Instants around what cuts slots and buckets: DST changes (US, EU, Lord Howe's 30 minutes),
+// zones 30 and 45 minutes off UTC, and 1971, when Africa/Monrovia was 44 min 30 s behind UTC
+// (its day boundaries fell inside slots, which must then be read from the ledger).
+const CENTRES = [
+  "1971-06-15T12:00:00Z",
+  "2026-03-08T07:00:00Z",
+  "2026-03-29T01:00:00Z",
+  "2026-04-04T15:00:00Z",
+  "2026-10-25T01:00:00Z",
+  "2026-11-01T06:00:00Z",
+  "2026-11-24T18:15:00Z",
+].map((s) => Date.parse(s));
+const ZONES = ["UTC", "Europe/Berlin", "America/New_York", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe", "Africa/Monrovia"];
+const BUCKETS: TimeBucket[] = ["hour", "day", "week", "month"];
+const DAY = 86_400_000;
+
+/** A deterministic generator, so the data is the same on both backends. */
+function random(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return x / 2147483648;
+  };
+}
+
+beforeAll(async () => {
+  t = await openTestDatabase();
+  models = [await createModel(t.db, "m1"), await createModel(t.db, "m2")];
+  const root = await createAgent(t.db);
+  const child = await createAgent(t.db, root);
+  agents = [root, child, await createAgent(t.db, child), await createAgent(t.db)];
+  connectors = [await createConnector(t.db), await createConnector(t.db)];
+  apis = [await createExternalApi(t.db, "a"), await createExternalApi(t.db, "b")];
+
+  // Price history: periods on slot boundaries and inside slots (10 s and 7.5 min past one).
+  const price = (inRate: number, extra: object = {}) => ({ currency: "USD", costInTokensPerMillion: inRate, costOutTokensPerMillion: 2 * inRate, ...extra });
+  await setModelPrice(t.db, models[0], price(1), new Date("1970-01-01T00:00:00Z"));
+  await setModelPrice(t.db, models[0], price(3, { longContextTokenThreshold: 5000, longContextCostInTokensPerMillion: 6, flexTokensIn: 0.5, regionalProcessingMargin: 10, costPerThousandWebSearches: 25 }), new Date("2026-03-29T01:07:30Z"));
+  await setModelPrice(t.db, models[0], price(5), new Date("2026-11-24T18:15:10Z"));
+  await setModelPrice(t.db, models[1], price(7, { priorityTokensIn: 14 }), new Date("2026-01-01T00:00:00Z"));
+  await setExternalApiPrice(t.db, apis[0], { unitType: "call", pricePerUnit: "0.01", currency: "USD" }, new Date("1970-01-01T00:00:00Z"));
+  await setExternalApiPrice(t.db, apis[0], { unitType: "call", pricePerUnit: "0.02", currency: "USD" }, new Date("2026-11-01T06:03:00Z"));
+  await setExternalApiPrice(t.db, apis[1], { unitType: "call", pricePerUnit: "0.5", currency: "EUR" }, new Date("2026-01-01T00:00:00Z"));
+
+  const rnd = random(20261125);
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)];
+  const at = () => new Date(pick(CENTRES) + Math.round((rnd() - 0.5) * 6 * DAY));
+  const modelInputs: ModelUsageInput[] = [];
+  for (let i = 0; i < 1500; i++) {
+    const input: Record<string, unknown> = {
+      userId: 1 + Math.floor(rnd() * 3),
+      modelId: pick(models),
+      agentId: rnd() < 0.2 ? null : pick(agents),
+      connectorId: rnd() < 0.5 ? null : pick(connectors),
+      createdAt: at(),
+      webSearchCount: Math.floor(rnd() * 3),
+      serviceTier: pick([null, null, "flex", "priority"]),
+      regionalProcessing: rnd() < 0.2 ? "eu" : null,
+    };
+    for (const field of COUNTERS) input[field] = rnd() < 0.3 ? 0 : Math.floor(rnd() * 10_000);
+    modelInputs.push(input as unknown as ModelUsageInput);
+  }
+  // Rows on both sides of what cuts a slot: the price periods that start inside one, and
+  // Monrovia's 1971 midnights (00:44:30 UTC).
+  const cutting: [number, string][] = [
+    [models[0], "2026-03-29T01:05:00Z"], [models[0], "2026-03-29T01:07:29Z"], [models[0], "2026-03-29T01:07:30Z"], [models[0], "2026-03-29T01:10:00Z"],
+    [models[0], "2026-11-24T18:15:05Z"], [models[0], "2026-11-24T18:15:20Z"],
+    [models[1], "1971-06-15T00:44:00Z"], [models[1], "1971-06-15T00:44:40Z"], [models[0], "1971-06-16T00:44:50Z"], [models[0], "1971-06-16T00:31:00Z"],
+  ];
+  for (const [modelId, iso] of cutting) {
+    modelInputs.push({ userId: 1, modelId, agentId: agents[1], createdAt: new Date(iso), tokenInCount: 6000, tokenOutCount: 10, webSearchCount: 2 });
+  }
+  await recordModelUsageBatch(t.db, modelInputs);
+  const apiInputs: ExternalApiUsageInput[] = [];
+  for (let i = 0; i < 600; i++) {
+    apiInputs.push({ userId: 1 + Math.floor(rnd() * 3), externalApiId: pick(apis), agentId: rnd() < 0.2 ? null : pick(agents), connectorId: rnd() < 0.5 ? null : pick(connectors), callCount: 1 + Math.floor(rnd() * 5), createdAt: at() });
+  }
+  for (const iso of ["2026-11-01T06:01:00Z", "2026-11-01T06:04:00Z", "1971-06-15T00:44:45Z"]) {
+    apiInputs.push({ userId: 1, externalApiId: apis[0], agentId: agents[1], callCount: 4, createdAt: new Date(iso) });
+  }
+  await recordExternalApiUsageBatch(t.db, apiInputs);
+
+  // Other writers, in SQL: PolicySynth's Sequelize increments running rows, deletes some, and an
+  // agent deleted sets its usage's agent_id to NULL.
+  await t.db.prisma.$executeRaw`UPDATE ps_model_usage SET token_in_count = token_in_count + 111, token_out_count = token_out_count + 7, updated_at = now() WHERE id % 13 = 0`;
+  await t.db.prisma.$executeRaw`UPDATE ps_model_usage SET created_at = created_at + interval '20 minutes' WHERE id % 17 = 0`;
+  await t.db.prisma.$executeRaw`DELETE FROM ps_model_usage WHERE id % 19 = 0`;
+  await t.db.prisma.$executeRaw`UPDATE ps_external_api_usage SET call_count = call_count + 3 WHERE id % 11 = 0`;
+  await t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage WHERE id % 23 = 0`;
+  await t.db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, agent_id, token_in_count, created_at, updated_at)
+    SELECT 2, ${models[1]}, ${agents[3]}, g, timestamptz '2026-11-24 18:00:00+00' + g * interval '37 seconds', now() FROM generate_series(1, 60) g`;
+  await t.db.prisma.$executeRaw`DELETE FROM ps_agents WHERE id = ${agents[3]}`;
+}, 120_000);
+afterAll(() => t.dispose());
+
+const RUNS = 30;
+const ISO = (ms: number) => new Date(ms);
+
+/** A range: none, open on one side, or both bounds, on slot boundaries or inside slots. */
+const rangeArb = fc.record({
+  from: fc.option(fc.tuple(fc.constantFrom(...CENTRES), fc.integer({ min: -4 * 96, max: 4 * 96 }), fc.boolean()), { nil: undefined }),
+  length: fc.integer({ min: 1, max: 8 * 96 }),
+  to: fc.boolean(),
+  offsetMs: fc.integer({ min: 1, max: 899_999 }),
+});
+function range(r: fc.Value<typeof rangeArb>): { from?: Date; to?: Date } {
+  if (!r.from) return {};
+  const [centre, slots, inside] = r.from;
+  const from = centre + slots * 900_000 + (inside ? r.offsetMs : 0);
+  return r.to ? { from: ISO(from), to: ISO(from + r.length * 900_000 + (inside ? 0 : r.offsetMs)) } : { from: ISO(from) };
+}
+
+test("sums read from the rollups equal the ledger's, for random zones, buckets, groupings and ranges", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      rangeArb,
+      fc.subarray(["userId", "agentId", "connectorId", "modelId"] as ModelUsageGroupBy[]),
+      fc.option(fc.constantFrom(...BUCKETS), { nil: undefined }),
+      fc.constantFrom(...ZONES),
+      fc.option(fc.constantFrom(...[1, 2, 3]), { nil: undefined }),
+      async (r, groupBy, bucket, timeZone, userId) => {
+        const where = { ...range(r), ...(userId ? { userId } : {}) };
+        const options = { where, groupBy, bucket, timeZone };
+        const fromRollups = await sumModelUsage(t.db, options);
+        const fromLedger = await sumModelUsage(t.db, { ...options, rollups: false });
+        expect(fromRollups).toEqual(fromLedger);
+        const apiGroups = groupBy.map((g) => (g === "modelId" ? "externalApiId" : g)) as ("userId" | "agentId" | "connectorId" | "externalApiId")[];
+        const apiOptions = { where, groupBy: apiGroups, bucket, timeZone };
+        expect(await sumExternalApiUsage(t.db, apiOptions)).toEqual(await sumExternalApiUsage(t.db, { ...apiOptions, rollups: false }));
+      },
+    ),
+    { numRuns: RUNS, seed: 12 },
+  );
+}, 300_000);
+
+test("cost reports from the rollups equal the ledger's, with price periods starting inside slots", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      rangeArb,
+      fc.subarray(["userId", "agentId", "connectorId", "modelId", "externalApiId"] as const),
+      fc.option(fc.constantFrom(...BUCKETS), { nil: undefined }),
+      fc.constantFrom(...ZONES),
+      async (r, groupBy, bucket, timeZone) => {
+        const options = { where: range(r), groupBy: [...groupBy], bucket, timeZone };
+        const fromRollups = await costReport(t.db, options);
+        expect(fromRollups).toEqual(await costReport(t.db, { ...options, rollups: false }));
+      },
+    ),
+    { numRuns: RUNS, seed: 34 },
+  );
+}, 300_000);
+
+test("the agent tree's sums and cost report from the rollups equal the ledger's", async () => {
+  for (const [i, where] of [{}, range({ from: [CENTRES[2], -10, true], length: 300, to: true, offsetMs: 123_456 }), { userId: 2 }].entries()) {
+    const options = { where, ...(i === 1 ? {} : {}) };
+    expect(await sumAgentTreeUsage(t.db, agents[0], options)).toEqual(await sumAgentTreeUsage(t.db, agents[0], { ...options, rollups: false }));
+    const costOptions = { where, bucket: "day" as const, timeZone: "Asia/Kathmandu" };
+    expect(await agentTreeCostReport(t.db, agents[0], costOptions)).toEqual(await agentTreeCostReport(t.db, agents[0], { ...costOptions, rollups: false }));
+  }
+  const tree = await sumAgentTreeUsage(t.db, agents[0]);
+  expect(tree.total.modelUsage.events).toBeGreaterThan(0n);
+});
+
+test("the rollups hold every ledger row once: totals, events and a 1971 zone whose days cut slots", async () => {
+  const [ledger] = await t.db.prisma.$queryRaw<{ n: bigint; tokens: bigint }[]>`SELECT count(*)::bigint AS n, sum(token_in_count)::bigint AS tokens FROM ps_model_usage`;
+  const [rollup] = await t.db.prisma.$queryRaw<{ n: bigint; tokens: bigint }[]>`SELECT sum(event_count)::bigint AS n, sum(token_in_count)::bigint AS tokens FROM ps_model_usage_rollup`;
+  expect(rollup).toEqual(ledger);
+  const [total] = await sumModelUsage(t.db);
+  expect({ n: total.events, tokens: total.tokenInCount }).toEqual(ledger);
+  // Monrovia's 1971 midnight is 00:44:30 UTC: the slot 00:30-00:45 lies in two of its days.
+  const days = { where: { from: new Date("1971-06-01T00:00:00Z"), to: new Date("1971-07-01T00:00:00Z") }, bucket: "day" as const, timeZone: "Africa/Monrovia" };
+  const monrovia = await sumModelUsage(t.db, days);
+  expect(monrovia.length).toBeGreaterThan(3);
+  expect(monrovia[1].bucketStart.toISOString()).toMatch(/T00:44:30\.000Z$/);
+  expect(monrovia).toEqual(await sumModelUsage(t.db, { ...days, rollups: false }));
+});
+
+test("rebuildRollups finds a rollup that went wrong, names the slot, and rewrites it from the ledger", async () => {
+  const clean = await rebuildRollups(t.db, { dryRun: true });
+  expect(clean.modelUsage.differences).toBe(0);
+  expect(clean.externalApiUsage.differences).toBe(0);
+  expect(clean.rebuilt).toBe(false);
+  expect(clean.modelUsage.rows).toBeGreaterThan(100);
+
+  // A writer that bypassed the triggers (a restore with session_replication_role = replica).
+  const [victim] = await t.db.prisma.$queryRaw<{ slot_start: Date; user_id: number; model_id: number; event_count: bigint }[]>`
+    SELECT slot_start, user_id, model_id, event_count FROM ps_model_usage_rollup ORDER BY slot_start, user_id, model_id, agent_id, connector_id, service_tier, regional_processing LIMIT 1`;
+  await t.db.prisma.$executeRaw`UPDATE ps_model_usage_rollup SET token_out_count = token_out_count + 5
+    WHERE (slot_start, user_id, model_id) = (${victim.slot_start}::timestamptz, ${victim.user_id}, ${victim.model_id})`;
+  await t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage_rollup WHERE slot_start = (SELECT max(slot_start) FROM ps_external_api_usage_rollup)`;
+  const wrongTotal = (await sumModelUsage(t.db))[0].tokenOutCount;
+  const rightTotal = (await sumModelUsage(t.db, { rollups: false }))[0].tokenOutCount;
+  expect(wrongTotal).not.toBe(rightTotal);
+
+  const check = await rebuildRollups(t.db, { dryRun: true });
+  expect(check.modelUsage.differences).toBeGreaterThanOrEqual(1);
+  expect(check.modelUsage.samples[0]).toMatchObject({ slotStart: victim.slot_start, userId: victim.user_id, modelId: victim.model_id, ledgerEvents: victim.event_count, rollupEvents: victim.event_count });
+  expect(check.externalApiUsage.differences).toBeGreaterThanOrEqual(1);
+  expect(check.externalApiUsage.samples[0].rollupEvents).toBe(0n);
+  expect(check.rebuilt).toBe(false);
+  expect((await sumModelUsage(t.db))[0].tokenOutCount).toBe(wrongTotal); // the dry run changed nothing
+
+  const fixed = await rebuildRollups(t.db);
+  expect(fixed.rebuilt).toBe(true);
+  expect(fixed.modelUsage.differences).toBe(check.modelUsage.differences);
+  expect((await sumModelUsage(t.db))[0].tokenOutCount).toBe(rightTotal);
+  const after = await rebuildRollups(t.db, { dryRun: true });
+  expect([after.modelUsage.differences, after.externalApiUsage.differences]).toEqual([0, 0]);
+});
+
+test("bad options of rebuildRollups and of the sums' rollups switch are typed errors naming the field", async () => {
+  for (const [options, field] of [
+    [{ dryRun: "yes" }, "dryRun"],
+    [{ lockTimeoutMs: 0 }, "lockTimeoutMs"],
+    [{ lockTimeoutMs: 1.5 }, "lockTimeoutMs"],
+    [{ dryrun: true }, "dryrun"],
+  ] as const) {
+    const error = await rebuildRollups(t.db, options as never).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageValidationError);
+    expect((error as UsageValidationError).issues.map((i) => i.field)).toEqual([field]);
+  }
+  for (const call of [
+    sumModelUsage(t.db, { rollups: "no" as never }),
+    sumExternalApiUsage(t.db, { rollups: 0 as never }),
+    costReport(t.db, { rollups: null as never }),
+    sumAgentTreeUsage(t.db, agents[0], { rollups: "false" as never }),
+  ]) {
+    const error = await call.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageValidationError);
+    expect((error as UsageValidationError).issues.map((i) => i.field)).toEqual(["rollups"]);
+  }
+});
+
+test("a single record, an update and a truncate keep the rollup equal to the ledger", async () => {
+  const before = (await sumModelUsage(t.db, { groupBy: ["modelId"] })).map((r) => [r.modelId, r.events]);
+  const row = await recordModelUsage(t.db, { userId: 3, modelId: models[1], tokenInCount: 42, createdAt: new Date("2026-11-24T18:16:00Z") });
+  const after = await sumModelUsage(t.db, { where: { modelId: models[1], from: new Date("2026-11-24T18:15:00Z"), to: new Date("2026-11-24T18:30:00Z"), userId: 3 } });
+  expect(after[0].tokenInCount).toBeGreaterThanOrEqual(42n);
+  expect((await sumModelUsage(t.db, { groupBy: ["modelId"] })).map((r) => [r.modelId, r.events])).toEqual(
+    before.map(([m, n]) => [m, m === models[1] ? (n as bigint) + 1n : n]),
+  );
+  expect(row.id).toBeGreaterThan(0);
+  const check = await rebuildRollups(t.db, { dryRun: true });
+  expect(check.modelUsage.differences).toBe(0);
+});
+
+test("the migration fills the rollups from the rows already in the ledger", async () => {
+  const fresh = await openTestDatabase({ migrate: false });
+  try {
+    // Every migration before the rollups', then rows, then the rollups' migration.
+    const all = fs.readdirSync(path.join(PACKAGE_ROOT, "prisma", "migrations")).filter((n) => /^\d{14}_/.test(n)).sort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-rollup-migrations-"));
+    for (const name of all.filter((n) => n < "20261125200000")) fs.cpSync(path.join(PACKAGE_ROOT, "prisma", "migrations", name), path.join(dir, name), { recursive: true });
+    fs.copyFileSync(path.join(PACKAGE_ROOT, "prisma", "migrations", "migration_lock.toml"), path.join(dir, "migration_lock.toml"));
+    await migrate(fresh.db, { migrationsDir: dir });
+    const model = await createModel(fresh.db, "old");
+    await fresh.db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, token_in_count, token_out_count, created_at, updated_at)
+      SELECT 1 + g % 3, ${model}, g, 2 * g, timestamptz '2026-05-01 00:00:00+00' + g * interval '7 minutes', now() FROM generate_series(1, 500) g`;
+    const status = await migrate(fresh.db);
+    expect(status.applied).toEqual(["20261125200000_usage_rollups"]);
+    const check = await rebuildRollups(fresh.db, { dryRun: true });
+    expect(check.modelUsage).toMatchObject({ differences: 0 });
+    const [sum] = await sumModelUsage(fresh.db, { where: { from: new Date("2026-05-01T10:00:00Z") } });
+    const [ledger] = await sumModelUsage(fresh.db, { where: { from: new Date("2026-05-01T10:00:00Z") }, rollups: false });
+    expect(sum).toEqual(ledger);
+    expect(sum.events).toBe(500n - 85n);
+    fs.rmSync(dir, { recursive: true, force: true });
+  } finally {
+    await fresh.dispose();
+  }
+});
+
+test("rebuildRollups gives up on a write lock it cannot get, as a DatabaseTimeoutError, changing nothing", async () => {
+  if (t.db.kind !== "postgresql") return; // PGlite has one connection: nothing else can hold a lock
+  const { Client } = await import("pg");
+  const holder = new Client({ connectionString: t.url });
+  await holder.connect();
+  try {
+    await holder.query("BEGIN");
+    await holder.query("LOCK TABLE ps_model_usage IN ROW EXCLUSIVE MODE");
+    const error = await rebuildRollups(t.db, { lockTimeoutMs: 200 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DatabaseTimeoutError);
+    expect((error as DatabaseTimeoutError).phase).toBe("lock");
+  } finally {
+    await holder.query("ROLLBACK");
+    await holder.end();
+  }
+});
+
+test("ps-usage rebuild-rollups: a dry run exits 1 on a difference and names it, the rebuild fixes it", async () => {
+  const target = await createCliDatabase("ps-usage-rollups-cli-");
+  try {
+    await target.withDb(async (db) => {
+      const model = await createModel(db, "cli");
+      await recordModelUsageBatch(db, [1, 2, 3].map((i) => ({ userId: 1, modelId: model, tokenInCount: i, createdAt: new Date(Date.UTC(2026, 4, 1, 0, 10 * i)) })));
+      await db.prisma.$executeRaw`UPDATE ps_model_usage_rollup SET token_in_count = 99 WHERE slot_start = '2026-05-01T00:15:00Z'`;
+    }, { migrate: true });
+    const dry = await runCli(["rebuild-rollups", "--dry-run", "--db", target.arg]);
+    expect(dry.code).toBe(1);
+    expect(dry.stdout).toContain("ps_model_usage_rollup: 3 rows, 1 slot(s) and key(s) differed from the ledger");
+    expect(dry.stdout).toContain("2026-05-01T00:15:00.000Z user 1 model 1 agent - connector -: ledger 1 events, rollup 1");
+    expect(dry.stdout).toContain("Dry run: nothing changed");
+    const json = JSON.parse((await runCli(["rebuild-rollups", "--dry-run", "--json", "--db", target.arg])).stdout);
+    expect(json).toMatchObject({ rebuilt: false, modelUsage: { differences: 1, samples: [{ ledgerEvents: "1", rollupEvents: "1" }] } });
+    const done = await runCli(["rebuild-rollups", "--db", target.arg]);
+    expect([done.code, done.stdout.trim().split("\n").pop()]).toEqual([0, "Rebuilt from the ledger."]);
+    const again = await runCli(["rebuild-rollups", "--dry-run", "--db", target.arg]);
+    expect([again.code, again.stdout]).toEqual([0, "ps_model_usage_rollup: 3 rows, equal to the ledger\nps_external_api_usage_rollup: 0 rows, equal to the ledger\nNothing to rebuild.\n"]);
+  } finally {
+    await target.drop();
+  }
+}, 120_000);
