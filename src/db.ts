@@ -52,7 +52,7 @@ export interface OpenDatabaseOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Maximum connections in the PostgreSQL pool that records (and `db.prisma`) use. Default: 10. */
   readonly poolSize?: number;
-  /** Maximum connections in the PostgreSQL pool that finds, sums and reports use. Default: 4. */
+  /** Maximum connections in the PostgreSQL pool that finds, sums and reports use (and in each replica's). Default: 4. */
   readonly reportPoolSize?: number;
   /**
    * How long a call may wait for a PostgreSQL connection (a new one, or a free one of a busy
@@ -298,7 +298,8 @@ function checkReplicaUrls(
   }
   if (list.length === 0) return [];
   const issues: FieldIssue[] = [];
-  if (!url || !isPostgresUrl(url)) {
+  // (A url of another scheme is refused by openPostgres, as without replicas.)
+  if (!url) {
     issues.push({ field, reason: "an embedded PGlite database has no replicas: give a postgresql:// primary (url) or leave replicas out" });
   }
   list.forEach((value, i) => {

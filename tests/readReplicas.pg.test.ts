@@ -5,11 +5,13 @@
 // replication. With the standby's replay paused, a write on the primary is visible through
 // `db.primary` and not through `db`: that is how a read is seen to come from the standby.
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Client } from "pg";
 import {
   DatabaseConnectionError,
+  DatabaseTimeoutError,
   UsageValidationError,
   agentTreeCostReport,
   costReport,
@@ -80,6 +82,25 @@ describe("replicaUrls where there can be no replica", () => {
     expect([db.replicas, db.replicaSet]).toEqual([[], null]);
     expect(db.primary).toBe(db);
     await db.close();
+  });
+
+  test("a replica that accepts connections and never answers: DatabaseTimeoutError (connect) naming it, after connectTimeoutMs", async () => {
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const url = `postgresql://postgres@127.0.0.1:${(silent.address() as net.AddressInfo).port}/usage`;
+    const db = await openDatabase({ url: ADMIN_URL, replicaUrls: [url], connectTimeoutMs: 300 });
+    try {
+      const outcome = await settlesWithin(sumModelUsage(db), 5_000);
+      expect(outcome.error).toBeInstanceOf(DatabaseTimeoutError);
+      expect(outcome.error).toMatchObject({ target: url, phase: "connect" });
+      expect((outcome.error as Error).message).toContain("no replica gave a connection");
+      expect(outcome.ms).toBeGreaterThanOrEqual(250);
+    } finally {
+      await db.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 
   test("CLI: --replica with an embedded database, or not a postgresql:// URL, is a usage error (exit 2)", async () => {
