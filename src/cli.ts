@@ -5,7 +5,7 @@ import { SingleBar, Presets } from "cli-progress";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { agentTreeCostReport, costReport, type CostReportGroupBy, type CostReportOptions } from "./costs";
 import { isTimeZone, parseIsoDateTime, toInstant, type IsoDateTime } from "./cli/dates";
-import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, openDatabase, redactUrl, type Database } from "./db";
+import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, isPostgresUrl, openDatabase, redactUrl, splitReplicaUrls, type Database } from "./db";
 import { seedDemo } from "./demo";
 import { PsUsageError, UsageValidationError } from "./errors";
 import { recordExternalApiUsage } from "./externalApiUsage";
@@ -44,6 +44,8 @@ function packageVersion(): string {
 interface DbOptions {
   db?: string;
   wait?: number;
+  /** `--replica`, on the commands that only read (report). */
+  replica?: string[];
 }
 
 function dbOption(): Option {
@@ -76,9 +78,38 @@ function dbTarget(opts: DbOptions): { value: string; kind: "postgresql" | "memor
   return { value, kind };
 }
 
+/** `--replica <url>`, repeatable (checked with the database target: see replicaUrls). */
+function replicaOption(): Option {
+  return new Option(
+    "--replica <url>",
+    "read from this PostgreSQL streaming replica of the --db primary; repeatable, one replica per report, in turn; " +
+      "results may lag the primary by the replication lag (default: $PS_USAGE_REPLICA_URLS, comma-separated, with $DATABASE_URL)",
+  ).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+}
+
+/**
+ * The replicas a read command reads from: `--replica`, else PS_USAGE_REPLICA_URLS when the
+ * primary is DATABASE_URL (as openDatabase reads them). Each must be a postgresql:// URL, and an
+ * embedded database has none: either mistake is a usage error (exit 2), before anything is opened.
+ */
+function replicaUrls(opts: DbOptions): string[] {
+  const target = dbTarget(opts);
+  const fromEnv = opts.replica === undefined && opts.db === undefined && Boolean(process.env.DATABASE_URL);
+  const urls = opts.replica ?? (fromEnv ? splitReplicaUrls(process.env.PS_USAGE_REPLICA_URLS) : []);
+  const from = opts.replica ? "--replica" : "PS_USAGE_REPLICA_URLS";
+  if (urls.length > 0 && target.kind !== "postgresql") {
+    throw new UsageError(`${from}: an embedded PGlite database (${redactUrl(target.value)}) has no replicas; replicas go with a postgresql:// --db.`);
+  }
+  for (const url of urls) {
+    if (!isPostgresUrl(url) || !URL.canParse(url)) throw new UsageError(`${from}: "${redactUrl(url)}" is not a postgresql:// URL.`);
+  }
+  return urls;
+}
+
 async function open(opts: DbOptions, mode: OpenMode): Promise<Database> {
   const { value, kind } = dbTarget(opts);
-  if (kind === "postgresql") return openDatabase({ url: value, migrate: mode === "migrate" });
+  // Only the read commands take --replica; the others never route a read, so they open none.
+  if (kind === "postgresql") return openDatabase({ url: value, migrate: mode === "migrate", replicaUrls: opts.replica === undefined ? [] : opts.replica });
   return openDatabase({ dataDir: value, migrate: mode === "migrate", create: mode !== "existing", lockWaitMs: Math.round((opts.wait ?? 0) * 1000) });
 }
 
@@ -231,12 +262,13 @@ export function buildProgram(): Command {
     .option("--tz <zone>", "IANA time zone for buckets, dates shown and --from/--to without an offset", "UTC")
     .addOption(new Option("--json", "JSON output (exact amounts, counts as strings)").conflicts("csv"))
     .option("--csv", "CSV output (exact amounts, every counter)")
+    .addOption(replicaOption())
     .action(async (opts: DbOptions & ReportCommandFlags) => {
       // Every flag is checked before the database is opened: a mistake is exit 2 and opens nothing.
       checkTimeZone(opts.tz);
       const flags: ReportFlags = { ...opts, from: opts.from && toInstant(opts.from, opts.tz), to: opts.to && toInstant(opts.to, opts.tz) };
-      dbTarget(opts);
-      await withDb(opts, async (db) => {
+      const replicas = replicaUrls(opts);
+      await withDb({ ...opts, replica: replicas }, async (db) => {
         process.stdout.write(await withFlagNames(REPORT_FLAGS, () => renderReport(db, flags)));
       });
     });

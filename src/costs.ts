@@ -57,7 +57,7 @@ import {
   validateBucket,
   validateUsageFilter,
 } from "./usageSql";
-import { translateDatabaseError } from "./usageShared";
+import { readRouted } from "./usageShared";
 import { checkBucketStarts } from "./validation";
 
 /** Dimensions a cost report can be grouped by. `modelId` is null on external API usage and `externalApiId` on model usage. */
@@ -478,17 +478,17 @@ function toAmounts(r: RawRow): CostAmounts {
   };
 }
 
-/** Runs a read; a lost connection becomes a DatabaseConnectionError. */
-async function read<T>(db: Database, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("ps_agents", null));
-  }
+/**
+ * Runs a report's reads where `db` routes reads (one replica for the whole report, if it has
+ * any: see db/replicas); a lost connection becomes a DatabaseConnectionError.
+ */
+function read<T>(db: Database, fn: (on: Database) => Promise<T>): Promise<T> {
+  return readRouted(db, fn, async () => new UnknownReferenceError("ps_agents", null));
 }
 
-async function runReport(db: Database, p: ReportPlan, rootAgentId?: number): Promise<CostReport> {
-  const raw = await read(db, () => db.reportPrisma.$queryRaw<RawRow[]>(buildQuery(p, rootAgentId)));
+/** Runs the report's one statement on `on` (a database or replica view already routed). */
+async function runReport(on: Database, p: ReportPlan, rootAgentId?: number): Promise<CostReport> {
+  const raw = await on.reportPrisma.$queryRaw<RawRow[]>(buildQuery(p, rootAgentId));
   const names = keyNames(p);
   const rows: CostReportRow[] = [];
   const totals: CostAmounts[] = [];
@@ -531,10 +531,12 @@ async function runReport(db: Database, p: ReportPlan, rootAgentId?: number): Pro
  * console.log(report.totals); // [{ currency: "EUR", cost: "3.2", ... }, { currency: "USD", cost: "41.0075", ... }]
  */
 export async function costReport(db: Database, options: CostReportOptions = {}): Promise<CostReport> {
-  const issues: FieldIssue[] = [];
-  const p = await read(db, () => plan(db, options, issues));
-  if (issues.length > 0) throw new UsageValidationError(issues);
-  return runReport(db, p);
+  return read(db, async (on) => {
+    const issues: FieldIssue[] = [];
+    const p = await plan(on, options, issues);
+    if (issues.length > 0) throw new UsageValidationError(issues);
+    return runReport(on, p);
+  });
 }
 
 /**
@@ -565,24 +567,25 @@ export async function agentTreeCostReport(
   }
   const requested = options?.groupBy === undefined ? [] : Array.isArray(options.groupBy) ? options.groupBy : [options.groupBy];
   const groupBy = requested.includes("agentId") ? requested : ["agentId" as const, ...requested];
-  const p = await read(db, () => plan(db, { ...options, groupBy }, issues));
-  if (issues.length > 0) throw new UsageValidationError(issues);
-
-  const agents = await read(
-    db,
-    () => db.reportPrisma.$queryRaw<{ id: number; parent_agent_id: number | null; depth: number }[]>`
+  return read(db, async (on) => {
+    // A copy per attempt: a read that moves to the next replica must not list an issue twice.
+    const all = [...issues];
+    const p = await plan(on, { ...options, groupBy }, all);
+    if (all.length > 0) throw new UsageValidationError(all);
+    // The tree and its report from one replica: the agents the rows are sorted by are the rows'.
+    const agents = await on.reportPrisma.$queryRaw<{ id: number; parent_agent_id: number | null; depth: number }[]>`
       WITH RECURSIVE ${agentTreeCte(agentId)}
-      SELECT id, parent_agent_id, depth FROM tree ORDER BY path`,
-  );
-  if (agents.length === 0) throw new UnknownReferenceError("ps_agents", agentId);
-  const report = await runReport(db, p, agentId);
-  // Rows in tree order; the sort is stable, so within an agent they keep the report's order.
-  const position = new Map(agents.map((a, i) => [a.id, i]));
-  const rows = [...report.rows].sort((x, y) => (position.get(x.agentId as number) ?? 0) - (position.get(y.agentId as number) ?? 0));
-  return {
-    rootAgentId: agentId,
-    agents: agents.map((a) => ({ agentId: a.id, parentAgentId: a.parent_agent_id, depth: Number(a.depth) })),
-    ...report,
-    rows,
-  };
+      SELECT id, parent_agent_id, depth FROM tree ORDER BY path`;
+    if (agents.length === 0) throw new UnknownReferenceError("ps_agents", agentId);
+    const report = await runReport(on, p, agentId);
+    // Rows in tree order; the sort is stable, so within an agent they keep the report's order.
+    const position = new Map(agents.map((a, i) => [a.id, i]));
+    const rows = [...report.rows].sort((x, y) => (position.get(x.agentId as number) ?? 0) - (position.get(y.agentId as number) ?? 0));
+    return {
+      rootAgentId: agentId,
+      agents: agents.map((a) => ({ agentId: a.id, parentAgentId: a.parent_agent_id, depth: Number(a.depth) })),
+      ...report,
+      rows,
+    };
+  });
 }

@@ -9,6 +9,7 @@ import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
 import { markClosing, trackedClient, workEnded } from "./db/closing";
+import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
 import { PrismaClient } from "./generated/prisma/client";
 
 /** Where a database lives: a PostgreSQL server, or an embedded PGlite directory. */
@@ -33,11 +34,25 @@ export interface OpenDatabaseOptions {
   readonly create?: boolean;
   /** Apply pending migrations after opening (see {@link migrate}). Default: false. */
   readonly migrate?: boolean;
-  /** Environment to read `DATABASE_URL` from. Default: `process.env`. */
+  /**
+   * PostgreSQL streaming replicas (`postgres://` / `postgresql://` URLs) that finds, sums and cost
+   * reports read from, one replica per call in turn; writes, migrations and everything that must
+   * see a write just made stay on the primary (`url`). A replica's rows may be behind the
+   * primary's by its replication lag: read through `db.primary` where that matters. A replica
+   * that cannot be reached is skipped for the next; with none reachable the read fails with a
+   * {@link DatabaseConnectionError} naming them (it does not fall back to the primary). Each
+   * replica gets a pool of `reportPoolSize` connections, pinned like the primary's. Not contacted
+   * by `openDatabase` itself. An embedded (PGlite) database has no replicas: giving any is a
+   * {@link UsageValidationError} on `replicaUrls`, as is an entry that is not a PostgreSQL URL.
+   * Default: `PS_USAGE_REPLICA_URLS` from the environment (comma-separated) when the primary is
+   * `DATABASE_URL` from there too; else none.
+   */
+  readonly replicaUrls?: readonly string[];
+  /** Environment to read `DATABASE_URL` (and `PS_USAGE_REPLICA_URLS`) from. Default: `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Maximum connections in the PostgreSQL pool that records (and `db.prisma`) use. Default: 10. */
   readonly poolSize?: number;
-  /** Maximum connections in the PostgreSQL pool that finds, sums and reports use. Default: 4. */
+  /** Maximum connections in the PostgreSQL pool that finds, sums and reports use (and in each replica's). Default: 4. */
   readonly reportPoolSize?: number;
   /**
    * How long a call may wait for a PostgreSQL connection (a new one, or a free one of a busy
@@ -113,6 +128,20 @@ export interface Database {
   readonly reportPrisma: PrismaClient;
   /** @internal */
   readonly driver: SqlDriver;
+  /**
+   * The same database with every find, sum and report read on the primary: for a read that
+   * must see what the caller has just written (a replica may lag). Closing either closes both.
+   * Without replicas, the database itself.
+   *
+   * @example
+   * await recordModelUsage(db, { userId: 7, modelId: 3, tokenInCount: 10 });
+   * const [now] = await sumModelUsage(db.primary, { where: { userId: 7 } }); // includes it
+   */
+  readonly primary: Database;
+  /** The replicas reads go to (`replicaUrls`, passwords hidden); empty without replicas. */
+  readonly replicas: readonly string[];
+  /** @internal Where reads are routed (see db/replicas); null when they run on `reportPrisma`. */
+  readonly replicaSet: ReplicaSet | null;
   /** Disconnects Prisma and closes the pool or the embedded database. */
   close(): Promise<void>;
 }
@@ -186,20 +215,27 @@ export function redactUrl(value: string): string {
  */
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   const env = options.env ?? process.env;
-  const url = options.url ?? (options.dataDir === undefined ? env.DATABASE_URL : undefined);
+  const fromEnv = options.url === undefined && options.dataDir === undefined;
+  const url = options.url ?? (fromEnv ? env.DATABASE_URL : undefined);
   const dataDir = options.dataDir ?? DEFAULT_DATA_DIR;
   const dataDirKind = url ? null : classifyDatabaseTarget(dataDir);
   if (!url && dataDirKind !== "directory" && dataDirKind !== "memory") {
     throw new DatabaseConnectionError(redactUrl(dataDir), `dataDir is neither a directory path nor memory:// (accepted: ${DATABASE_TARGET_FORMS})`);
   }
-  const opened = url ? await openPostgres(url, poolLimits(options)) : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true);
+  const replicaUrls = checkReplicaUrls(options, env, fromEnv, url);
+  const opened = url
+    ? await openPostgres(url, poolLimits(options), replicaUrls)
+    : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true);
   const prisma = trackedClient(() => db, opened.prisma);
-  const db: Database = {
+  const replicas = opened.replicaSet?.replicas.map((r): Replica => ({ ...r, prisma: trackedClient(() => db, r.prisma) }));
+  const db = {
     ...opened,
     prisma,
     reportPrisma: opened.reportPrisma === opened.prisma ? prisma : trackedClient(() => db, opened.reportPrisma),
+    replicaSet: replicas ? new ReplicaSet(replicas) : null,
     close: () => closeDatabase(db, opened),
-  };
+  } as Omit<Database, "primary"> as Database;
+  (db as { primary: Database }).primary = db.replicaSet ? primaryView(db) : db;
   if (options.migrate) {
     try {
       await migrate(db);
@@ -218,7 +254,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
  * A statement already running is not interrupted: a batch that commits before the close resolves
  * with all its rows. Closing again is a no-op; a failure to close is a DatabaseConnectionError.
  */
-async function closeDatabase(db: Database, opened: Database): Promise<void> {
+async function closeDatabase(db: Database, opened: Opened): Promise<void> {
   markClosing(db);
   try {
     await workEnded(db);
@@ -226,6 +262,54 @@ async function closeDatabase(db: Database, opened: Database): Promise<void> {
   } catch (err) {
     throw new DatabaseConnectionError(db.target, `closing failed: ${(err as Error)?.message ?? String(err)}`, { cause: err, lost: true });
   }
+}
+
+/**
+ * @internal The URLs of a `PS_USAGE_REPLICA_URLS` value: comma-separated, blanks around them and
+ * empty entries ignored.
+ */
+export function splitReplicaUrls(value: string | undefined): string[] {
+  return (value ?? "").split(",").map((u) => u.trim()).filter((u) => u !== "");
+}
+
+/**
+ * The replica URLs to open: `options.replicaUrls`, else `PS_USAGE_REPLICA_URLS` when the primary
+ * is `DATABASE_URL` (the two describe one deployment; an explicit `url` or `dataDir` ignores
+ * both). Every entry must be a PostgreSQL URL that parses, and only a PostgreSQL primary has
+ * replicas: anything else is a UsageValidationError naming `replicaUrls` (or the variable).
+ */
+function checkReplicaUrls(
+  options: OpenDatabaseOptions,
+  env: Readonly<Record<string, string | undefined>>,
+  fromEnv: boolean,
+  url: string | undefined,
+): string[] {
+  const given = options.replicaUrls;
+  const envValue = fromEnv ? env.PS_USAGE_REPLICA_URLS : undefined;
+  const field = given === undefined && envValue !== undefined ? "PS_USAGE_REPLICA_URLS" : "replicaUrls";
+  let list: unknown[];
+  if (given !== undefined) {
+    if (!Array.isArray(given)) {
+      throw new UsageValidationError([{ field, reason: `must be an array of postgresql:// URLs, got ${given === null ? "null" : typeof given}` }]);
+    }
+    list = [...given];
+  } else {
+    list = splitReplicaUrls(envValue);
+  }
+  if (list.length === 0) return [];
+  const issues: FieldIssue[] = [];
+  // (A url of another scheme is refused by openPostgres, as without replicas.)
+  if (!url) {
+    issues.push({ field, reason: "an embedded PGlite database has no replicas: give a postgresql:// primary (url) or leave replicas out" });
+  }
+  list.forEach((value, i) => {
+    const at = `${field}[${i}]`;
+    if (typeof value !== "string") issues.push({ field: at, reason: `must be a postgresql:// URL, got ${value === null ? "null" : typeof value}` });
+    else if (!isPostgresUrl(value)) issues.push({ field: at, reason: `"${redactUrl(value)}" is not a postgres:// or postgresql:// URL` });
+    else if (!URL.canParse(value)) issues.push({ field: at, reason: `"${redactUrl(value)}" cannot be parsed as a URL` });
+  });
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  return list as string[];
 }
 
 /** The pool limits of `options`, each a positive integer (a UsageValidationError names a bad one). */
@@ -348,7 +432,13 @@ async function prepareDirectory(target: string, create: boolean): Promise<void> 
 /** The migrator's client: pinned like the pools' connections, without their statement_timeout. */
 const MigrationClient = pinnedClientClass(SESSION_SETTINGS_SQL);
 
-async function openPostgres(url: string, limits: PoolLimits): Promise<Database> {
+/** What the opener returns before openDatabase wraps its clients (replicas' too) for close(). */
+type Opened = Omit<Database, "primary" | "replicas" | "replicaSet"> & {
+  readonly replicas: readonly string[];
+  readonly replicaSet: { readonly replicas: readonly Replica[] } | null;
+};
+
+async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readonly string[]): Promise<Opened> {
   const target = redactUrl(url);
   if (!isPostgresUrl(url)) {
     throw new DatabaseConnectionError(target, `url is not a postgres:// or postgresql:// URL (accepted: ${DATABASE_TARGET_FORMS})`);
@@ -373,6 +463,12 @@ async function openPostgres(url: string, limits: PoolLimits): Promise<Database> 
   }
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   const reportPrisma = new PrismaClient({ adapter: new PrismaPg(reportPool) });
+  // A replica reads as the primary's report pool does: pinned sessions, the report timeout.
+  const replicas = replicaUrls.map((replicaUrl): Replica => {
+    const replicaPool = pinnedPool(replicaUrl, limits.reportPoolSize, limits.connectTimeoutMs, limits.reportTimeoutMs);
+    return { target: redactUrl(replicaUrl), pool: replicaPool, prisma: new PrismaClient({ adapter: new PrismaPg(replicaPool) }) };
+  });
+
   const driver: SqlDriver = {
     async query(sql, params) {
       return (await reportPool.query(sql, params ? [...params] : undefined)).rows;
@@ -407,16 +503,18 @@ async function openPostgres(url: string, limits: PoolLimits): Promise<Database> 
     kind: "postgresql",
     target,
     driver,
+    replicas: replicas.map((r) => r.target),
+    replicaSet: replicas.length > 0 ? { replicas } : null,
     async close() {
       if (closed) return;
       closed = true;
-      await Promise.all([prisma.$disconnect(), reportPrisma.$disconnect()]);
-      await Promise.all([pool.end(), reportPool.end()]);
+      await Promise.all([prisma.$disconnect(), reportPrisma.$disconnect(), ...replicas.map((r) => r.prisma.$disconnect())]);
+      await Promise.all([pool.end(), reportPool.end(), ...replicas.map((r) => r.pool.end())]);
     },
   };
 }
 
-async function openPglite(dataDir: string, lockWaitMs: number, create: boolean): Promise<Database> {
+async function openPglite(dataDir: string, lockWaitMs: number, create: boolean): Promise<Opened> {
   const inMemory = dataDir === "memory://" || dataDir.startsWith("memory://");
   const target = inMemory ? dataDir : path.resolve(dataDir);
   if (!inMemory) await prepareDirectory(target, create);
@@ -467,6 +565,8 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean):
     target,
     pglite,
     driver,
+    replicas: [],
+    replicaSet: null,
     async close() {
       if (closed) return;
       closed = true;

@@ -1,8 +1,10 @@
 import Table from "cli-table3";
 import type { AgentTreeCostReport, CostAmounts, CostReport, CostReportRow } from "./costs";
 import type { Database } from "./db";
+import { UnknownReferenceError } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import type { TimeBucket } from "./types";
+import { readRouted } from "./usageShared";
 
 /** Display names for the ids in a report (model names, agent names, API types, ...). */
 export interface ReportNames {
@@ -31,12 +33,18 @@ function configName(configuration: unknown): string | undefined {
  */
 export async function loadReportNames(db: Database, rows: readonly CostReportRow[]): Promise<ReportNames> {
   const ids = (k: Key) => [...new Set(rows.map((r) => r[k]).filter((v): v is number => typeof v === "number"))];
-  const [models, agents, connectors, apis] = await Promise.all([
-    db.prisma.psAiModel.findMany({ where: { id: { in: ids("modelId") } }, select: { id: true, name: true } }),
-    db.prisma.psAgent.findMany({ where: { id: { in: ids("agentId") } }, select: { id: true, configuration: true } }),
-    db.prisma.psAgentConnector.findMany({ where: { id: { in: ids("connectorId") } }, select: { id: true, configuration: true } }),
-    db.prisma.psExternalApi.findMany({ where: { id: { in: ids("externalApiId") } }, select: { id: true, type: true } }),
-  ]);
+  // Read where the report was (a replica, if any), so a report never needs the primary.
+  const [models, agents, connectors, apis] = await readRouted(
+    db,
+    ({ reportPrisma: p }) =>
+      Promise.all([
+        p.psAiModel.findMany({ where: { id: { in: ids("modelId") } }, select: { id: true, name: true } }),
+        p.psAgent.findMany({ where: { id: { in: ids("agentId") } }, select: { id: true, configuration: true } }),
+        p.psAgentConnector.findMany({ where: { id: { in: ids("connectorId") } }, select: { id: true, configuration: true } }),
+        p.psExternalApi.findMany({ where: { id: { in: ids("externalApiId") } }, select: { id: true, type: true } }),
+      ]),
+    async () => new UnknownReferenceError("a referenced table", null),
+  );
   return {
     modelId: new Map(models.map((m) => [m.id, m.name])),
     agentId: new Map(agents.map((a) => [a.id, configName(a.configuration) ?? `agent ${a.id}`])),

@@ -39,7 +39,7 @@ import {
   type AnyUsageFilter,
   type UsageTable,
 } from "./usageSql";
-import { translateDatabaseError } from "./usageShared";
+import { readRouted } from "./usageShared";
 import { checkBucketStarts, throwIfIssues } from "./validation";
 
 /** Every model usage counter summed (the 14 token counters and `webSearchCount`), and `events`: how many rows were summed. */
@@ -161,13 +161,12 @@ interface SumShape {
 const MODEL_SUM_FIELDS = ["events", ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => field)];
 const EXTERNAL_API_SUM_FIELDS = ["events", "callCount"];
 
-/** Runs a read, turning a lost connection into DatabaseConnectionError (reads violate no keys). */
-async function reading<T>(db: Database, read: () => Promise<T>): Promise<T> {
-  try {
-    return await read();
-  } catch (err) {
-    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("ps_agents", null));
-  }
+/**
+ * Runs a read where `db` routes reads (a replica, if it has any: see db/replicas), turning a lost
+ * connection into DatabaseConnectionError (reads violate no keys). `read` queries `on` only.
+ */
+function reading<T>(db: Database, read: (on: Database) => Promise<T>): Promise<T> {
+  return readRouted(db, read, async () => new UnknownReferenceError("ps_agents", null));
 }
 
 function quoted(field: string): Prisma.Sql {
@@ -331,10 +330,10 @@ export async function sumModelUsage<G extends ModelUsageGroupBy = never, B exten
   db: Database,
   options: ModelUsageSumOptions<G, B> = {},
 ): Promise<ModelUsageSumRow<G, B>[]> {
-  return reading(db, async () => {
-    const shape = await checkSumOptions(db, "modelUsage", options);
-    await checkFilledRows(db, "modelUsage", shape, options.where);
-    const rows = await db.reportPrisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
+  return reading(db, async (on) => {
+    const shape = await checkSumOptions(on, "modelUsage", options);
+    await checkFilledRows(on, "modelUsage", shape, options.where);
+    const rows = await on.reportPrisma.$queryRaw<ModelUsageSumRow<G, B>[]>(
       sumSql("modelUsage", shape, options.where, modelUsageSumColumnsSql(), MODEL_SUM_FIELDS),
     );
     if (shape.bucket) checkBucketStarts(rows, shape.timeZone);
@@ -357,10 +356,10 @@ export async function sumExternalApiUsage<
   G extends ExternalApiUsageGroupBy = never,
   B extends TimeBucket | undefined = undefined,
 >(db: Database, options: ExternalApiUsageSumOptions<G, B> = {}): Promise<ExternalApiUsageSumRow<G, B>[]> {
-  return reading(db, async () => {
-    const shape = await checkSumOptions(db, "externalApiUsage", options);
-    await checkFilledRows(db, "externalApiUsage", shape, options.where);
-    const rows = await db.reportPrisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
+  return reading(db, async (on) => {
+    const shape = await checkSumOptions(on, "externalApiUsage", options);
+    await checkFilledRows(on, "externalApiUsage", shape, options.where);
+    const rows = await on.reportPrisma.$queryRaw<ExternalApiUsageSumRow<G, B>[]>(
       sumSql(
         "externalApiUsage",
         shape,
@@ -467,7 +466,7 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
   );
   const modelRows = usageRelationSql({ table: "modelUsage", where: { ...common, modelId }, conditions: [inTree], rollups, source: options.source });
   const apiRows = usageRelationSql({ table: "externalApiUsage", where: { ...common, externalApiId }, conditions: [inTree], rollups });
-  const rows = await reading(db, () => db.reportPrisma.$queryRaw<TreeSqlRow[]>`
+  const rows = await reading(db, (on) => on.reportPrisma.$queryRaw<TreeSqlRow[]>`
     WITH RECURSIVE ${agentTreeCte(agentId)},
     tree_ids AS (SELECT array_agg(id) AS ids FROM tree),
     model AS (

@@ -6,6 +6,7 @@
 import { setImmediate } from "node:timers/promises";
 import type { Database } from "./db";
 import { closedError, isClosing, trackWork } from "./db/closing";
+import { replicaView } from "./db/replicas";
 import {
   DatabaseConnectionError,
   DatabaseNotMigratedError,
@@ -195,6 +196,58 @@ export async function translateDatabaseError(
   // close() during the call: whatever failed (an invalidated transaction, say) failed because of it.
   if (isClosing(db) && !(err instanceof PsUsageError)) return closedError(db.target, err);
   return err;
+}
+
+/** A replica that did not answer at all: the read may go to the next one. */
+function unreachable(err: unknown): boolean {
+  return err instanceof DatabaseConnectionError || (err instanceof DatabaseTimeoutError && err.phase === "connect");
+}
+
+/**
+ * Runs one read call (`read`, which queries `on.reportPrisma` only) where `db` routes reads: on
+ * `db` itself without replicas, else on one replica; a replica that cannot be reached (refused,
+ * lost, no connection in `connectTimeoutMs`) is left for the next, and when none can be read the
+ * call fails with a {@link DatabaseConnectionError} (or, when every replica only timed out
+ * connecting, a {@link DatabaseTimeoutError}) naming each replica. It never falls back to the
+ * primary on its own: replicas are configured to keep long reports off it (`db.primary` reads
+ * there on purpose). Reads write nothing, so running one again on the next replica is safe.
+ * Database errors become the package's typed errors, naming the database that was read.
+ */
+export async function readRouted<T>(
+  db: Database,
+  read: (on: Database) => Promise<T>,
+  resolveReference: (column: ReferenceColumn | null) => Promise<UnknownReferenceError>,
+): Promise<T> {
+  const set = db.replicaSet;
+  if (!set) {
+    try {
+      return await read(db);
+    } catch (err) {
+      throw await translateDatabaseError(db, err, resolveReference);
+    }
+  }
+  const failures: { target: string; error: DatabaseConnectionError | DatabaseTimeoutError }[] = [];
+  for (const replica of set.order()) {
+    const on = replicaView(db, replica);
+    try {
+      const result = await read(on);
+      set.markUp(replica);
+      return result;
+    } catch (err) {
+      const typed = await translateDatabaseError(on, err, resolveReference);
+      if (isClosing(db) || !unreachable(typed)) throw typed;
+      set.markDown(replica);
+      failures.push({ target: replica.target, error: typed as DatabaseConnectionError | DatabaseTimeoutError });
+    }
+  }
+  const targets = failures.map((f) => f.target).join(", ");
+  const reasons = failures.map((f) => f.error.message).join("; ");
+  const hint = "writes, and reads through db.primary, still use the primary";
+  const cause = failures[failures.length - 1]?.error;
+  if (failures.every((f) => f.error instanceof DatabaseTimeoutError)) {
+    throw new DatabaseTimeoutError(targets, "connect", `no replica gave a connection (${reasons}); ${hint}`, { cause });
+  }
+  throw new DatabaseConnectionError(targets, `no replica could be read (${reasons}); ${hint}`, { cause, lost: true });
 }
 
 /** Distinct non-null ids of one field over a batch. */
@@ -692,7 +745,7 @@ export interface FindSpec<Row extends { readonly id: number }, Item> {
  * held the position), which is what v2 fixed.
  */
 async function v1Position(db: Database, table: CursorTable, id: number): Promise<CursorPosition> {
-  const rows = await db.prisma.$queryRaw<{ at: string }[]>`SELECT ${POSITION_SQL} AS at FROM ${FIND_TABLES[table]} WHERE id = ${id}`;
+  const rows = await db.reportPrisma.$queryRaw<{ at: string }[]>`SELECT ${POSITION_SQL} AS at FROM ${FIND_TABLES[table]} WHERE id = ${id}`;
   if (rows.length === 0) {
     throw new UsageValidationError([
       { field: "page.cursor", reason: "is a cursor of an earlier version whose row no longer exists; start again without a cursor" },
@@ -706,7 +759,9 @@ async function v1Position(db: Database, table: CursorTable, id: number): Promise
  * rows in `(created_at, id)` order after the cursor's position with a keyset condition
  * (`(created_at, id) < (at, id)` for newest first), in SQL at full microsecond precision, and
  * then those rows (with the relations asked for) through Prisma. The cursor needs only its
- * position, so it keeps working when its row, or any other, is deleted between pages.
+ * position, so it keeps working when its row, or any other, is deleted between pages. Both reads
+ * run where `db` routes reads, on one replica (see db/replicas): keys from one replica and rows
+ * from another, further behind, would drop rows from the page.
  */
 export async function findUsagePage<Row extends { readonly id: number }, Item>(
   db: Database,
@@ -725,7 +780,7 @@ export async function findUsagePage<Row extends { readonly id: number }, Item>(
 
   const limit = page.limit ?? DEFAULT_PAGE_SIZE;
   const include = Object.fromEntries(spec.includeKeys.map((k) => [k, page.include?.[k] === true]));
-  try {
+  const onePage = async (db: Database): Promise<UsagePage<Item>> => {
     const after = decoded === null ? null : decoded.at === undefined ? await v1Position(db, spec.table, decoded.id) : decoded;
     const conditions = usageFilterConditions(filter);
     const direction = Prisma.raw(order === "newest" ? "DESC" : "ASC");
@@ -738,7 +793,7 @@ export async function findUsagePage<Row extends { readonly id: number }, Item>(
     }
     // The position text is made for the page's rows only: in the inner query it would be made
     // for every matching row before the top-N sort (twice the time of the whole query).
-    const keys = await db.prisma.$queryRaw<{ id: number; at: string }[]>`
+    const keys = await db.reportPrisma.$queryRaw<{ id: number; at: string }[]>`
       SELECT id, ${POSITION_SQL} AS at FROM (
         SELECT id, created_at FROM ${FIND_TABLES[spec.table]} ${whereSql(conditions)}
         ORDER BY created_at ${direction}, id ${direction} LIMIT ${limit + 1}
@@ -754,9 +809,8 @@ export async function findUsagePage<Row extends { readonly id: number }, Item>(
       items: pageRows.map((row) => spec.toItem(row, include, owner)),
       nextCursor: more && last ? encodeCursor({ table: spec.table, order, at: last.at, id: last.id }) : null,
     };
-  } catch (err) {
-    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
-  }
+  };
+  return readRouted(db, onePage, async () => new UnknownReferenceError("a referenced table", null));
 }
 
 // ---------------------------------------------------------------------------------------------

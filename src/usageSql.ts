@@ -404,18 +404,22 @@ export function checkFilledRange(bucket: TimeBucket, filter: AnyUsageFilter | un
   if (reason) issues.push({ field: "fillEmptyBuckets", reason });
 }
 
-/** Time zone names each database knows, lower-cased -> its own spelling; read once per database. */
-const zoneNames = new WeakMap<Database, Promise<Map<string, string>>>();
+/**
+ * Time zone names each database knows, lower-cased -> its own spelling; read once per client
+ * reads go to (the primary's, or a replica's: a call routed to a replica never needs the primary).
+ */
+const zoneNames = new WeakMap<object, Promise<Map<string, string>>>();
 
 function knownZones(db: Database): Promise<Map<string, string>> {
-  let names = zoneNames.get(db);
+  const client = db.reportPrisma;
+  let names = zoneNames.get(client);
   if (!names) {
-    names = db.prisma
+    names = client
       .$queryRaw<{ name: string }[]>`SELECT name FROM pg_timezone_names`
       .then((rows) => new Map(rows.map((r) => [r.name.toLowerCase(), r.name])));
     // A failed read (e.g. the server was down) is not cached.
-    names.catch(() => zoneNames.delete(db));
-    zoneNames.set(db, names);
+    names.catch(() => zoneNames.delete(client));
+    zoneNames.set(client, names);
   }
   return names;
 }

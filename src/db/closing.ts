@@ -9,14 +9,30 @@ import type { PrismaClient } from "../generated/prisma/client";
  */
 const closing = new WeakSet<object>();
 
-/** Marks `db` as closing (from `close()` on, for good). */
-export function markClosing(db: object): void {
-  closing.add(db);
+/**
+ * Views of a database (`db.primary`, the per-call replica views of db/replicas) -> the database
+ * they view: a view closes with it, and its calls are waited for by its `close()`.
+ */
+const viewed = new WeakMap<object, object>();
+
+/** Makes `view` share `db`'s closing state and in-flight work. */
+export function viewOf<T extends object>(view: T, db: object): T {
+  viewed.set(view, viewed.get(db) ?? db);
+  return view;
 }
 
-/** True once `close()` was called on `db`. */
+function owner(db: object): object {
+  return viewed.get(db) ?? db;
+}
+
+/** Marks `db` as closing (from `close()` on, for good). */
+export function markClosing(db: object): void {
+  closing.add(owner(db));
+}
+
+/** True once `close()` was called on `db` (or on the database it views). */
 export function isClosing(db: object): boolean {
-  return closing.has(db);
+  return closing.has(owner(db));
 }
 
 const inFlight = new WeakMap<object, Set<Promise<unknown>>>();
@@ -27,7 +43,8 @@ const inFlight = new WeakMap<object, Set<Promise<unknown>>>();
  * then waits for it forever), and a statement whose pool is ended under it never settles. A batch
  * checks {@link isClosing} between chunks, so the wait is one statement at most.
  */
-export function trackWork<T>(db: object, work: Promise<T>): Promise<T> {
+export function trackWork<T>(view: object, work: Promise<T>): Promise<T> {
+  const db = owner(view);
   let set = inFlight.get(db);
   if (!set) inFlight.set(db, (set = new Set()));
   const entry: Promise<unknown> = work.then(
@@ -40,7 +57,7 @@ export function trackWork<T>(db: object, work: Promise<T>): Promise<T> {
 
 /** Waits until all work registered on `db` has ended (committed, or failed and rolled back). */
 export async function workEnded(db: object): Promise<void> {
-  const set = inFlight.get(db);
+  const set = inFlight.get(owner(db));
   while (set && set.size > 0) await Promise.allSettled([...set]);
 }
 

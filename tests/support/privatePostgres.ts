@@ -2,6 +2,7 @@
 // port), so a test can stop and restart the server under a client without touching the shared
 // server other test files use. Needs the PostgreSQL server binaries (initdb, pg_ctl); when the
 // tests run as root, the server runs as the `postgres` user through runuser (initdb refuses root).
+// A private server can also get a streaming standby of its own (pg_basebackup), for read replicas.
 import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -51,10 +52,40 @@ function runBinary(binDir: string, name: string, args: string[]): Promise<string
   });
 }
 
+/**
+ * Why a private primary with a streaming standby cannot be made here, or null when it can: the
+ * server binaries (initdb, pg_ctl, pg_basebackup) and, when running as root, runuser and a
+ * `postgres` user.
+ */
+export function standbyPrerequisiteProblem(): string | null {
+  let binDir: string;
+  try {
+    binDir = postgresBinDir();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (!fs.existsSync(path.join(binDir, "pg_basebackup"))) return `no pg_basebackup beside initdb and pg_ctl in ${binDir}`;
+  if (runningAsRoot) {
+    try {
+      userIds("postgres");
+    } catch (err) {
+      return (err as Error).message;
+    }
+    try {
+      execFileSync("runuser", ["--help"], { stdio: "ignore" });
+    } catch {
+      return "running as root, but there is no runuser to run the servers as the postgres user";
+    }
+  }
+  return null;
+}
+
 export interface PrivatePostgres {
   /** `postgresql://postgres@127.0.0.1:<port>/postgres` */
   readonly url: string;
   readonly port: number;
+  /** The server's data directory. */
+  readonly dataDir: string;
   start(): Promise<void>;
   /** `pg_ctl stop -m fast`: running transactions are aborted, connections closed. */
   stop(): Promise<void>;
@@ -64,24 +95,55 @@ export interface PrivatePostgres {
   remove(): Promise<void>;
 }
 
-/** Creates (initdb) and starts a private server on a free port. */
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
-  const binDir = postgresBinDir();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-private-pg-"));
+/** A temporary directory the server's user owns (its data directory and socket go in it). */
+function serverDirectory(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   if (runningAsRoot) {
     const { uid, gid } = userIds("postgres");
     fs.chownSync(dir, uid, gid);
   }
+  return dir;
+}
+
+/** Creates (initdb) and starts a private server on a free port. */
+export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+  const binDir = postgresBinDir();
+  const dir = serverDirectory("ps-usage-private-pg-");
   const dataDir = path.join(dir, "data");
+  await runBinary(binDir, "initdb", ["-D", dataDir, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+  return startServer(binDir, dir, dataDir);
+}
+
+/**
+ * Creates a streaming standby of `primary` (pg_basebackup -R: a copy of its data directory that
+ * follows its WAL; hot standby answers read-only queries) and starts it on a free port. initdb's
+ * pg_hba.conf lets 127.0.0.1 replicate with trust, and wal_level is `replica` by default, so the
+ * private primary needs no change.
+ */
+export async function startPrivateStandby(primary: PrivatePostgres): Promise<PrivatePostgres> {
+  const binDir = postgresBinDir();
+  const dir = serverDirectory("ps-usage-standby-pg-");
+  const dataDir = path.join(dir, "data");
+  await runBinary(binDir, "pg_basebackup", [
+    ...["-h", "127.0.0.1", "-p", String(primary.port), "-U", "postgres", "-D", dataDir],
+    ...["-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
+  ]).catch((err) => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  });
+  return startServer(binDir, dir, dataDir);
+}
+
+async function startServer(binDir: string, dir: string, dataDir: string): Promise<PrivatePostgres> {
   const logFile = path.join(dir, "server.log");
   const port = await freePort();
   // -l sends the server's output to a file: without it the server would hold our stdout pipe open.
   const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=30`;
   const pgCtl = (...args: string[]) => runBinary(binDir, "pg_ctl", ["-D", dataDir, "-l", logFile, "-w", "-t", "60", ...args]);
-  await runBinary(binDir, "initdb", ["-D", dataDir, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
   const server: PrivatePostgres = {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
     port,
+    dataDir,
     start: () => pgCtl("-o", serverOptions, "start").then(() => undefined),
     stop: () => pgCtl("-m", "fast", "stop").then(() => undefined),
     restart: () => pgCtl("-o", serverOptions, "-m", "fast", "restart").then(() => undefined),
