@@ -12,6 +12,7 @@ import { recordExternalApiUsage } from "./externalApiUsage";
 import { adopt } from "./schema/adopt";
 import { doctor } from "./schema/doctor";
 import { rebuildRollups, type RebuildRollupsResult } from "./reports/rebuildRollups";
+import { prune } from "./ledger/prune";
 import { migrate, migrationStatus } from "./schema/migrate";
 import { importPriceCatalog, readPriceCatalog, type PriceCatalogImportResult } from "./prices/catalog";
 import { formatAdoption, formatDoctor } from "./cli/schemaOutput";
@@ -209,6 +210,31 @@ export function buildProgram(): Command {
         const result = await rebuildRollups(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout === undefined ? undefined : Math.max(1, Math.round(opts.lockTimeout * 1000)) });
         process.stdout.write(opts.json ? `${JSON.stringify(result, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n` : formatRollupCheck(result, opts.dryRun === true));
         if (opts.dryRun && result.modelUsage.differences + result.externalApiUsage.differences > 0) commandStatus = 1;
+      });
+    });
+
+  program
+    .command("prune")
+    .description("delete ledger rows created before a date, once the rollups hold them (sums and cost reports stay the same; finds there return nothing)")
+    .addOption(dbOption())
+    .requiredOption("--before <date>", "delete rows created before this date or instant (ISO 8601; a date is midnight in --tz), rounded down to 15 minutes", parseDate("--before"))
+    .option("--tz <zone>", "IANA time zone of --before without an offset", "UTC")
+    .option("--batch-size <n>", "rows deleted per transaction (default 10000)", positiveInt("--batch-size"))
+    .option("--dry-run", "count what would be deleted, delete nothing")
+    .option("--json", "JSON output")
+    .action(async (opts: DbOptions & { before: IsoDateTime; tz: string; batchSize?: number; dryRun?: boolean; json?: boolean }) => {
+      checkTimeZone(opts.tz);
+      await withDb(opts, async (db) => {
+        const result = await prune(db, { before: toInstant(opts.before, opts.tz), batchSize: opts.batchSize, dryRun: opts.dryRun === true });
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return;
+        }
+        const verb = result.dryRun ? "would delete" : "deleted";
+        const lines = [result.modelUsage, result.externalApiUsage].map(
+          (t) => `${t.table}: ${verb} ${t.deleted} row(s) created before ${result.before.toISOString()}${t.kept > 0 ? `; kept ${t.kept} in slots where a price period starts` : ""}`,
+        );
+        process.stdout.write(`${lines.join("\n")}\n${result.dryRun ? "Dry run: nothing was deleted.\n" : `Done in ${result.batches} batch(es); the rollups keep the pruned usage.\n`}`);
       });
     });
 

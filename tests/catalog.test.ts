@@ -189,6 +189,11 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "event_count bigint NOT NULL",
     "call_count bigint NOT NULL",
   ],
+  ps_usage_prune_state: [
+    "table_name character varying(64) NOT NULL",
+    `pruned_before ${TIMESTAMPTZ} NOT NULL`,
+    `pruned_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+  ],
 };
 
 /** Every index: `[UNIQUE ]name (columns)`, grouped by table. Sequelize names: `<table>_<column>`. */
@@ -242,6 +247,7 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
     "ps_external_api_usage_rollup_agent_id_slot_start (agent_id, slot_start)",
     "UNIQUE ps_external_api_usage_rollup_pkey (slot_start, user_id, external_api_id, agent_id, connector_id)",
   ],
+  ps_usage_prune_state: ["UNIQUE ps_usage_prune_state_pkey (table_name)"],
 };
 
 /** Every foreign key: `table.column -> table.column ON DELETE x ON UPDATE y`. */
@@ -318,6 +324,7 @@ test("primary keys are on id (key for idempotency keys, the slot and key columns
     ps_usage_idempotency_keys: "key",
     ps_model_usage_rollup: "slot_start, user_id, model_id, agent_id, connector_id, service_tier, regional_processing",
     ps_external_api_usage_rollup: "slot_start, user_id, external_api_id, agent_id, connector_id",
+    ps_usage_prune_state: "table_name",
   };
   const expected = Object.keys(EXPECTED_COLUMNS)
     .map((table) => `${table} ${table}_pkey PRIMARY KEY (${KEYS[table] ?? "id"})`)

@@ -143,7 +143,7 @@ const rangeArb = fc.record({
   to: fc.boolean(),
   offsetMs: fc.integer({ min: 1, max: 899_999 }),
 });
-function range(r: fc.Value<typeof rangeArb>): { from?: Date; to?: Date } {
+function range(r: { from?: [number, number, boolean]; length: number; to: boolean; offsetMs: number }): { from?: Date; to?: Date } {
   if (!r.from) return {};
   const [centre, slots, inside] = r.from;
   const from = centre + slots * 900_000 + (inside ? r.offsetMs : 0);

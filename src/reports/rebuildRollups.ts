@@ -29,6 +29,11 @@ export interface RollupTableCheck {
   readonly table: "ps_model_usage_rollup" | "ps_external_api_usage_rollup";
   /** Rollup rows (after a rebuild: the rebuilt ones). */
   readonly rows: number;
+  /**
+   * Where the ledger was pruned to (null: never). The slots before it are neither compared nor
+   * rebuilt: the rollups are the only record of the pruned rows.
+   */
+  readonly prunedBefore: Date | null;
   /** Slots and keys where any sum differed from the ledger (before a rebuild). */
   readonly differences: number;
   /** Up to 20 of them, earliest slot first. */
@@ -85,30 +90,57 @@ const SPEC = {
 
 type Spec = (typeof SPEC)[keyof typeof SPEC];
 
-/** The rollup the ledger gives: `SELECT keys, event_count, sums FROM ledger GROUP BY keys`. */
-function expectedSql(spec: Spec): string {
+/** SQL bounds on the slots compared: `from` (inclusive) and `before` (exclusive), as parameter references. */
+interface SlotRange {
+  readonly from?: string;
+  readonly before?: string;
+}
+
+/** The rollup the ledger gives: `SELECT keys, event_count, sums FROM ledger GROUP BY keys` (slots in `range`). */
+function expectedSql(spec: Spec, range: SlotRange = {}): string {
   const keys = spec.keyExpressions.map((e, i) => `${e} AS ${spec.keys[i]}`);
   const sums = spec.sums.map((c) => `sum(u.${c})::bigint AS ${c}`);
   const positions = spec.keys.map((_, i) => i + 1).join(", ");
-  return `SELECT ${[...keys, "count(*)::bigint AS event_count", ...sums].join(", ")} FROM ${spec.ledger} u GROUP BY ${positions}`;
+  const bounds = [range.from && `u.created_at >= ${range.from}`, range.before && `u.created_at < ${range.before}`].filter(Boolean);
+  const where = bounds.length > 0 ? ` WHERE ${bounds.join(" AND ")}` : "";
+  return `SELECT ${[...keys, "count(*)::bigint AS event_count", ...sums].join(", ")} FROM ${spec.ledger} u${where} GROUP BY ${positions}`;
 }
 
-/** The slots and keys where the rollup differs from the ledger, with a count over all of them. */
-function differencesSql(spec: Spec): string {
+/** The rollup rows of the slots in `range`. */
+function rollupSql(spec: Spec, range: SlotRange): string {
+  const bounds = [range.from && `slot_start >= ${range.from}`, range.before && `slot_start < ${range.before}`].filter(Boolean);
+  return bounds.length > 0 ? `(SELECT * FROM ${spec.rollup} WHERE ${bounds.join(" AND ")})` : spec.rollup;
+}
+
+/** The slots and keys in `range` where the rollup differs from the ledger, with a count over all of them. */
+function differencesSql(spec: Spec, range: SlotRange): string {
   const on = spec.keys.map((k) => `e.${k} = r.${k}`).join(" AND ");
   const differs = ["event_count", ...spec.sums].map((c) => `e.${c} IS DISTINCT FROM r.${c}`).join(" OR ");
   const key = spec.keys.map((k) => `COALESCE(e.${k}, r.${k}) AS ${k}`).join(", ");
   return `SELECT ${key}, COALESCE(e.event_count, 0)::bigint AS ledger_events, COALESCE(r.event_count, 0)::bigint AS rollup_events,
       count(*) OVER ()::int AS differences
-    FROM (${expectedSql(spec)}) e FULL JOIN ${spec.rollup} r ON ${on}
+    FROM (${expectedSql(spec, range)}) e FULL JOIN ${rollupSql(spec, range)} r ON ${on}
     WHERE ${differs}
     ORDER BY 1, 2, 3, 4, 5 LIMIT 20`;
 }
 
 type DifferenceRow = Record<string, unknown> & { ledger_events: bigint | string; rollup_events: bigint | string; differences: number };
 
-async function check(session: SqlSession, spec: Spec): Promise<{ differences: number; samples: RollupDifference[] }> {
-  const rows = await session.query<DifferenceRow>(differencesSql(spec));
+/**
+ * @internal Where the ledger of `table` has been pruned to (null: never): before it, the rollups
+ * are the record (see src/ledger/prune.ts).
+ */
+export async function prunedBefore(session: SqlSession, table: string): Promise<Date | null> {
+  const [row] = await session.query<{ pruned_before: Date | string }>("SELECT pruned_before FROM ps_usage_prune_state WHERE table_name = $1", [table]);
+  return row ? new Date(row.pruned_before) : null;
+}
+
+async function check(session: SqlSession, spec: Spec, from: Date | null, before?: Date): Promise<{ differences: number; samples: RollupDifference[] }> {
+  const params: string[] = [];
+  const range: { from?: string; before?: string } = {};
+  if (from) range.from = `$${params.push(from.toISOString())}::timestamptz`;
+  if (before) range.before = `$${params.push(before.toISOString())}::timestamptz`;
+  const rows = await session.query<DifferenceRow>(differencesSql(spec, range), params);
   const samples = rows.map((r) => ({
     slotStart: new Date(r.slot_start as string | Date),
     userId: Number(r.user_id),
@@ -121,6 +153,18 @@ async function check(session: SqlSession, spec: Spec): Promise<{ differences: nu
   return { differences: rows.length === 0 ? 0 : Number(rows[0].differences), samples };
 }
 
+/**
+ * @internal How many slots and keys from where the ledger was last pruned up to `cutoff` (a slot
+ * boundary) differ between the rollups and the ledger, both tables, in the session's snapshot.
+ */
+export async function rollupDifferencesBefore(session: SqlSession, cutoff: Date): Promise<number> {
+  let total = 0;
+  for (const spec of [SPEC.modelUsage, SPEC.externalApiUsage]) {
+    total += (await check(session, spec, await prunedBefore(session, spec.ledger), cutoff)).differences;
+  }
+  return total;
+}
+
 async function rowCount(session: SqlSession, spec: Spec): Promise<number> {
   const [row] = await session.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${spec.rollup}`);
   return Number(row.n);
@@ -128,7 +172,8 @@ async function rowCount(session: SqlSession, spec: Spec): Promise<number> {
 
 /**
  * Compares the rollups with the ledger, slot by slot and key by key, and rewrites them from the
- * ledger where any differs. The check reads one snapshot (a rollup and its ledger rows are written
+ * ledger where any differs; slots before where the ledger was pruned ({@link prune}) are left as
+ * they are, as the only record of the pruned rows. The check reads one snapshot (a rollup and its ledger rows are written
  * in the same transaction, so a consistent snapshot shows them equal); the rebuild holds a write
  * lock on both usage tables while it compares and rewrites, so no write lands in between (writers
  * wait; readers do not).
@@ -158,20 +203,27 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
         await session.query("SELECT set_config('lock_timeout', $1, true)", [`${lockTimeoutMs}ms`]);
         await session.exec("LOCK TABLE ps_model_usage, ps_external_api_usage IN SHARE ROW EXCLUSIVE MODE");
       }
-      const found = { modelUsage: await check(session, SPEC.modelUsage), externalApiUsage: await check(session, SPEC.externalApiUsage) };
+      // Before where the ledger was pruned, the rollups are the record: left as they are.
+      const from = { modelUsage: await prunedBefore(session, SPEC.modelUsage.ledger), externalApiUsage: await prunedBefore(session, SPEC.externalApiUsage.ledger) };
+      const found = { modelUsage: await check(session, SPEC.modelUsage, from.modelUsage), externalApiUsage: await check(session, SPEC.externalApiUsage, from.externalApiUsage) };
       let rebuilt = false;
       if (!dryRun) {
         for (const name of ["modelUsage", "externalApiUsage"] as const) {
           if (found[name].differences === 0) continue;
           const spec = SPEC[name];
-          await session.exec(`DELETE FROM ${spec.rollup}`);
-          await session.exec(`INSERT INTO ${spec.rollup} (${[...spec.keys, "event_count", ...spec.sums].join(", ")}) ${expectedSql(spec)}`);
+          const since = from[name];
+          const params = since ? [since.toISOString()] : [];
+          await session.query(`DELETE FROM ${spec.rollup}${since ? " WHERE slot_start >= $1::timestamptz" : ""}`, params);
+          await session.query(
+            `INSERT INTO ${spec.rollup} (${[...spec.keys, "event_count", ...spec.sums].join(", ")}) ${expectedSql(spec, since ? { from: "$1::timestamptz" } : {})}`,
+            params,
+          );
           rebuilt = true;
         }
       }
       const result = {
-        modelUsage: { table: SPEC.modelUsage.rollup, rows: await rowCount(session, SPEC.modelUsage), ...found.modelUsage },
-        externalApiUsage: { table: SPEC.externalApiUsage.rollup, rows: await rowCount(session, SPEC.externalApiUsage), ...found.externalApiUsage },
+        modelUsage: { table: SPEC.modelUsage.rollup, rows: await rowCount(session, SPEC.modelUsage), prunedBefore: from.modelUsage, ...found.modelUsage },
+        externalApiUsage: { table: SPEC.externalApiUsage.rollup, rows: await rowCount(session, SPEC.externalApiUsage), prunedBefore: from.externalApiUsage, ...found.externalApiUsage },
         rebuilt,
       };
       await session.exec(dryRun ? "ROLLBACK" : "COMMIT");

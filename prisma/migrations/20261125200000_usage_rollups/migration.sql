@@ -40,6 +40,15 @@ CREATE TABLE "ps_external_api_usage_rollup" (
     CONSTRAINT "ps_external_api_usage_rollup_pkey" PRIMARY KEY ("slot_start","user_id","external_api_id","agent_id","connector_id")
 );
 
+-- CreateTable
+CREATE TABLE "ps_usage_prune_state" (
+    "table_name" VARCHAR(64) NOT NULL,
+    "pruned_before" TIMESTAMPTZ NOT NULL,
+    "pruned_at" TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "ps_usage_prune_state_pkey" PRIMARY KEY ("table_name")
+);
+
 -- CreateIndex
 CREATE INDEX "ps_model_usage_rollup_agent_id_slot_start" ON "ps_model_usage_rollup"("agent_id", "slot_start");
 
