@@ -120,7 +120,7 @@ here("the packed package, installed in an app folder", () => {
 import {
   openDatabase, recordModelUsage, recordModelUsageBatch, recordExternalApiUsage, findModelUsage, sumModelUsage,
   sumAgentTreeUsage, forUser, costReport, setModelPrice, loadReportNames, formatReportTable, formatReportJson,
-  UsageValidationError, PsUsageError, Decimal, type Database, type ModelUsageRecord,
+  UsageValidationError, PsUsageError, Decimal, rebuildRollups, prune, type Database, type ModelUsageRecord, type RebuildRollupsResult,
 } from "ps-usage";
 
 async function main(): Promise<void> {
@@ -149,10 +149,13 @@ async function main(): Promise<void> {
       if (e instanceof UsageValidationError && e instanceof PsUsageError) refused = e.issues.map((i) => i.field).join(",");
     }
     const sum: Decimal = new Decimal("0.1").plus("0.2");
+    const check: RebuildRollupsResult = await rebuildRollups(db, { dryRun: true });
+    const pruned = await prune(db, { before: new Date("2025-01-01T00:00:00Z"), dryRun: true });
     console.log(JSON.stringify({
       firstId: typeof row.id, count, rows: page.items.length, events: String(total.events), tokenInCount: String(total.tokenInCount),
       tokenOutCount: String(total.tokenOutCount), treeCalls: String(tree.total.externalApiUsage.callCount), refused, sum: sum.toString(),
       reportJson: formatReportJson(report).length > 0, table: table.includes("gpt-app"),
+      rollupDifferences: check.modelUsage.differences + check.externalApiUsage.differences, prunable: pruned.modelUsage.deleted,
     }));
   } finally {
     await db.close();
@@ -180,6 +183,8 @@ main().catch((e) => { console.error(e); process.exit(1); });
       sum: "0.3",
       reportJson: true,
       table: true,
+      rollupDifferences: 0,
+      prunable: 0,
     });
   }, 120_000);
 
