@@ -269,8 +269,10 @@ test("PolicySynth's own models keep working, and doctor finds the event row its 
   const ps = openPolicySynthModels(url);
   try {
     // A (model, agent) pair only this package has written: PolicySynth's findOrCreate picks our row.
-    const modelId = fill.modelIds[fill.modelIds.length - 1];
-    const agentId = fill.agents[fill.agents.length - 1].id;
+    const [{ modelId, agentId }] = await db.prisma.$queryRaw<{ modelId: number; agentId: number }[]>`
+      SELECT m.id AS "modelId", a.id AS "agentId" FROM ps_ai_models m CROSS JOIN ps_agents a
+       WHERE NOT EXISTS (SELECT 1 FROM ps_model_usage u WHERE u.model_id = m.id AND u.agent_id = a.id)
+       ORDER BY m.id DESC, a.id DESC LIMIT 1`;
     const ours = await recordModelUsage(db, { userId: fill.userIds[0], modelId, agentId, tokenInCount: 100, createdAt: new Date("2026-01-01T00:00:00Z") });
     const [row, created] = await ps.PsModelUsage.findOrCreate({ where: { model_id: modelId, agent_id: agentId }, defaults: { user_id: fill.userIds[0], token_in_count: 0, token_out_count: 0 } });
     expect({ created, id: row.get("id") }).toEqual({ created: false, id: ours.id });

@@ -185,16 +185,21 @@ describe("a database built and filled the way PolicySynth does", () => {
     expect(fill.modelUsage.total.longContextTokenInCount).toBeGreaterThan(0n);
     expect(fill.externalApiUsage.total).toEqual({ events: 10n, callCount: expect.any(BigInt) });
 
-    // The package's own sums over this (not adopted) database: external API usage agrees with the
-    // fill; model usage sums web_search_count too, a column only adoption adds, so they name it
-    // (tests/adoptPolicySynth.pg.test.ts compares them with the fill after adoption, per agent too).
+    // The package's own sums over this (not adopted) database: external API usage read from the
+    // ledger alone agrees with the fill; with the rollups (the default) the sums name the rollup
+    // table, which only migrating after adoption adds; model usage sums web_search_count too, a
+    // column only adoption adds, so they name it (tests/adoptPolicySynth.pg.test.ts compares them
+    // with the fill after adoption, per agent too).
     const db = await openDatabase({ url });
     try {
-      const perApi = await sumExternalApiUsage(db, { groupBy: ["externalApiId"] });
+      const perApi = await sumExternalApiUsage(db, { groupBy: ["externalApiId"], rollups: false });
       expect(new Map(perApi.map((r) => [r.externalApiId, { events: r.events, callCount: r.callCount }]))).toEqual(fill.externalApiUsage.byExternalApi);
+      const noRollups = await sumExternalApiUsage(db, { groupBy: ["externalApiId"] }).catch((e: unknown) => e);
+      expect(noRollups).toBeInstanceOf(DatabaseNotMigratedError);
+      expect((noRollups as Error).message).toContain("table ps_external_api_usage_rollup does not exist");
       const notAdopted = await sumModelUsage(db, { groupBy: ["agentId"] }).catch((e: unknown) => e);
       expect(notAdopted).toBeInstanceOf(DatabaseNotMigratedError);
-      expect((notAdopted as Error).message).toContain("column web_search_count does not exist");
+      expect((notAdopted as Error).message).toContain("table ps_model_usage_rollup does not exist");
       expect((notAdopted as Error).message).toContain("ps-usage adopt");
     } finally {
       await db.close();
