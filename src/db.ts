@@ -348,11 +348,20 @@ function pinnedClientClass(pin: string): typeof Client {
 }
 
 /**
+ * What report sessions (the report pool, replicas) pin besides the session settings: JIT off.
+ * The planner's cost of a report statement (estimates it cannot make well: how many rollup slots
+ * are cut, how many rows `agent_id = ANY(tree)` keeps) easily passes the JIT thresholds, and
+ * compiling then takes 0.3 to 2 s for a statement that runs in milliseconds to a few hundred
+ * (bench/SCALE.md, "JIT"). The write pool keeps the server's setting.
+ */
+const REPORT_SESSION_PIN = "; SET jit TO off";
+
+/**
  * A pg pool whose every connection is pinned (session settings, statement_timeout) and whose
  * client-side query timeout bounds a wait on a server that stopped answering (no FIN, no RST).
  */
-function pinnedPool(url: string, max: number, connectTimeoutMs: number, statementTimeoutMs: number): Pool {
-  const pin = `${SESSION_SETTINGS_SQL}; SET statement_timeout TO ${statementTimeoutMs}`;
+function pinnedPool(url: string, max: number, connectTimeoutMs: number, statementTimeoutMs: number, extraPin = ""): Pool {
+  const pin = `${SESSION_SETTINGS_SQL}; SET statement_timeout TO ${statementTimeoutMs}${extraPin}`;
   // TCP keepalive lets a connection to a server that vanished without closing it (a dead host)
   // fail within a minute instead of hanging until the operating system's two-hour default.
   const pool = new Pool({
@@ -449,7 +458,7 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
     throw new DatabaseConnectionError(target, "the URL cannot be parsed");
   }
   const pool = pinnedPool(url, limits.poolSize, limits.connectTimeoutMs, limits.writeTimeoutMs);
-  const reportPool = pinnedPool(url, limits.reportPoolSize, limits.connectTimeoutMs, limits.reportTimeoutMs);
+  const reportPool = pinnedPool(url, limits.reportPoolSize, limits.connectTimeoutMs, limits.reportTimeoutMs, REPORT_SESSION_PIN);
   try {
     const client = await pool.connect();
     try {
@@ -465,7 +474,7 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
   const reportPrisma = new PrismaClient({ adapter: new PrismaPg(reportPool) });
   // A replica reads as the primary's report pool does: pinned sessions, the report timeout.
   const replicas = replicaUrls.map((replicaUrl): Replica => {
-    const replicaPool = pinnedPool(replicaUrl, limits.reportPoolSize, limits.connectTimeoutMs, limits.reportTimeoutMs);
+    const replicaPool = pinnedPool(replicaUrl, limits.reportPoolSize, limits.connectTimeoutMs, limits.reportTimeoutMs, REPORT_SESSION_PIN);
     return { target: redactUrl(replicaUrl), pool: replicaPool, prisma: new PrismaClient({ adapter: new PrismaPg(replicaPool) }) };
   });
 

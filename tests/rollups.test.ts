@@ -28,6 +28,8 @@ import {
   type ModelUsageInput,
   type TimeBucket,
 } from "../src";
+import { Prisma } from "../src/generated/prisma/client";
+import { usageRelationSql } from "../src/reports/rollups";
 import { PACKAGE_ROOT } from "../src/schema/migrate";
 import { createCliDatabase, runCli } from "./support/cli";
 import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
@@ -200,6 +202,48 @@ test("the agent tree's sums and cost report from the rollups equal the ledger's"
   const tree = await sumAgentTreeUsage(t.db, agents[0]);
   expect(tree.total.modelUsage.events).toBeGreaterThan(0n);
 });
+
+/** Ledger rows a plan's scans of ps_model_usage read (returned or filtered out), over all loops. */
+function ledgerRowsRead(node: Record<string, unknown>): number {
+  const own =
+    node["Relation Name"] === "ps_model_usage"
+      ? ((node["Actual Rows"] as number) + ((node["Rows Removed by Filter"] as number) ?? 0) + ((node["Rows Removed by Index Recheck"] as number) ?? 0)) *
+        (node["Actual Loops"] as number)
+      : 0;
+  return own + ((node.Plans as Record<string, unknown>[] | undefined) ?? []).reduce((sum, child) => sum + ledgerRowsRead(child), 0);
+}
+
+test("a slot a price period starts inside is read from the ledger for its 15 minutes only, not every row of the filter", async () => {
+  // Its own database: 20,160 calls, one a minute for 14 days, and a price change 7.5 minutes into
+  // a slot. Read as a plain join, the cut slot's rows were found by hashing all 20,160.
+  const own = await openTestDatabase();
+  try {
+    const db = own.db;
+    const model = await createModel(db, "m");
+    const root = await createAgent(db);
+    const child = await createAgent(db, root);
+    await setModelPrice(db, model, { currency: "USD", costInTokensPerMillion: 1, costOutTokensPerMillion: 1 }, new Date("2026-01-01T00:00:00Z"));
+    await setModelPrice(db, model, { currency: "USD", costInTokensPerMillion: 2, costOutTokensPerMillion: 2 }, new Date("2026-03-04T12:07:30Z"));
+    await db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, agent_id, token_in_count, created_at, updated_at)
+      SELECT 1, ${model}::int, CASE WHEN g % 2 = 0 THEN ${root}::int ELSE ${child}::int END, 1000, t, t
+      FROM generate_series(0, 20159) g, LATERAL (SELECT timestamptz '2026-02-25 00:00:00+00' + g * interval '1 minute' AS t) s`;
+    await db.prisma.$executeRaw`ANALYZE`;
+    for (const conditions of [[], [Prisma.sql`agent_id = ANY(${[root, child]}::int[])`]]) {
+      const relation = usageRelationSql({ table: "modelUsage", priced: true, rollups: true, conditions });
+      const [row] = await db.prisma.$queryRaw<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }[]>`
+        EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(event_count) FROM ${relation} AS u`;
+      // The slot 12:00-12:15 holds 15 calls.
+      expect(ledgerRowsRead(row["QUERY PLAN"][0].Plan)).toBe(15);
+    }
+    // 10,808 calls before the change at 0.001 USD, 9,352 from it at 0.002.
+    const report = await agentTreeCostReport(db, root);
+    expect(report.totals.map((x) => [x.currency, x.modelEvents, x.cost])).toEqual([["USD", 20160n, "29.512"]]);
+    expect(report).toEqual(await agentTreeCostReport(db, root, { rollups: false }));
+    expect(await costReport(db, { groupBy: "agentId" })).toEqual(await costReport(db, { groupBy: "agentId", rollups: false }));
+  } finally {
+    await own.dispose();
+  }
+}, 120_000);
 
 test("the rollups hold every ledger row once: totals, events and a 1971 zone whose days cut slots", async () => {
   const [ledger] = await t.db.prisma.$queryRaw<{ n: bigint; tokens: bigint }[]>`SELECT count(*)::bigint AS n, sum(token_in_count)::bigint AS tokens FROM ps_model_usage`;

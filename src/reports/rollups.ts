@@ -131,10 +131,14 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   // Whether a slot is whole depends on the slot and the model (or API) alone: the ledger rows of
   // exactly the rollup rows left out are those of the same slot and model.
   const key = Prisma.raw(PERIODS[plan.table].key);
-  branches.push(Prisma.sql`SELECT ${ledgerColumns} FROM ${ledger} u
-    JOIN (SELECT DISTINCT slot_start AS cut_slot, ${key} AS cut_key FROM slots WHERE NOT whole) c
-      ON u.${key} = c.cut_key AND u.created_at >= c.cut_slot AND u.created_at < c.cut_slot + ${SLOT}
-    ${whereSql(ids)}`);
+  // Each cut slot's 15 minutes of the ledger through the created_at index, in a nested loop over
+  // the (few) cut slots. As a plain join, the planner, unable to tell how many slots are cut,
+  // hashed or merged every ledger row the filter allows instead (all of a tree's rows: seconds at
+  // 30M rows). OFFSET 0 keeps the subquery from being flattened back into such a join.
+  const cutSlot = [Prisma.sql`u.created_at >= c.cut_slot`, Prisma.sql`u.created_at < c.cut_slot + ${SLOT}`, Prisma.sql`u.${key} = c.cut_key`];
+  branches.push(Prisma.sql`SELECT ${ledgerColumns}
+    FROM (SELECT DISTINCT slot_start AS cut_slot, ${key} AS cut_key FROM slots WHERE NOT whole) c
+    CROSS JOIN LATERAL (SELECT * FROM ${ledger} u ${whereSql([...cutSlot, ...ids])} OFFSET 0) u`);
   return Prisma.sql`(WITH slots AS MATERIALIZED (
       SELECT ${rollupAll}, ${whole} AS whole FROM ${Prisma.raw(ROLLUP[plan.table])} r ${whereSql([...ids, ...slotRange])})
     ${Prisma.join(branches, " UNION ALL ")})`;
