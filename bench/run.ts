@@ -10,8 +10,9 @@
  *   treecost, rss. The others keep their figures from bench/results.json (same scale and chunk
  *   only), and RESULTS.md says when each section was measured.
  * - BENCH_REPEAT (default 3): timed runs of each ingest contender, interleaved.
- * - BENCH_SLOW_REPEAT (default 1): timed runs of Prisma createMany and Sequelize bulkCreate at the
- *   large size (minutes each).
+ * - BENCH_SLOW_REPEAT (default 1): timed runs of Prisma createMany and Sequelize bulkCreate at
+ *   each size (minutes each). BENCH_ORMS_LARGE=0 leaves them out at the large size (where they
+ *   take 2.5–40 minutes a run on a 2-core machine); nothing is extrapolated.
  * - BENCH_RSS_REPEAT (default 3): runs of the NDJSON import at the large size in the peak-RSS section.
  * - BENCH_CHUNK (default: the package's DEFAULT_BATCH_CHUNK_SIZE): rows per statement for every
  *   chunked contender. Ours gets one recordModelUsageBatch call with all rows (it splits them
@@ -60,6 +61,7 @@ const CHUNK = CHUNK_OVERRIDE ?? DEFAULT_BATCH_CHUNK_SIZE;
 const BACKENDS = (process.env.BENCH_BACKENDS ?? "postgresql,pglite").split(",").map((s) => s.trim());
 const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT ?? "3"));
 const SLOW_REPEAT = Math.max(1, Number(process.env.BENCH_SLOW_REPEAT ?? "1"));
+const ORMS_LARGE = process.env.BENCH_ORMS_LARGE !== "0";
 const RSS_REPEAT = Math.max(1, Number(process.env.BENCH_RSS_REPEAT ?? "3"));
 const SECTIONS = ["ingest", "single", "sums", "tree", "treecost", "rss"] as const;
 type SectionName = (typeof SECTIONS)[number];
@@ -153,8 +155,8 @@ function rotated<T>(items: readonly T[], by: number): T[] {
 /**
  * Every contender at both sizes, REPEAT times each, interleaved (the order rotates each round, so
  * a burst of load from elsewhere, or the server's own background work, does not fall on one
- * contender), from an empty table after a CHECKPOINT each time. The ORMs at the large size run
- * SLOW_REPEAT times (each run takes minutes there). The figure is the median run.
+ * contender), from an empty table after a CHECKPOINT each time. The ORMs run SLOW_REPEAT times
+ * (each run takes minutes). The figure is the median run.
  */
 async function benchIngest(backend: Backend, events: EventColumns, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
   const names = Object.keys(INGEST_KINDS) as IngestName[];
@@ -172,7 +174,7 @@ async function benchIngest(backend: Backend, events: EventColumns, models: Seque
   for (const size of [SMALL, LARGE]) {
     const inputs = toInputs(events, backend.ids, 0, size);
     const runs = new Map<IngestName, number[]>(runnable.map((name) => [name, []]));
-    const repeats = (name: IngestName) => (size === LARGE && INGEST_KINDS[name] === "orm" ? Math.min(SLOW_REPEAT, REPEAT) : REPEAT);
+    const repeats = (name: IngestName) => (INGEST_KINDS[name] !== "orm" ? REPEAT : size === LARGE && !ORMS_LARGE ? 0 : Math.min(SLOW_REPEAT, REPEAT));
     for (let round = 0; round < REPEAT; round++) {
       for (const name of rotated(runnable, round)) {
         if (runs.get(name)!.length >= repeats(name)) continue;
@@ -185,8 +187,12 @@ async function benchIngest(backend: Backend, events: EventColumns, models: Seque
       }
     }
     for (const name of runnable) {
+      if (runs.get(name)!.length === 0) {
+        results.ingest.push({ contender: name, kind: INGEST_KINDS[name], rows: size, ms: null, runsMs: [], rowsPerSec: null, verified: false, note: "not run (BENCH_ORMS_LARGE=0)" });
+        continue;
+      }
       const ms = median(runs.get(name)!);
-      const note = runs.get(name)!.length < REPEAT ? `${runs.get(name)!.length} run${runs.get(name)!.length === 1 ? "" : "s"} (minutes each at this size)` : "";
+      const note = runs.get(name)!.length < REPEAT ? `${runs.get(name)!.length} run${runs.get(name)!.length === 1 ? "" : "s"} (BENCH_SLOW_REPEAT)` : "";
       results.ingest.push({ contender: name, kind: INGEST_KINDS[name], rows: size, ms, runsMs: runs.get(name)!, rowsPerSec: size / (ms / 1000), verified: true, note });
     }
   }
