@@ -1,6 +1,6 @@
 /**
  * One peak-RSS measurement, run as a child process by bench/rss.ts:
- *   node dist/bench-build/bench/rssChild.js <idle|batches|oneCall|ndjson> <postgresql|pglite> <rows> <chunk>
+ *   node dist/bench-build/bench/rssChild.js <idle|batches|oneCall|ndjson|ndjsonV8Default> <postgresql|pglite> <rows> <chunk>
  * Creates a fresh database of its own (migrated, with the referenced rows), then runs the measured
  * work in a process of its own with bench/peakRss.js preloaded: bench/rssWorker.js for the API
  * modes, the CLI (`ps-usage record --ndjson`) for the NDJSON import. Creating a database (PGlite's
@@ -52,7 +52,8 @@ async function main(): Promise<void> {
     const idsFile = path.join(dir, "ids.json");
     fs.writeFileSync(idsFile, JSON.stringify(ids));
     const ndjsonFile = path.join(dir, "usage.ndjson");
-    if (mode === "ndjson") await writeNdjson(ndjsonFile, rows, chunk, agentCount, ids);
+    const ndjson = mode === "ndjson" || mode === "ndjsonV8Default";
+    if (ndjson) await writeNdjson(ndjsonFile, rows, chunk, agentCount, ids);
     // PGlite is one process's database: let go of it while the worker has it.
     if (backend.kind === "pglite") {
       await backend.close();
@@ -61,23 +62,24 @@ async function main(): Promise<void> {
 
     const rssFile = path.join(dir, "peak-rss");
     const preload = ["--require", path.join(__dirname, "peakRss.js")];
-    const args =
-      mode === "ndjson"
-        ? [...preload, path.join(__dirname, "..", "src", "cli.js"), "record", "--ndjson", "--db", target]
-        : [...preload, "--expose-gc", path.join(__dirname, "rssWorker.js"), mode, target, String(rows), String(chunk), idsFile];
+    // ndjsonV8Default: a growing factor given to node is left alone by the CLI (src/cli/importHeap.ts); 0 is V8's own policy.
+    const v8Default = mode === "ndjsonV8Default" ? ["--heap-growing-percent=0"] : [];
+    const args = ndjson
+      ? [...preload, ...v8Default, path.join(__dirname, "..", "src", "cli.js"), "record", "--ndjson", "--db", target]
+      : [...preload, "--expose-gc", path.join(__dirname, "rssWorker.js"), mode, target, String(rows), String(chunk), idsFile];
     const start = performance.now();
     const child = spawn(process.execPath, args, {
-      stdio: [mode === "ndjson" ? fs.openSync(ndjsonFile, "r") : "ignore", "pipe", "inherit"],
+      stdio: [ndjson ? fs.openSync(ndjsonFile, "r") : "ignore", "pipe", "inherit"],
       env: { ...process.env, BENCH_PEAK_RSS_FILE: rssFile },
     });
     let output = "";
     child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
     const [code] = (await once(child, "exit")) as [number | null];
     const seconds = (performance.now() - start) / 1000;
-    if (code !== 0) throw new Error(`${args.slice(2, 4).join(" ")} exited with ${code}: ${output.trim()}`);
+    if (code !== 0) throw new Error(`${mode} exited with ${code}: ${output.trim()}`);
 
     if (!backend) backend = await openPgliteBackend(dataDir, false);
-    const expected = expectedFor(mode === "ndjson" ? "batches" : mode, rows, chunk, agentCount);
+    const expected = expectedFor(ndjson ? "batches" : mode, rows, chunk, agentCount);
     const actual = await tableTotals(backend);
     const verified = actual.rows === expected.rows && actual.tokenIn === expected.tokenIn;
     process.stdout.write(JSON.stringify({ rows: actual.rows, maxRssKb: Number(fs.readFileSync(rssFile, "utf8")), seconds, verified }) + "\n");

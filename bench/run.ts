@@ -1,24 +1,34 @@
 /**
- * `npm run bench`: the package against hand-written `pg`, `pg` COPY, Prisma and Sequelize, on
- * PostgreSQL and on PGlite, with the same seeded data. Prints a table and writes
- * bench/results.json and bench/RESULTS.md.
+ * `npm run bench`: the package against hand-written `pg` (unnest with JS arrays and with text
+ * array literals, COPY text and binary), Prisma and Sequelize, on PostgreSQL and on PGlite, with
+ * the same seeded data. Prints a table and writes bench/results.json and bench/RESULTS.md.
  *
  * Environment:
  * - BENCH_SCALE (default 1): multiplies every size (0.05 for a quick try).
  * - BENCH_BACKENDS (default "postgresql,pglite").
+ * - BENCH_ONLY (default all): a comma list of sections to run, from ingest, single, sums, tree,
+ *   treecost, rss. The others keep their figures from bench/results.json (same scale and chunk
+ *   only), and RESULTS.md says when each section was measured.
+ * - BENCH_REPEAT (default 3): timed runs of each ingest contender, interleaved.
+ * - BENCH_SLOW_REPEAT (default 1): timed runs of Prisma createMany and Sequelize bulkCreate at
+ *   each size (minutes each). BENCH_ORMS_LARGE=0 leaves them out at the large size (where they
+ *   take 2.5–40 minutes a run on a 2-core machine); nothing is extrapolated.
+ * - BENCH_RSS_REPEAT (default 3): runs of the NDJSON import at the large size in the peak-RSS section.
  * - BENCH_CHUNK (default: the package's DEFAULT_BATCH_CHUNK_SIZE): rows per statement for every
  *   chunked contender. Ours gets one recordModelUsageBatch call with all rows (it splits them
- *   itself, all in one transaction); the unnest baseline does the same by hand.
- * - BENCH_CREATEMANY_FULL=1: also run Prisma createMany at the large size instead of
- *   extrapolating it from the small one.
+ *   itself, all in one transaction); the unnest baselines do the same by hand.
  * - BENCH_ADMIN_URL: the server to create the scratch database on.
  * - BENCH_OUT (default bench/): where results.json and RESULTS.md go.
  */
+import fs from "node:fs";
 import path from "node:path";
 import { syncPricesFromConfiguration } from "../src";
 import { DEFAULT_BATCH_CHUNK_SIZE, type ModelUsageInput } from "../src/types";
 import {
   ingestCopy,
+  ingestCopyBinary,
+  ingestCopyBinaryHandWritten,
+  ingestUnnestLiterals,
   ingestCreateMany,
   ingestSequelize,
   ingestUnnest,
@@ -42,14 +52,22 @@ import { collectGarbage, human, median, percentile, timed } from "./stats";
 import { openPgliteBackend, openPostgresBackend, tableTotals, truncateUsage, type Backend } from "./setup";
 import { defineSequelizeModels, type SequelizeModels } from "./sequelizeModel";
 import { measureRss, type RssResult } from "./rss";
-import { describeMachine, writeReports, type BenchResults, type BackendResults } from "./report";
+import { describeMachine, writeReports, type BenchResults, type BackendResults, type IngestKind, type SectionRun } from "./report";
 import { PACKAGE_ROOT } from "../src/schema/migrate";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? "1");
 const CHUNK_OVERRIDE = process.env.BENCH_CHUNK ? Number(process.env.BENCH_CHUNK) : undefined;
 const CHUNK = CHUNK_OVERRIDE ?? DEFAULT_BATCH_CHUNK_SIZE;
 const BACKENDS = (process.env.BENCH_BACKENDS ?? "postgresql,pglite").split(",").map((s) => s.trim());
-const CREATEMANY_FULL = process.env.BENCH_CREATEMANY_FULL === "1";
+const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT ?? "3"));
+const SLOW_REPEAT = Math.max(1, Number(process.env.BENCH_SLOW_REPEAT ?? "1"));
+const ORMS_LARGE = process.env.BENCH_ORMS_LARGE !== "0";
+const RSS_REPEAT = Math.max(1, Number(process.env.BENCH_RSS_REPEAT ?? "3"));
+const SECTIONS = ["ingest", "single", "sums", "tree", "treecost", "rss"] as const;
+type SectionName = (typeof SECTIONS)[number];
+const ONLY = (process.env.BENCH_ONLY ?? SECTIONS.join(",")).split(",").map((s) => s.trim().toLowerCase()) as SectionName[];
+for (const name of ONLY) if (!SECTIONS.includes(name)) throw new Error(`BENCH_ONLY: unknown section "${name}" (use ${SECTIONS.join(", ")})`);
+const runs = (section: SectionName) => ONLY.includes(section);
 const OUT_DIR = process.env.BENCH_OUT ?? path.join(PACKAGE_ROOT, "bench");
 const SEED = 20261125;
 
@@ -75,61 +93,110 @@ async function verifyIngest(backend: Backend, events: EventColumns, rows: number
   return ok;
 }
 
-type IngestName = "ps-usage recordModelUsageBatch" | "pg unnest (hand-written)" | "pg COPY (pg-copy-streams)" | "Prisma createMany" | "Sequelize bulkCreate";
+type IngestName =
+  | "ps-usage recordModelUsageBatch"
+  | "pg unnest (JS arrays)"
+  | "pg unnest (text array literals)"
+  | "pg COPY text (pg-copy-streams)"
+  | "pg COPY binary (pg-copy-streams-binary)"
+  | "pg COPY binary (hand-written encoder)"
+  | "Sequelize bulkCreate"
+  | "Prisma createMany";
+
+/** Contenders of one kind are compared as a group: the ratio is taken against the strongest. */
+const INGEST_KINDS: Record<IngestName, IngestKind> = {
+  "ps-usage recordModelUsageBatch": "ours",
+  "pg unnest (JS arrays)": "unnest",
+  "pg unnest (text array literals)": "unnest",
+  "pg COPY text (pg-copy-streams)": "copy",
+  "pg COPY binary (pg-copy-streams-binary)": "copy",
+  "pg COPY binary (hand-written encoder)": "copy",
+  "Sequelize bulkCreate": "orm",
+  "Prisma createMany": "orm",
+};
 
 const WARM_UP_ROWS = 2000;
 
-async function warmUp(name: IngestName, backend: Backend, models: SequelizeModels | undefined, events: EventColumns): Promise<void> {
-  const inputs = toInputs(events, backend.ids, events.count - WARM_UP_ROWS, events.count);
-  const chunk = Math.min(CHUNK, 500);
-  if (name === "ps-usage recordModelUsageBatch") await ours.ingest(backend, inputs, chunk);
-  else if (name === "pg unnest (hand-written)") await ingestUnnest(backend, inputs, chunk);
-  else if (name === "pg COPY (pg-copy-streams)") await ingestCopy(backend, inputs);
-  else if (name === "Sequelize bulkCreate") await ingestSequelize(models!, inputs, chunk);
-  else await ingestCreateMany(backend, inputs, chunk);
+/** How one contender writes `inputs`, or undefined where it does not run (PGlite: no COPY, no Sequelize). */
+function ingestRunner(name: IngestName, backend: Backend, models: SequelizeModels | undefined, chunk: number | undefined): ((inputs: readonly ModelUsageInput[]) => Promise<void>) | undefined {
+  const size = chunk ?? CHUNK;
+  switch (name) {
+    case "ps-usage recordModelUsageBatch":
+      return (inputs) => ours.ingest(backend, inputs, chunk);
+    case "pg unnest (JS arrays)":
+      return (inputs) => ingestUnnest(backend, inputs, size);
+    case "pg unnest (text array literals)":
+      return (inputs) => ingestUnnestLiterals(backend, inputs, size);
+    case "pg COPY text (pg-copy-streams)":
+      return backend.pool ? (inputs) => ingestCopy(backend, inputs) : undefined;
+    case "pg COPY binary (pg-copy-streams-binary)":
+      return backend.pool ? (inputs) => ingestCopyBinary(backend, inputs) : undefined;
+    case "pg COPY binary (hand-written encoder)":
+      return backend.pool ? (inputs) => ingestCopyBinaryHandWritten(backend, inputs) : undefined;
+    case "Sequelize bulkCreate":
+      return models ? (inputs) => ingestSequelize(models, inputs, size) : undefined;
+    case "Prisma createMany":
+      return (inputs) => ingestCreateMany(backend, inputs, size);
+  }
 }
 
+/** An empty table and nothing left for the next contender to flush: TRUNCATE, then CHECKPOINT. */
+async function freshTable(backend: Backend): Promise<void> {
+  await truncateUsage(backend);
+  await backend.sql("CHECKPOINT");
+}
+
+/** `items` rotated left by `by`: ABC, BCA, CAB, … */
+function rotated<T>(items: readonly T[], by: number): T[] {
+  const k = items.length === 0 ? 0 : by % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+/**
+ * Every contender at both sizes, REPEAT times each, interleaved (the order rotates each round, so
+ * a burst of load from elsewhere, or the server's own background work, does not fall on one
+ * contender), from an empty table after a CHECKPOINT each time. The ORMs run SLOW_REPEAT times
+ * (each run takes minutes). The figure is the median run.
+ */
 async function benchIngest(backend: Backend, events: EventColumns, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
-  for (const size of [SMALL, LARGE]) {
-    const inputs = toInputs(events, backend.ids, 0, size);
-    const contenders: [IngestName, (() => Promise<void>) | undefined][] = [
-      ["ps-usage recordModelUsageBatch", () => ours.ingest(backend, inputs, CHUNK_OVERRIDE)],
-      ["pg unnest (hand-written)", () => ingestUnnest(backend, inputs, CHUNK)],
-      ["pg COPY (pg-copy-streams)", backend.pool ? () => ingestCopy(backend, inputs) : undefined],
-      ["Sequelize bulkCreate", models ? () => ingestSequelize(models, inputs, CHUNK) : undefined],
-      ["Prisma createMany", size === SMALL || CREATEMANY_FULL ? () => ingestCreateMany(backend, inputs, CHUNK) : undefined],
-    ];
-    for (const [name, run] of contenders) {
-      if (!run) {
-        const small = results.ingest.find((r) => r.contender === name && r.rows === SMALL && r.rowsPerSec !== null);
-        if (name === "Prisma createMany" && small) {
-          results.ingest.push({
-            contender: name,
-            rows: size,
-            ms: null,
-            rowsPerSec: small.rowsPerSec,
-            verified: false,
-            note: `extrapolated from the ${human(SMALL)}-row run (same rows/s); set BENCH_CREATEMANY_FULL=1 to run it`,
-          });
-        } else {
-          results.ingest.push({ contender: name, rows: size, ms: null, rowsPerSec: null, verified: false, note: "n/a on PGlite" });
-        }
-        continue;
-      }
-      if (size === SMALL) {
-        // Warm-up, not counted: connections, prepared plans, code paths compiled by V8.
-        await truncateUsage(backend);
-        await warmUp(name, backend, models, events);
-      }
-      await truncateUsage(backend);
-      log(`${backend.kind}: ingest ${human(size)} rows with ${name}`);
-      const { ms } = await timed(run);
-      const verified = await verifyIngest(backend, events, size, name);
-      const rowsPerSec = size / (ms / 1000);
-      log(`  ${human(rowsPerSec)} rows/s (${(ms / 1000).toFixed(2)} s), count and SUM(token_in_count) verified`);
-      results.ingest.push({ contender: name, rows: size, ms, rowsPerSec, verified, note: "" });
+  const names = Object.keys(INGEST_KINDS) as IngestName[];
+  const runnable = names.filter((name) => ingestRunner(name, backend, models, CHUNK_OVERRIDE) !== undefined);
+  for (const name of names.filter((n) => !runnable.includes(n))) {
+    for (const size of [SMALL, LARGE]) {
+      results.ingest.push({ contender: name, kind: INGEST_KINDS[name], rows: size, ms: null, runsMs: [], rowsPerSec: null, verified: false, note: "n/a on PGlite" });
     }
   }
+  // Warm-up, not counted: connections, prepared plans, code paths compiled by V8.
+  for (const name of runnable) {
+    await freshTable(backend);
+    await ingestRunner(name, backend, models, Math.min(CHUNK, 500))!(toInputs(events, backend.ids, events.count - WARM_UP_ROWS, events.count));
+  }
+  for (const size of [SMALL, LARGE]) {
+    const inputs = toInputs(events, backend.ids, 0, size);
+    const runs = new Map<IngestName, number[]>(runnable.map((name) => [name, []]));
+    const repeats = (name: IngestName) => (INGEST_KINDS[name] !== "orm" ? REPEAT : size === LARGE && !ORMS_LARGE ? 0 : Math.min(SLOW_REPEAT, REPEAT));
+    for (let round = 0; round < REPEAT; round++) {
+      for (const name of rotated(runnable, round)) {
+        if (runs.get(name)!.length >= repeats(name)) continue;
+        await freshTable(backend);
+        log(`${backend.kind}: ingest ${human(size)} rows with ${name} (run ${round + 1})`);
+        const { ms } = await timed(() => ingestRunner(name, backend, models, CHUNK_OVERRIDE)!(inputs));
+        await verifyIngest(backend, events, size, name);
+        runs.get(name)!.push(ms);
+        log(`  ${human(size / (ms / 1000))} rows/s (${(ms / 1000).toFixed(2)} s), count and SUM(token_in_count) verified`);
+      }
+    }
+    for (const name of runnable) {
+      if (runs.get(name)!.length === 0) {
+        results.ingest.push({ contender: name, kind: INGEST_KINDS[name], rows: size, ms: null, runsMs: [], rowsPerSec: null, verified: false, note: "not run (BENCH_ORMS_LARGE=0)" });
+        continue;
+      }
+      const ms = median(runs.get(name)!);
+      const note = runs.get(name)!.length < REPEAT ? `${runs.get(name)!.length} run${runs.get(name)!.length === 1 ? "" : "s"} (BENCH_SLOW_REPEAT)` : "";
+      results.ingest.push({ contender: name, kind: INGEST_KINDS[name], rows: size, ms, runsMs: runs.get(name)!, rowsPerSec: size / (ms / 1000), verified: true, note });
+    }
+  }
+  results.ingest.sort((a, b) => a.rows - b.rows || names.indexOf(a.contender as IngestName) - names.indexOf(b.contender as IngestName));
 }
 
 async function benchSingle(backend: Backend, events: EventColumns, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
@@ -279,47 +346,115 @@ async function benchTreeCost(backend: Backend, models: SequelizeModels | undefin
   });
 }
 
+/** When a section was measured, on what load. */
+function sectionRun(startedAt: Date, loadStart: number[]): SectionRun {
+  return { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), loadAverageStart: loadStart, loadAverageEnd: describeMachine().loadAverage };
+}
+
 async function runBackend(kind: string, events: EventColumns, results: BenchResults): Promise<void> {
   log(`opening ${kind}`);
   const backend = kind === "postgresql" ? await openPostgresBackend() : await openPgliteBackend();
   const models = backend.url ? defineSequelizeModels(backend.url) : undefined;
-  const backendResults: BackendResults = { ingest: [], single: [], sums: [], tree: [], treeCost: [] };
+  const backendResults: BackendResults = results.backends[backend.kind] ?? { ingest: [], single: [], sums: [], tree: [], treeCost: [] };
   results.backends[backend.kind] = backendResults;
+  results.sections ??= {};
+  const section = async (name: SectionName, run: () => Promise<void>) => {
+    if (!runs(name)) return;
+    const startedAt = new Date();
+    const load = describeMachine().loadAverage;
+    await run();
+    results.sections![`${backend.kind}: ${name}`] = sectionRun(startedAt, load);
+  };
   try {
-    await benchIngest(backend, events, models, backendResults);
-    await benchSingle(backend, events, models, backendResults);
-    log(`${backend.kind}: loading ${human(LARGE)} rows for the sums`);
-    await truncateUsage(backend);
-    await ours.ingest(backend, toInputs(events, backend.ids, 0, LARGE), CHUNK_OVERRIDE);
-    await verifyIngest(backend, events, LARGE, "reload");
-    await backend.sql("VACUUM ANALYZE ps_model_usage");
-    await benchSums(backend, models, backendResults);
-    await benchTree(backend, models, backendResults);
-    await benchTreeCost(backend, models, backendResults);
+    await section("ingest", async () => {
+      backendResults.ingest = [];
+      await benchIngest(backend, events, models, backendResults);
+    });
+    await section("single", async () => {
+      backendResults.single = [];
+      await benchSingle(backend, events, models, backendResults);
+    });
+    if (runs("sums") || runs("tree") || runs("treecost")) {
+      log(`${backend.kind}: loading ${human(LARGE)} rows for the sums`);
+      await truncateUsage(backend);
+      await ours.ingest(backend, toInputs(events, backend.ids, 0, LARGE), CHUNK_OVERRIDE);
+      await verifyIngest(backend, events, LARGE, "reload");
+      await backend.sql("VACUUM ANALYZE ps_model_usage");
+    }
+    await section("sums", async () => {
+      backendResults.sums = [];
+      await benchSums(backend, models, backendResults);
+    });
+    await section("tree", async () => {
+      backendResults.tree = [];
+      await benchTree(backend, models, backendResults);
+    });
+    await section("treecost", async () => {
+      backendResults.treeCost = [];
+      await benchTreeCost(backend, models, backendResults);
+    });
   } finally {
     await models?.sequelize.close();
     await backend.close();
   }
 }
 
+/**
+ * The results a partial run (BENCH_ONLY) adds to: the last results.json, when it was made at the
+ * same scale and chunk size. Sections it does not run keep their figures and their dates.
+ */
+function previousResults(config: BenchResults["config"]): BenchResults | undefined {
+  if (ONLY.length === SECTIONS.length) return undefined;
+  const file = path.join(OUT_DIR, "results.json");
+  if (!fs.existsSync(file)) return undefined;
+  const previous = JSON.parse(fs.readFileSync(file, "utf8")) as BenchResults;
+  for (const key of ["scale", "chunk", "large", "small"] as const) {
+    if (previous.config[key] !== config[key]) {
+      throw new Error(`BENCH_ONLY adds to ${file}, which was made with ${key}=${previous.config[key]} (this run: ${config[key]}); run every section or set BENCH_OUT elsewhere`);
+    }
+  }
+  // Ingest figures from before contenders had kinds and repeated runs: one run each.
+  const oldKinds: Record<string, IngestKind> = { "ps-usage recordModelUsageBatch": "ours", "pg unnest (hand-written)": "unnest", "pg COPY (pg-copy-streams)": "copy", "Sequelize bulkCreate": "orm", "Prisma createMany": "orm" };
+  for (const backend of Object.values(previous.backends)) {
+    backend.ingest = backend.ingest.map((i) => ({ ...i, kind: i.kind ?? oldKinds[i.contender] ?? "unnest", runsMs: i.runsMs ?? (i.ms === null ? [] : [i.ms]) }));
+  }
+  if (!previous.sections) {
+    // Written before sections were dated: everything in it is from its one full run.
+    previous.sections = {};
+    for (const kind of Object.keys(previous.backends)) {
+      for (const name of SECTIONS) {
+        previous.sections[`${kind}: ${name}`] = { startedAt: previous.startedAt, finishedAt: previous.finishedAt, loadAverageStart: previous.machine.loadAverage, loadAverageEnd: previous.loadAverageEnd };
+      }
+    }
+  }
+  return previous;
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
   const machine = describeMachine();
-  log(`scale ${SCALE}: ingest ${human(SMALL)} and ${human(LARGE)} rows, chunk ${CHUNK}, ${SINGLE_CALLS} single calls; load ${machine.loadAverage.join(" ")}`);
+  log(`scale ${SCALE}: ingest ${human(SMALL)} and ${human(LARGE)} rows, chunk ${CHUNK}, ${SINGLE_CALLS} single calls; sections ${ONLY.join(", ")}; load ${machine.loadAverage.join(" ")}`);
   const agentCount = agentForest(1).length;
   const events = generateEvents(LARGE, SEED, agentCount);
+  const config = { scale: SCALE, chunk: CHUNK, small: SMALL, large: LARGE, singleCalls: SINGLE_CALLS, sumRuns: SUM_RUNS, treeRuns: TREE_RUNS, seed: SEED, agents: agentCount, repeat: REPEAT, slowRepeat: SLOW_REPEAT, rssRepeat: RSS_REPEAT };
+  const previous = previousResults(config);
   const results: BenchResults = {
+    ...(previous ?? { backends: {}, rss: [], sections: {} }),
     startedAt: startedAt.toISOString(),
     finishedAt: "",
     machine,
     loadAverageEnd: [],
-    config: { scale: SCALE, chunk: CHUNK, small: SMALL, large: LARGE, singleCalls: SINGLE_CALLS, sumRuns: SUM_RUNS, treeRuns: TREE_RUNS, seed: SEED, agents: agentCount, createManyFull: CREATEMANY_FULL },
-    backends: {},
-    rss: [],
+    config: { ...previous?.config, ...config },
   };
-  for (const kind of BACKENDS) await runBackend(kind, events, results);
-  const rss: RssResult[] = await measureRss(LARGE, SMALL, CHUNK, BACKENDS, log);
-  results.rss.push(...rss);
+  if (ONLY.some((name) => name !== "rss")) for (const kind of BACKENDS) await runBackend(kind, events, results);
+  if (runs("rss")) {
+    const rssStarted = new Date();
+    const load = describeMachine().loadAverage;
+    const rss: RssResult[] = await measureRss(LARGE, SMALL, CHUNK, RSS_REPEAT, BACKENDS, log);
+    results.rss = [...results.rss.filter((r) => !BACKENDS.includes(r.backend)), ...rss];
+    results.sections ??= {};
+    for (const kind of BACKENDS) results.sections[`${kind}: rss`] = sectionRun(rssStarted, load);
+  }
   results.finishedAt = new Date().toISOString();
   results.loadAverageEnd = describeMachine().loadAverage;
   writeReports(results, OUT_DIR, (line) => process.stdout.write(line + "\n"));

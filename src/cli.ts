@@ -5,6 +5,7 @@ import { SingleBar, Presets } from "cli-progress";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { agentTreeCostReport, costReport, type CostReportGroupBy, type CostReportOptions } from "./costs";
 import { isTimeZone, parseIsoDateTime, toInstant, type IsoDateTime } from "./cli/dates";
+import { limitHeapGrowthForImport } from "./cli/importHeap";
 import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, isPostgresUrl, openDatabase, redactUrl, splitReplicaUrls, type Database } from "./db";
 import { seedDemo } from "./demo";
 import { PsUsageError, UsageValidationError } from "./errors";
@@ -600,6 +601,7 @@ function prepareRecord(opts: Record<string, unknown>): (db: Database) => Promise
     if (given.length) throw new UsageError(`record --ndjson: ${given.join(", ")} cannot be combined with --ndjson (each line gives its own userId and fields).`);
     dbTarget(opts as DbOptions);
     return async (db) => {
+      limitHeapGrowthForImport();
       const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number, idempotencyKey: key });
       const skipped = result.skippedLines ? ` Skipped ${plural(result.skippedLines, "line")} already recorded under this key.` : "";
       const none = result.skippedLines && result.modelUsage + result.externalApiUsage === 0 ? `Nothing new recorded: key "${key}" was already used for all of it. ` : "";

@@ -119,7 +119,8 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
       throw new InputLineError(lineNo, "expected a JSON object", recordedLines);
     }
-    const item = { ...(value as Record<string, unknown>) };
+    // JSON.parse made the object: it is this import's own, changed in place (createdAt).
+    const item = value as Record<string, unknown>;
     if (typeof item.createdAt === "string") {
       // Strict: `new Date` would read a date-time without an offset in this process's time zone.
       const parsed = parseIsoDateTime(item.createdAt);
