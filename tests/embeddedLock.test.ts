@@ -43,6 +43,8 @@ interface Run {
   readonly child: ChildProcess;
   /** Resolves once the child printed its first line (opened, or the open failed). */
   readonly firstLine: Promise<Record<string, unknown>>;
+  /** What it printed so far. */
+  readonly output: () => string;
   /** Every JSON line it printed, its exit code and its stderr. */
   readonly done: Promise<{ code: number | null; lines: Record<string, unknown>[]; stdout: string; stderr: string }>;
 }
@@ -76,7 +78,7 @@ function run(args: readonly string[]): Run {
       resolve({ code, lines, stdout, stderr });
     }),
   );
-  return { child, firstLine, done };
+  return { child, firstLine, output: () => stdout, done };
 }
 
 /** A library child (tests/support/embeddedChild.js). */
@@ -259,9 +261,10 @@ pgliteTest("a lock held by a killed process is taken over, and what it had commi
   const holder = libraryChild(dir, modelId, 3, 500, 0, "stdin");
   const first = await holder.firstLine;
   expect(first).toEqual({ opened: holder.child.pid });
-  // Let it finish its three rows (it then waits on stdin), then kill it without a chance to
-  // clean up: the lock directory stays behind.
-  await new Promise((r) => setTimeout(r, 1_500));
+  // Let it finish its three rows (it says so, then waits on stdin), then kill it without a chance
+  // to clean up: the lock directory stays behind. (A fixed sleep here was too short on a loaded
+  // machine: the rows were not committed yet when it was killed.)
+  while (!holder.output().includes('{"recorded":3}')) await new Promise((r) => setTimeout(r, 50));
   holder.child.kill("SIGKILL");
   await holder.done;
   expect(fs.existsSync(`${fs.realpathSync(dir)}.lock`)).toBe(true);

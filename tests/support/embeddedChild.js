@@ -2,7 +2,7 @@
 // tests/embeddedLock.test.ts.
 //   node embeddedChild.js <dataDir> <modelId> <rows> <tokenBase> <lockWaitMs> <hold>
 // It opens the directory, prints {"opened":pid}, records <rows> model usage rows one by one
-// (tokenInCount tokenBase, tokenBase+1, ...), then keeps the database open for <hold> ms, or,
+// (tokenInCount tokenBase, tokenBase+1, ...), prints {"recorded":rows}, then keeps the database open for <hold> ms, or,
 // when <hold> is "stdin", until a line arrives on stdin; closes it and prints one JSON line
 // with the rows it was acknowledged. A failed open prints {"error":name,"message":...}, exit 2.
 require("./tsRegister");
@@ -27,6 +27,8 @@ async function main() {
       const row = await recordModelUsage(db, { userId: 1, modelId: Number(modelId), tokenInCount: Number(tokenBase) + i });
       acknowledged.push({ id: row.id, tokenInCount: row.tokenInCount });
     }
+    // Its rows are committed: a test may now kill it and expect them kept.
+    process.stdout.write(`${JSON.stringify({ recorded: acknowledged.length })}\n`);
     if (hold === "stdin") {
       await new Promise((resolve) => readline.createInterface({ input: process.stdin }).once("line", resolve));
     } else {
