@@ -5,7 +5,7 @@
  */
 import type { Database, SqlSession } from "../db";
 import { DatabaseTimeoutError, PsUsageError, UsageValidationError, type FieldIssue } from "../errors";
-import { ROLLUP_SLOT_MS } from "../reports/rollups";
+import { ROLLUP_SLOT_MS, pricedCutSlotsSql, slotOfSql } from "../reports/rollups";
 import { rollupDifferencesBefore } from "../reports/rebuildRollups";
 import { checkOptionNames } from "../usageSql";
 import { dateProblem } from "../validation";
@@ -56,16 +56,13 @@ export interface PruneResult {
 }
 
 const TABLES = {
-  modelUsage: { table: "ps_model_usage" as const, key: "model_id", periods: "ps_ai_model_price_periods" },
-  externalApiUsage: { table: "ps_external_api_usage" as const, key: "external_api_id", periods: "ps_external_api_price_periods" },
+  modelUsage: { name: "modelUsage" as const, table: "ps_model_usage" as const, key: "model_id" },
+  externalApiUsage: { name: "externalApiUsage" as const, table: "ps_external_api_usage" as const, key: "external_api_id" },
 };
-
-const SLOT_OF = (column: string) => `date_bin('15 minutes', ${column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
 
 /** Rows before the cutoff outside the slots a price period starts inside (`$1`: the cutoff). */
 function prunableWhere(spec: (typeof TABLES)[keyof typeof TABLES]): string {
-  return `created_at < $1::timestamptz AND (${spec.key}, ${SLOT_OF("created_at")}) NOT IN (
-      SELECT ${spec.key}, ${SLOT_OF("effective_from")} FROM ${spec.periods} WHERE effective_from <> ${SLOT_OF("effective_from")})`;
+  return `created_at < $1::timestamptz AND (${spec.key}, ${slotOfSql("created_at")}) NOT IN (${pricedCutSlotsSql(spec.name)})`;
 }
 
 async function counts(session: SqlSession, spec: (typeof TABLES)[keyof typeof TABLES], cutoff: Date): Promise<{ prunable: number; kept: number }> {

@@ -9,6 +9,7 @@ import type { Database, SqlSession } from "../db";
 import { DatabaseTimeoutError, UsageValidationError, type FieldIssue } from "../errors";
 import { MODEL_USAGE_ALL_COUNTERS } from "../types";
 import { checkOptionNames } from "../usageSql";
+import { slotOfSql } from "./rollups";
 
 /** One slot and key where the rollup and the ledger disagree. */
 export interface RollupDifference {
@@ -60,7 +61,7 @@ export interface RebuildRollupsOptions {
 }
 
 /** The rollup key of a ledger row `u`, exactly as the triggers of the usage_rollups migration compute it. */
-const SLOT = "date_bin('15 minutes', u.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')";
+const SLOT = slotOfSql("u.created_at");
 const SPEC = {
   modelUsage: {
     ledger: "ps_model_usage",

@@ -64,6 +64,24 @@ function rollupColumn(column: string): string {
   }
 }
 
+/**
+ * @internal The 15-minute slot holding `column` (SQL text; the column name comes from code), as
+ * the triggers of the usage_rollups migration compute it: reports, prune and rebuildRollups must
+ * agree with them slot for slot.
+ */
+export function slotOfSql(column: string): string {
+  return `date_bin('15 minutes', ${column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
+}
+
+/**
+ * @internal The (model or API id, slot) pairs in which a price period starts inside the slot (SQL
+ * text): reports read those slots from the ledger, and prune keeps their rows.
+ */
+export function pricedCutSlotsSql(table: UsageTable): string {
+  const { key, table: periods } = PERIODS[table];
+  return `SELECT ${key}, ${slotOfSql("effective_from")} FROM ${periods} WHERE effective_from <> ${slotOfSql("effective_from")}`;
+}
+
 /** What a report reads: the filter, and what must be whole in a rollup slot. */
 export interface UsageRelationPlan {
   readonly table: UsageTable;
@@ -155,12 +173,8 @@ function wholeSlotSql(plan: UsageRelationPlan): Prisma.Sql | null {
     parts.push(Prisma.sql`${key(Prisma.raw("r.slot_start"))} = ${key(Prisma.sql`r.slot_start + ${SLOT} - interval '1 microsecond'`)}`);
   }
   if (plan.priced) {
-    const periods = PERIODS[plan.table];
-    const key = Prisma.raw(periods.key);
     // Periods that start inside a slot are few; NOT IN over them is one hashed lookup per row.
-    parts.push(Prisma.sql`(r.${key}, r.slot_start) NOT IN (
-      SELECT ${key}, date_bin(${SLOT}, effective_from, TIMESTAMPTZ '2000-01-01 00:00:00+00') FROM ${Prisma.raw(periods.table)}
-      WHERE effective_from <> date_bin(${SLOT}, effective_from, TIMESTAMPTZ '2000-01-01 00:00:00+00'))`);
+    parts.push(Prisma.sql`(r.${Prisma.raw(PERIODS[plan.table].key)}, r.slot_start) NOT IN (${Prisma.raw(pricedCutSlotsSql(plan.table))})`);
   }
   return parts.length === 0 ? null : Prisma.join(parts, " AND ");
 }
