@@ -8,7 +8,7 @@ import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "
 import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
-import { markClosing, trackedClient, workEnded } from "./db/closing";
+import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
 import { PrismaClient } from "./generated/prisma/client";
 
@@ -109,6 +109,21 @@ export interface SqlDriver extends SqlSession {
   withSession<T>(fn: (session: SqlSession) => Promise<T>): Promise<T>;
 }
 
+/** @internal One statement of a fixed text, with a name a PostgreSQL connection may keep it prepared under. */
+export interface DirectStatement {
+  readonly name: string;
+  readonly text: string;
+}
+
+/**
+ * @internal The driver the Database already holds, without Prisma's client runtime: the write
+ * pool (pinned sessions, `writeTimeoutMs`) on PostgreSQL, where each connection prepares a named
+ * statement once; PGlite's own query on PGlite (which waits for a running transaction).
+ */
+export interface DirectDriver {
+  query<T = Record<string, unknown>>(statement: DirectStatement, values: readonly unknown[]): Promise<T[]>;
+}
+
 /** An open database: a ready Prisma client and a way to close it. */
 export interface Database {
   /** The generated Prisma client, connected through the matching driver adapter. */
@@ -128,6 +143,8 @@ export interface Database {
   readonly reportPrisma: PrismaClient;
   /** @internal */
   readonly driver: SqlDriver;
+  /** @internal Single-record writes (see {@link DirectDriver}); tracked for close() like `prisma`. */
+  readonly direct: DirectDriver;
   /**
    * The same database with every find, sum and report read on the primary: for a read that
    * must see what the caller has just written (a replica may lag). Closing either closes both.
@@ -231,6 +248,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   const db = {
     ...opened,
     prisma,
+    direct: trackedDirect(() => db, opened.direct),
     reportPrisma: opened.reportPrisma === opened.prisma ? prisma : trackedClient(() => db, opened.reportPrisma),
     replicaSet: replicas ? new ReplicaSet(replicas) : null,
     close: () => closeDatabase(db, opened),
@@ -505,10 +523,16 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
       }
     },
   };
+  const direct: DirectDriver = {
+    async query(statement, values) {
+      return (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows;
+    },
+  };
   let closed = false;
   return {
     prisma,
     reportPrisma,
+    direct,
     kind: "postgresql",
     target,
     driver,
@@ -566,10 +590,16 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean):
       return run;
     },
   };
+  const direct: DirectDriver = {
+    async query(statement, values) {
+      return (await pglite.query(statement.text, [...values])).rows as never[];
+    },
+  };
   let closed = false;
   return {
     prisma,
     reportPrisma: prisma,
+    direct,
     kind: "pglite",
     target,
     pglite,

@@ -39,6 +39,7 @@ import {
   findUsagePage,
   type FindSpec,
   recordOnce,
+  KeyTaken,
   toAgentRecord,
   toAiModelRecord,
   toConnectorRecord,
@@ -47,7 +48,8 @@ import {
   BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
-import { writeChecked, type References } from "./ledger/references";
+import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
+import { insertSingle, insertSingleKeyed, singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
 const MODEL_USAGE_REFERENCES: References = [
@@ -143,6 +145,17 @@ export async function recordModelUsageAs(
   }
   const key = options?.idempotencyKey;
   try {
+    // Nothing to check in a transaction and nothing more to write: one statement on the driver.
+    if (alsoWrite === undefined && (await planReferenceCheck(db, "ps_model_usage", MODEL_USAGE_REFERENCES, [input], owner)) === null) {
+      const values = singleValues(data, input.createdAt);
+      if (key === undefined) return toModelUsageRecord(await insertSingle<PrismaModelUsageRow>(db, SINGLE_INSERT, values));
+      return await recordOnce(key, input.userId, "model usage", async () => {
+        const result = await insertSingleKeyed<PrismaModelUsageRow>(db, SINGLE_INSERT, values, key, input.userId);
+        if (result.inserted) return toModelUsageRecord(result.inserted);
+        const stored = result.stored;
+        return new KeyTaken(stored && { ...stored, row: stored.row && toModelUsageRecord(stored.row) });
+      }, readKey(db, key));
+    }
     // The insert (after the reference check where one is needed), both timestamps set at the
     // write (see eventTimes); with a key, the key row in the same statement.
     const create = async (key?: string) =>
@@ -164,25 +177,50 @@ export async function recordModelUsageAs(
         alsoWrite !== undefined,
       );
     if (key === undefined) return await create();
-    return await recordOnce(
-      key,
-      input.userId,
-      "model usage",
-      () => create(key),
-      async () => {
-        const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
-        if (!stored) return null;
-        return {
-          userId: stored.userId,
-          modelUsageId: stored.modelUsageId,
-          externalApiUsageId: stored.externalApiUsageId,
-          row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
-        };
-      },
-    );
+    return await recordOnce(key, input.userId, "model usage", () => create(key), readKey(db, key));
   } catch (err) {
     throw await translateDatabaseError(db, err, singleReferenceError(input, MODEL_USAGE_REFERENCES));
   }
+}
+
+/** Reads what an idempotency key points at, for {@link recordOnce}. */
+function readKey(db: Database, key: string) {
+  return async () => {
+    const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
+    if (!stored) return null;
+    return {
+      userId: stored.userId,
+      modelUsageId: stored.modelUsageId,
+      externalApiUsageId: stored.externalApiUsageId,
+      row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
+    };
+  };
+}
+
+/** Every column a single record writes, in the order of {@link singleValues}. */
+const SINGLE_INSERT = singleInsertStatements({
+  table: "ps_model_usage",
+  keyColumn: "model_usage_id",
+  columns: [
+    ["user_id", "int", "userId"],
+    ["model_id", "int", "modelId"],
+    ["agent_id", "int", "agentId"],
+    ["connector_id", "int", "connectorId"],
+    ["created_at", "timestamptz", "createdAt"],
+    ["updated_at", "timestamptz", "updatedAt"],
+    ...MODEL_USAGE_ALL_COUNTERS.map(([field, column]): SingleColumn => [column, "int", field]),
+    ["service_tier", "varchar", "serviceTier"],
+    ["regional_processing", "varchar", "regionalProcessing"],
+  ],
+});
+
+/** A single record's values for {@link SINGLE_INSERT}: counters not given are 0 (the columns' default). */
+function singleValues(data: Prisma.PsModelUsageUncheckedCreateInput, createdAt: Date | undefined): unknown[] {
+  const times = eventTimes(createdAt);
+  const values: unknown[] = [data.userId, data.modelId, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
+  for (const [field] of MODEL_USAGE_ALL_COUNTERS) values.push(data[field] ?? 0);
+  values.push(data.serviceTier, data.regionalProcessing);
+  return values;
 }
 
 /** `ps_model_usage` columns a batch fills, in the order of the unnest arrays. */

@@ -68,11 +68,45 @@ interface AdapterCause {
   readonly column?: string;
 }
 
-/** The driver adapter's description of a failed query, if Prisma kept one. */
+/**
+ * The driver adapter's description of a failed query, if Prisma kept one; for an error of a
+ * statement sent to the driver directly (db.direct: pg's or PGlite's DatabaseError), the same
+ * description as @prisma/adapter-pg would have made of it, so both paths map alike.
+ */
 function adapterCause(err: unknown): AdapterCause | undefined {
-  if (!(err instanceof Prisma.PrismaClientKnownRequestError)) return undefined;
+  if (!(err instanceof Prisma.PrismaClientKnownRequestError)) return driverCause(err);
   const adapterError = (err.meta as { driverAdapterError?: { cause?: AdapterCause } } | undefined)?.driverAdapterError;
   return adapterError?.cause;
+}
+
+/** What the server said (a DatabaseError of pg or PGlite: SQLSTATE `code` and `severity`). */
+interface DriverError {
+  readonly code: string;
+  readonly severity: string;
+  readonly message: string;
+  readonly constraint?: string;
+  readonly column?: string;
+}
+
+const DRIVER_KINDS: Readonly<Record<string, string>> = {
+  "23503": "ForeignKeyConstraintViolation",
+  "23505": "UniqueConstraintViolation",
+  "42P01": "TableDoesNotExist",
+  "42703": "ColumnNotFound",
+};
+
+/** A server error of a direct statement as an {@link AdapterCause} (see @prisma/adapter-pg's mapping). */
+function driverCause(err: unknown): AdapterCause | undefined {
+  const e = err as Partial<DriverError> | null;
+  if (typeof e?.code !== "string" || typeof e.severity !== "string" || typeof e.message !== "string") return undefined;
+  return {
+    kind: DRIVER_KINDS[e.code],
+    originalCode: e.code,
+    originalMessage: e.message,
+    constraint: e.constraint === undefined ? undefined : { index: e.constraint },
+    table: e.code === "42P01" ? /relation "([^"]+)"/.exec(e.message)?.[1] : undefined,
+    column: e.code === "42703" ? /^column (.+) does not exist$/.exec(e.message)?.[1]?.replace(/"((?:""|[^"])*)"/g, (_, id: string) => id.replaceAll('""', '"')) : undefined,
+  };
 }
 
 /** True for a foreign key violation (Prisma P2003, or PostgreSQL 23503 from a raw query). */
@@ -915,28 +949,40 @@ export interface StoredKey<R> {
 }
 
 /**
- * Records once per idempotency key. `create` inserts the usage row together with its key row in
- * one transaction (a Prisma nested create); when the key is already taken (a unique violation,
- * possibly from a concurrent caller whose transaction has just committed), the row the key
- * points at is returned instead. A key taken by another user (checked first, for a batch's key
- * too), or by the other usage table or a batch, is a {@link UsageValidationError} on
- * `options.idempotencyKey`. `create` stores `userId` on the key row.
+ * What a keyed create found instead of writing: the key was taken. `stored` is the key row (and
+ * its row) when the create read it in the same statement; null when the caller must read it.
+ */
+export class KeyTaken<R> {
+  constructor(readonly stored: StoredKey<R> | null) {}
+}
+
+/**
+ * Records once per idempotency key. `create` inserts the usage row together with its key row,
+ * all or nothing (one statement, or a Prisma nested create in one transaction); when the key is
+ * already taken (possibly by a concurrent caller whose transaction has just committed) it returns
+ * {@link KeyTaken} (a unique violation of the key counts as one), and the row the key points at
+ * is returned instead, read by `create` itself or else by `readKey`. A key taken by another user
+ * (checked first, for a batch's key too), or by the other usage table or a batch, is a
+ * {@link UsageValidationError} on `options.idempotencyKey`. `create` stores `userId` on the key row.
  */
 export async function recordOnce<R extends { readonly userId: number }>(
   key: string,
   userId: number,
   tableLabel: string,
-  create: () => Promise<R>,
+  create: () => Promise<R | KeyTaken<R>>,
   readKey: () => Promise<StoredKey<R> | null>,
 ): Promise<R> {
   // A key row can vanish between the conflict and the read (its usage row deleted): try again.
   for (let attempt = 0; attempt < 3; attempt++) {
+    let created: R | KeyTaken<R>;
     try {
-      return await create();
+      created = await create();
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
+      created = new KeyTaken<R>(null);
     }
-    const stored = await readKey();
+    if (!(created instanceof KeyTaken)) return created;
+    const stored = created.stored ?? (await readKey());
     if (stored === null) continue;
     // A batch's key without a user is a batch of several users (or older than user_id).
     const batchKey = stored.modelUsageId === null && stored.externalApiUsageId === null;

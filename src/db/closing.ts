@@ -1,5 +1,6 @@
 import { DatabaseConnectionError } from "../errors";
 import type { PrismaClient } from "../generated/prisma/client";
+import type { DirectDriver } from "../db";
 
 /**
  * Which databases `close()` has been called on. A call still running when its database is closed
@@ -83,4 +84,15 @@ export function trackedClient(db: () => { readonly target: string }, prisma: Pri
       },
     },
   }) as unknown as PrismaClient;
+}
+
+/** {@link trackedClient} for the direct driver: refused after `close()`, waited for by it. */
+export function trackedDirect(db: () => { readonly target: string }, direct: DirectDriver): DirectDriver {
+  return {
+    query(statement, values) {
+      const owner = db();
+      if (isClosing(owner)) return Promise.reject(closedError(owner.target));
+      return trackWork(owner, direct.query(statement, values));
+    },
+  };
 }
