@@ -52,7 +52,7 @@ import { collectGarbage, human, median, percentile, timed } from "./stats";
 import { openPgliteBackend, openPostgresBackend, tableTotals, truncateUsage, type Backend } from "./setup";
 import { defineSequelizeModels, type SequelizeModels } from "./sequelizeModel";
 import { measureRss, type RssResult } from "./rss";
-import { describeMachine, writeReports, type BenchResults, type BackendResults, type IngestKind, type SectionRun } from "./report";
+import { OURS_SINGLE_KEYED, describeMachine, writeReports, type BenchResults, type BackendResults, type IngestKind, type SectionRun } from "./report";
 import { PACKAGE_ROOT } from "../src/schema/migrate";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? "1");
@@ -201,8 +201,10 @@ async function benchIngest(backend: Backend, events: EventColumns, models: Seque
 
 async function benchSingle(backend: Backend, events: EventColumns, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
   const inputs = toInputs(events, backend.ids, 0, SINGLE_CALLS);
+  let keyed = 0;
   const contenders: [string, ((row: ModelUsageInput) => Promise<unknown>) | undefined][] = [
     ["ps-usage recordModelUsage", (row) => ours.insertOne(backend, row)],
+    [OURS_SINGLE_KEYED, (row) => ours.insertOne(backend, row, `bench-key-${keyed++}`)],
     [backend.pool ? "pg INSERT … RETURNING *" : "PGlite INSERT … RETURNING *", (row) => insertOnePg(backend, row)],
     ["Sequelize create", models ? (row) => insertOneSequelize(models, row) : undefined],
   ];
