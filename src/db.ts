@@ -109,19 +109,22 @@ export interface SqlDriver extends SqlSession {
   withSession<T>(fn: (session: SqlSession) => Promise<T>): Promise<T>;
 }
 
-/** @internal One statement of a fixed text, with a name a PostgreSQL connection may keep it prepared under. */
-export interface DirectStatement {
-  readonly name: string;
-  readonly text: string;
+/** @internal Statements on one connection, in a transaction of {@link DirectDriver.transaction}. */
+export interface DirectSession {
+  query<T = Record<string, unknown>>(text: string, values: readonly unknown[]): Promise<T[]>;
 }
 
 /**
- * @internal The driver the Database already holds, without Prisma's client runtime: the write
- * pool (pinned sessions, `writeTimeoutMs`) on PostgreSQL, where each connection prepares a named
- * statement once; PGlite's own query on PGlite (which waits for a running transaction).
+ * @internal The driver the Database already holds, without Prisma's client runtime (which costs
+ * more than the statement itself for a single record, and turns a batch's parameters into JSON
+ * and back): the write pool (pinned sessions, `writeTimeoutMs`) on PostgreSQL, PGlite's own
+ * query on PGlite (which waits for a running transaction). A `name` keeps the statement prepared
+ * on each PostgreSQL connection (the text must be fixed for that name).
  */
 export interface DirectDriver {
-  query<T = Record<string, unknown>>(statement: DirectStatement, values: readonly unknown[]): Promise<T[]>;
+  query<T = Record<string, unknown>>(text: string, values: readonly unknown[], name?: string): Promise<T[]>;
+  /** Runs `fn` in one transaction on one connection: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (session: DirectSession) => Promise<T>): Promise<T>;
 }
 
 /** An open database: a ready Prisma client and a way to close it. */
@@ -524,8 +527,26 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
     },
   };
   const direct: DirectDriver = {
-    async query(statement, values) {
-      return (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows;
+    async query(text, values, name) {
+      return (await pool.query({ name, text, values: [...values] })).rows;
+    },
+    async transaction(fn) {
+      const client = await pool.connect();
+      // A connection whose ROLLBACK failed is in no known state: the pool closes it.
+      let broken: Error | undefined;
+      try {
+        await client.query("BEGIN");
+        const result = await fn({ query: async (text, values) => (await client.query(text, [...values])).rows });
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        await client.query("ROLLBACK").catch((rollbackError: unknown) => {
+          broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+        });
+        throw err;
+      } finally {
+        client.release(broken);
+      }
     },
   };
   let closed = false;
@@ -591,8 +612,11 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean):
     },
   };
   const direct: DirectDriver = {
-    async query(statement, values) {
-      return (await pglite.query(statement.text, [...values])).rows as never[];
+    async query(text, values) {
+      return (await pglite.query(text, [...values])).rows as never[];
+    },
+    transaction(fn) {
+      return pglite.transaction((tx) => fn({ query: async (text, values) => (await tx.query(text, [...values])).rows as never[] }));
     },
   };
   let closed = false;

@@ -88,11 +88,13 @@ export function trackedClient(db: () => { readonly target: string }, prisma: Pri
 
 /** {@link trackedClient} for the direct driver: refused after `close()`, waited for by it. */
 export function trackedDirect(db: () => { readonly target: string }, direct: DirectDriver): DirectDriver {
+  const tracked = <T>(run: () => Promise<T>): Promise<T> => {
+    const owner = db();
+    if (isClosing(owner)) return Promise.reject(closedError(owner.target));
+    return trackWork(owner, run());
+  };
   return {
-    query(statement, values) {
-      const owner = db();
-      if (isClosing(owner)) return Promise.reject(closedError(owner.target));
-      return trackWork(owner, direct.query(statement, values));
-    },
+    query: (text, values, name) => tracked(() => direct.query(text, values, name)),
+    transaction: (fn) => tracked(() => direct.transaction(fn)),
   };
 }

@@ -6,7 +6,7 @@
  * The texts are fixed per table (every column is always sent), so each connection prepares them
  * once.
  */
-import type { Database, DirectStatement } from "../db";
+import type { Database } from "../db";
 import type { UsageTable } from "./references";
 import type { StoredKey } from "../usageShared";
 
@@ -20,6 +20,12 @@ export interface SingleInsertSpec {
   readonly keyColumn: "model_usage_id" | "external_api_usage_id";
   /** Every column written, in the order of the values; the returned row has `id` and these fields. */
   readonly columns: readonly SingleColumn[];
+}
+
+/** A statement of a fixed text, kept prepared under its name on each PostgreSQL connection. */
+export interface DirectStatement {
+  readonly name: string;
+  readonly text: string;
 }
 
 /** The two statements of a table: without and with an idempotency key. */
@@ -63,7 +69,7 @@ WHERE k.key = ${key} AND NOT EXISTS (SELECT 1 FROM claimed)`;
 
 /** Inserts one row (`values` in the spec's column order) and returns it. */
 export async function insertSingle<Row>(db: Database, statements: SingleInsertStatements, values: readonly unknown[]): Promise<Row> {
-  const rows = await db.direct.query<Row>(statements.plain, values);
+  const rows = await db.direct.query<Row>(statements.plain.text, values, statements.plain.name);
   return rows[0];
 }
 
@@ -88,7 +94,7 @@ export async function insertSingleKeyed<Row>(
   key: string,
   userId: number,
 ): Promise<KeyedInsert<Row>> {
-  const [result] = await db.direct.query<KeyedResultRow>(statements.keyed, [...values, key, userId]);
+  const [result] = await db.direct.query<KeyedResultRow>(statements.keyed.text, [...values, key, userId], statements.keyed.name);
   if (result === undefined) return { stored: null };
   const { replay, keyUserId, keyModelUsageId, keyExternalApiUsageId, ...row } = result;
   if (!replay) return { inserted: row as Row };

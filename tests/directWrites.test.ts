@@ -1,6 +1,7 @@
-// Single records are sent to the driver directly (not through Prisma's client): the server's
-// errors must still become the same typed errors, and the returned record must be the same DTO
-// that a find returns, on both backends.
+// Single records and batches are sent to the driver directly (not through Prisma's client): the
+// server's errors must still become the same typed errors, the returned record must be the same
+// DTO that a find returns, and a batch chunk that leaves out arrays none of its items fills must
+// still store every value, on both backends.
 import {
   DatabaseNotMigratedError,
   UnknownReferenceError,
@@ -8,6 +9,7 @@ import {
   findModelUsage,
   recordExternalApiUsage,
   recordModelUsage,
+  recordModelUsageBatch,
 } from "../src";
 import { createAgent, createConnector, createExternalApi, createModel } from "./support/fixtures";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
@@ -90,4 +92,31 @@ test("a usage table missing a column is DatabaseNotMigratedError naming it, keye
   } finally {
     await other.dispose();
   }
+});
+
+test("a batch stores web search counts, tiers and regions in the chunks that have them, defaults in the others", async () => {
+  const at = new Date("2026-05-01T00:00:00.000Z");
+  const items = [
+    { userId: 21, modelId, tokenInCount: 1, createdAt: at },
+    { userId: 21, modelId, tokenInCount: 2, webSearchCount: 3, createdAt: at },
+    { userId: 21, modelId, tokenInCount: 3, createdAt: at },
+    { userId: 21, modelId, tokenInCount: 4, createdAt: at },
+    { userId: 21, modelId, tokenInCount: 5, serviceTier: "flex" as const, createdAt: at },
+    { userId: 21, modelId, tokenInCount: 6, regionalProcessing: "eu", createdAt: at },
+    { userId: 21, modelId, tokenInCount: 7, webSearchCount: 0, serviceTier: "standard" as const },
+  ];
+  const { ids } = await recordModelUsageBatch(t.db, items, { chunkSize: 2, returnIds: true });
+  const found = new Map((await findModelUsage(t.db.primary, { userId: 21 }, { limit: 100 })).items.map((r) => [r.id, r]));
+  const stored = ids!.map((id) => found.get(id)!);
+  expect(stored.map((r) => [r.tokenInCount, r.webSearchCount, r.serviceTier, r.regionalProcessing])).toEqual([
+    [1, 0, null, null],
+    [2, 3, null, null],
+    [3, 0, null, null],
+    [4, 0, null, null],
+    [5, 0, "flex", null],
+    [6, 0, null, "eu"],
+    [7, 0, null, null],
+  ]);
+  for (const row of stored.slice(0, 6)) expect([row.createdAt, row.updatedAt]).toEqual([at, at]);
+  expect(stored[6].updatedAt).toEqual(stored[6].createdAt);
 });

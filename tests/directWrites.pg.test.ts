@@ -1,14 +1,15 @@
-// Single records go to the server as one statement each (issue 12 §4): a keyed record claims its
-// key and writes its row in the statement that begins its transaction (no BEGIN … COMMIT round
-// trips), and what that could break is checked on a real server: the write timeout on that
-// statement, a replay that arrives while the first call is still uncommitted, concurrent callers
-// on two Databases (two pools) with one key.
+// Writes sent to the driver directly (issue 12 §4). A keyed single record claims its key and
+// writes its row in one statement (no BEGIN … COMMIT round trips); a batch chunk sends only the
+// arrays its items fill. What that could break is checked on a real server: the write timeout on
+// those statements, a replay that arrives while the first call is still uncommitted, concurrent
+// callers on two Databases (two pools) with one key.
 import { Client } from "pg";
 import {
   DatabaseTimeoutError,
   openDatabase,
   recordExternalApiUsage,
   recordModelUsage,
+  recordModelUsageBatch,
   type Database,
 } from "../src";
 import { createAgent, createExternalApi, createModel } from "./support/fixtures";
@@ -163,5 +164,53 @@ test("two Databases (two pools) recording with the same keys at once: one row pe
     expect(await counts()).toEqual({ ...before, model: before.model + 10, keys: before.keys + 10 });
   } finally {
     await other.close();
+  }
+});
+
+test("a batch chunk leaves out the web search, tier and region arrays when none of its items has one", async () => {
+  const batch = (extra: object) =>
+    recordModelUsageBatch(db, [
+      { userId: 7, modelId, agentId, tokenInCount: 1 },
+      { userId: 7, modelId, agentId, tokenInCount: 2, ...extra },
+    ]);
+  for (const [extra, sent] of [
+    [{}, []],
+    [{ serviceTier: "priority" }, ["service_tier"]],
+    [{ webSearchCount: 2, regionalProcessing: "eu" }, ["web_search_count", "regional_processing"]],
+  ] as const) {
+    const lock = await lockAgent();
+    let call: Promise<unknown>;
+    try {
+      call = batch(extra);
+      const [waiting] = await waitingStatements(1);
+      for (const column of ["web_search_count", "service_tier", "regional_processing"]) {
+        expect([column, waiting.includes(column)]).toEqual([column, (sent as readonly string[]).includes(column)]);
+      }
+    } finally {
+      await lock.release();
+    }
+    await call!;
+  }
+});
+
+test("a batch stuck behind a lock is cancelled after writeTimeoutMs: typed, nothing written, its key free", async () => {
+  const bounded = await openDatabase({ url: scratch.url, writeTimeoutMs: 500 });
+  try {
+    const before = await counts();
+    const items = [{ userId: 8, modelId, tokenInCount: 1 }, { userId: 8, modelId, agentId, tokenInCount: 2 }];
+    const lock = await lockAgent();
+    let stuck: Awaited<ReturnType<typeof settlesWithin>>;
+    try {
+      stuck = await settlesWithin(recordModelUsageBatch(bounded, items, { chunkSize: 1, idempotencyKey: "batch-timed-out" }), 20_000);
+    } finally {
+      await lock.release();
+    }
+    expect(stuck.error).toBeInstanceOf(DatabaseTimeoutError);
+    expect((stuck.error as DatabaseTimeoutError).phase).toBe("statement");
+    expect(await counts()).toEqual(before);
+    expect(await recordModelUsageBatch(bounded, items, { chunkSize: 1, idempotencyKey: "batch-timed-out" })).toEqual({ count: 2 });
+    expect(await counts()).toEqual({ ...before, model: before.model + 2, keys: before.keys + 1 });
+  } finally {
+    await bounded.close();
   }
 });
