@@ -2,7 +2,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
-import { Client, Pool } from "pg";
+import { Client, Pool, type PoolClient } from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "./errors";
 import { migrate } from "./schema/migrate";
@@ -400,6 +400,27 @@ function pinnedPool(url: string, max: number, connectTimeoutMs: number, statemen
   return pool;
 }
 
+/**
+ * Runs `fn` on a connection of `pool`. While it is out, pg reports a lost connection as an
+ * "error" event on it (its query rejects too), which would crash the process without a listener;
+ * a connection that failed so, or whose state `fn` marks broken (a failed ROLLBACK), is closed on
+ * release instead of going back to the pool.
+ */
+async function onPooledClient<T>(pool: Pool, fn: (client: PoolClient, broken: (err: unknown) => void) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  const broken = (err: unknown) => {
+    failed ??= err instanceof Error ? err : new Error(String(err));
+  };
+  client.on("error", broken);
+  try {
+    return await fn(client, broken);
+  } finally {
+    client.removeListener("error", broken);
+    client.release(failed);
+  }
+}
+
 /** A file system error in words, with its code. */
 function fsReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
@@ -527,26 +548,21 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
     },
   };
   const direct: DirectDriver = {
-    async query(text, values, name) {
-      return (await pool.query({ name, text, values: [...values] })).rows;
+    query(text, values, name) {
+      return onPooledClient(pool, async (client) => (await client.query({ name, text, values: [...values] })).rows);
     },
-    async transaction(fn) {
-      const client = await pool.connect();
-      // A connection whose ROLLBACK failed is in no known state: the pool closes it.
-      let broken: Error | undefined;
-      try {
+    transaction(fn) {
+      return onPooledClient(pool, async (client, broken) => {
         await client.query("BEGIN");
-        const result = await fn({ query: async (text, values) => (await client.query(text, [...values])).rows });
-        await client.query("COMMIT");
-        return result;
-      } catch (err) {
-        await client.query("ROLLBACK").catch((rollbackError: unknown) => {
-          broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-        });
-        throw err;
-      } finally {
-        client.release(broken);
-      }
+        try {
+          const result = await fn({ query: async (text, values) => (await client.query(text, [...values])).rows });
+          await client.query("COMMIT");
+          return result;
+        } catch (err) {
+          await client.query("ROLLBACK").catch(broken);
+          throw err;
+        }
+      });
     },
   };
   let closed = false;

@@ -119,10 +119,8 @@ export async function recordExternalApiUsageAs(
       const values = [data.userId, data.externalApiId, data.callCount, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
       if (key === undefined) return toExternalApiUsageRecord(await insertSingle<PrismaExternalApiUsageRow>(db, SINGLE_INSERT, values));
       return await recordOnce(key, input.userId, "external API usage", async () => {
-        const result = await insertSingleKeyed<PrismaExternalApiUsageRow>(db, SINGLE_INSERT, values, key, input.userId);
-        if (result.inserted) return toExternalApiUsageRecord(result.inserted);
-        const stored = result.stored;
-        return new KeyTaken(stored && { ...stored, row: stored.row && toExternalApiUsageRecord(stored.row) });
+        const row = await insertSingleKeyed<PrismaExternalApiUsageRow>(db, SINGLE_INSERT, values, key, input.userId);
+        return row === null ? new KeyTaken<ReturnType<typeof toExternalApiUsageRecord>>() : toExternalApiUsageRecord(row);
       }, readKey(db, key));
     }
     // The insert after the reference check, both timestamps set at the write (see eventTimes);

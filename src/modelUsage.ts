@@ -151,10 +151,8 @@ export async function recordModelUsageAs(
       const values = singleValues(data, input.createdAt);
       if (key === undefined) return toModelUsageRecord(await insertSingle<PrismaModelUsageRow>(db, SINGLE_INSERT, values));
       return await recordOnce(key, input.userId, "model usage", async () => {
-        const result = await insertSingleKeyed<PrismaModelUsageRow>(db, SINGLE_INSERT, values, key, input.userId);
-        if (result.inserted) return toModelUsageRecord(result.inserted);
-        const stored = result.stored;
-        return new KeyTaken(stored && { ...stored, row: stored.row && toModelUsageRecord(stored.row) });
+        const row = await insertSingleKeyed<PrismaModelUsageRow>(db, SINGLE_INSERT, values, key, input.userId);
+        return row === null ? new KeyTaken<ReturnType<typeof toModelUsageRecord>>() : toModelUsageRecord(row);
       }, readKey(db, key));
     }
     // The insert (after the reference check where one is needed), both timestamps set at the

@@ -937,20 +937,18 @@ export interface StoredKey<R> {
   readonly row: R | null;
 }
 
-/**
- * What a keyed create found instead of writing: the key was taken. `stored` is the key row (and
- * its row) when the create read it in the same statement; null when the caller must read it.
- */
+/** What a keyed create returns instead of a row when the key was taken: it wrote nothing. */
 export class KeyTaken<R> {
-  constructor(readonly stored: StoredKey<R> | null) {}
+  // Only to tell a KeyTaken<R> from an R by type.
+  declare private readonly row?: R;
 }
 
 /**
  * Records once per idempotency key. `create` inserts the usage row together with its key row,
  * all or nothing (one statement, or a Prisma nested create in one transaction); when the key is
  * already taken (possibly by a concurrent caller whose transaction has just committed) it returns
- * {@link KeyTaken} (a unique violation of the key counts as one), and the row the key points at
- * is returned instead, read by `create` itself or else by `readKey`. A key taken by another user
+ * {@link KeyTaken} (a unique violation of the key counts as one), and the row the key points at,
+ * read by `readKey`, is returned instead. A key taken by another user
  * (checked first, for a batch's key too), or by the other usage table or a batch, is a
  * {@link UsageValidationError} on `options.idempotencyKey`. `create` stores `userId` on the key row.
  */
@@ -968,10 +966,10 @@ export async function recordOnce<R extends { readonly userId: number }>(
       created = await create();
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
-      created = new KeyTaken<R>(null);
+      created = new KeyTaken<R>();
     }
     if (!(created instanceof KeyTaken)) return created;
-    const stored = created.stored ?? (await readKey());
+    const stored = await readKey();
     if (stored === null) continue;
     // A batch's key without a user is a batch of several users (or older than user_id).
     const batchKey = stored.modelUsageId === null && stored.externalApiUsageId === null;

@@ -2,13 +2,13 @@
  * A single usage record as one statement sent to the driver the Database holds (db.direct), not
  * through Prisma's client runtime, which cost about half of each call (bench/RESULTS.md, single
  * records): a named, prepared `INSERT … RETURNING`, and with an idempotency key one statement
- * that claims the key, inserts the row and, when the key was taken, reads what it points at.
+ * that claims the key and inserts the row.
  * The texts are fixed per table (every column is always sent), so each connection prepares them
  * once.
  */
 import type { Database } from "../db";
+import { DatabaseNotMigratedError } from "../errors";
 import type { UsageTable } from "./references";
-import type { StoredKey } from "../usageShared";
 
 /** One column a single record writes: its name, SQL type, and the field of the returned row. */
 export type SingleColumn = readonly [column: string, sqlType: string, field: string];
@@ -30,38 +30,33 @@ export interface DirectStatement {
 
 /** The two statements of a table: without and with an idempotency key. */
 export interface SingleInsertStatements {
+  readonly table: UsageTable;
   readonly plain: DirectStatement;
   readonly keyed: DirectStatement;
 }
 
 /**
  * The statements of `spec`. Keyed, the key row is claimed first with the new row's id taken from
- * the table's sequence (a replay leaves a gap, as a rolled-back insert does), so that key and row
- * are written by one statement; the key row's foreign key to the usage row is checked at the end
- * of the statement, when the row is there. When the key was taken the statement returns the key
- * row and the row it points at (`replay` true) as its snapshot sees them, or nothing at all when
- * the key was committed by a concurrent caller after the statement began: the caller reads it
- * then with a statement of its own.
+ * the table's sequence (the last parameter; a replay leaves a gap, as a rolled-back insert does),
+ * so that key and row are written by one statement; the key row's foreign key to the usage row
+ * is checked at the end of the statement, when the row is there. When the key was taken it
+ * returns no row and writes nothing: the caller reads the key (a replay is the rare case, and
+ * reading the taken key in the same statement cost a third of the statement's time on PGlite).
  */
 export function singleInsertStatements(spec: SingleInsertSpec): SingleInsertStatements {
   const columns = spec.columns.map(([column]) => column).join(", ");
   const returning = ["id", ...spec.columns.map(([column, , field]) => `${column} AS "${field}"`)].join(", ");
   const params = spec.columns.map(([, type], i) => `$${i + 1}::${type}`).join(", ");
   const plain = `INSERT INTO ${spec.table} (${columns}) VALUES (${params}) RETURNING ${returning}`;
-  const key = `$${spec.columns.length + 1}::varchar`;
-  const user = `$${spec.columns.length + 2}::int`;
-  const keyed = `WITH new_row AS (SELECT nextval(pg_get_serial_sequence('${spec.table}', 'id'))::int AS id),
+  const n = spec.columns.length;
+  const keyed = `WITH new_row AS (SELECT nextval($${n + 3}::regclass)::int AS id),
 claimed AS (
-  INSERT INTO ps_usage_idempotency_keys (key, user_id, ${spec.keyColumn}) SELECT ${key}, ${user}, id FROM new_row
+  INSERT INTO ps_usage_idempotency_keys (key, user_id, ${spec.keyColumn}) SELECT $${n + 1}::varchar, $${n + 2}::int, id FROM new_row
   ON CONFLICT (key) DO NOTHING RETURNING ${spec.keyColumn} AS id
-),
-inserted AS (INSERT INTO ${spec.table} (id, ${columns}) SELECT id, ${params} FROM claimed RETURNING ${returning})
-SELECT false AS replay, NULL::int AS "keyUserId", NULL::int AS "keyModelUsageId", NULL::int AS "keyExternalApiUsageId", inserted.* FROM inserted
-UNION ALL
-SELECT true, k.user_id, k.model_usage_id, k.external_api_usage_id, ${["r.id", ...spec.columns.map(([column]) => `r.${column}`)].join(", ")}
-FROM ps_usage_idempotency_keys k LEFT JOIN ${spec.table} r ON r.id = k.${spec.keyColumn}
-WHERE k.key = ${key} AND NOT EXISTS (SELECT 1 FROM claimed)`;
+)
+INSERT INTO ${spec.table} (id, ${columns}) SELECT id, ${params} FROM claimed RETURNING ${returning}`;
   return {
+    table: spec.table,
     plain: { name: `ps_usage_insert_${spec.table}`, text: plain },
     keyed: { name: `ps_usage_insert_keyed_${spec.table}`, text: keyed },
   };
@@ -73,37 +68,39 @@ export async function insertSingle<Row>(db: Database, statements: SingleInsertSt
   return rows[0];
 }
 
-/** What a keyed insert found: the row it wrote, the key row (and its row) that was there, or neither. */
-export type KeyedInsert<Row> =
-  | { readonly inserted: Row }
-  | { readonly inserted?: undefined; readonly stored: StoredKey<Row> | null };
-
-type KeyedResultRow = {
-  replay: boolean;
-  keyUserId: number | null;
-  keyModelUsageId: number | null;
-  keyExternalApiUsageId: number | null;
-  id: number | null;
-};
-
-/** Inserts one row with its idempotency key in one statement (see {@link singleInsertStatements}). */
+/**
+ * Inserts one row with its idempotency key in one statement (see {@link singleInsertStatements});
+ * null when the key was taken: nothing was written.
+ */
 export async function insertSingleKeyed<Row>(
   db: Database,
   statements: SingleInsertStatements,
   values: readonly unknown[],
   key: string,
   userId: number,
-): Promise<KeyedInsert<Row>> {
-  const [result] = await db.direct.query<KeyedResultRow>(statements.keyed.text, [...values, key, userId], statements.keyed.name);
-  if (result === undefined) return { stored: null };
-  const { replay, keyUserId, keyModelUsageId, keyExternalApiUsageId, ...row } = result;
-  if (!replay) return { inserted: row as Row };
-  return {
-    stored: {
-      userId: keyUserId,
-      modelUsageId: keyModelUsageId,
-      externalApiUsageId: keyExternalApiUsageId,
-      row: row.id === null ? null : (row as Row),
-    },
-  };
+): Promise<Row | null> {
+  const sequence = await idSequence(db, statements.table);
+  const rows = await db.direct.query<Row>(statements.keyed.text, [...values, key, userId, sequence], statements.keyed.name);
+  return rows[0] ?? null;
+}
+
+const sequences = new WeakMap<Database, Map<UsageTable, Promise<string>>>();
+
+/**
+ * The sequence behind a usage table's `id` (`ps_model_usage_id_seq` on a migrated database; a
+ * database PolicySynth created may name it otherwise): asked once per Database and table.
+ */
+function idSequence(db: Database, table: UsageTable): Promise<string> {
+  let known = sequences.get(db);
+  if (known === undefined) sequences.set(db, (known = new Map()));
+  let sequence = known.get(table);
+  if (sequence === undefined) {
+    sequence = db.direct.query<{ sequence: string | null }>("SELECT pg_get_serial_sequence($1, 'id') AS sequence", [table]).then(([row]) => {
+      if (!row?.sequence) throw new DatabaseNotMigratedError(db.target, `${table}.id has no sequence (a serial or identity column)`);
+      return row.sequence;
+    });
+    known.set(table, sequence);
+    sequence.catch(() => known.delete(table));
+  }
+  return sequence;
 }
