@@ -31,7 +31,6 @@ import {
   findUsagePage,
   type FindSpec,
   recordOnce,
-  KeyTaken,
   toAgentRecord,
   toConnectorRecord,
   toExternalApiRecord,
@@ -41,7 +40,7 @@ import {
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
 import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
-import { insertSingle, insertSingleKeyed, singleInsertStatements } from "./ledger/singleInsert";
+import { readStoredKey, recordSingle, singleInsertStatements } from "./ledger/singleInsert";
 
 /** Reference columns of `ps_external_api_usage` and the input fields that fill them. */
 const EXTERNAL_API_USAGE_REFERENCES: References = [
@@ -117,11 +116,7 @@ export async function recordExternalApiUsageAs(
     if ((await planReferenceCheck(db, "ps_external_api_usage", EXTERNAL_API_USAGE_REFERENCES, [input], owner)) === null) {
       const times = eventTimes(input.createdAt);
       const values = [data.userId, data.externalApiId, data.callCount, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
-      if (key === undefined) return toExternalApiUsageRecord(await insertSingle<PrismaExternalApiUsageRow>(db, SINGLE_INSERT, values));
-      return await recordOnce(key, input.userId, "external API usage", async () => {
-        const row = await insertSingleKeyed<PrismaExternalApiUsageRow>(db, SINGLE_INSERT, values, key, input.userId);
-        return row === null ? new KeyTaken<ReturnType<typeof toExternalApiUsageRecord>>() : toExternalApiUsageRecord(row);
-      }, readKey(db, key));
+      return await recordSingle(db, SINGLE_INSERT, values, toExternalApiUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "external API usage" });
     }
     // The insert after the reference check, both timestamps set at the write (see eventTimes);
     // with a key, the key row in the same statement.
@@ -134,24 +129,10 @@ export async function recordExternalApiUsageAs(
         ),
       );
     if (key === undefined) return await create();
-    return await recordOnce(key, input.userId, "external API usage", () => create(key), readKey(db, key));
+    return await recordOnce(key, input.userId, "external API usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toExternalApiUsageRecord));
   } catch (err) {
     throw await translateDatabaseError(db, err, singleReferenceError(input, EXTERNAL_API_USAGE_REFERENCES));
   }
-}
-
-/** Reads what an idempotency key points at, for {@link recordOnce}. */
-function readKey(db: Database, key: string) {
-  return async () => {
-    const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { externalApiUsage: true } });
-    if (!stored) return null;
-    return {
-      userId: stored.userId,
-      modelUsageId: stored.modelUsageId,
-      externalApiUsageId: stored.externalApiUsageId,
-      row: stored.externalApiUsage ? toExternalApiUsageRecord(stored.externalApiUsage) : null,
-    };
-  };
 }
 
 /** The columns a single record writes, in the order of its values. */

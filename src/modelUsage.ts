@@ -40,7 +40,6 @@ import {
   findUsagePage,
   type FindSpec,
   recordOnce,
-  KeyTaken,
   toAgentRecord,
   toAiModelRecord,
   toConnectorRecord,
@@ -50,7 +49,7 @@ import {
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
 import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
-import { insertSingle, insertSingleKeyed, singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
+import { readStoredKey, recordSingle, singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
 const MODEL_USAGE_REFERENCES: References = [
@@ -149,11 +148,7 @@ export async function recordModelUsageAs(
     // Nothing to check in a transaction and nothing more to write: one statement on the driver.
     if (alsoWrite === undefined && (await planReferenceCheck(db, "ps_model_usage", MODEL_USAGE_REFERENCES, [input], owner)) === null) {
       const values = singleValues(data, input.createdAt);
-      if (key === undefined) return toModelUsageRecord(await insertSingle<PrismaModelUsageRow>(db, SINGLE_INSERT, values));
-      return await recordOnce(key, input.userId, "model usage", async () => {
-        const row = await insertSingleKeyed<PrismaModelUsageRow>(db, SINGLE_INSERT, values, key, input.userId);
-        return row === null ? new KeyTaken<ReturnType<typeof toModelUsageRecord>>() : toModelUsageRecord(row);
-      }, readKey(db, key));
+      return await recordSingle(db, SINGLE_INSERT, values, toModelUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "model usage" });
     }
     // The insert (after the reference check where one is needed), both timestamps set at the
     // write (see eventTimes); with a key, the key row in the same statement.
@@ -176,24 +171,10 @@ export async function recordModelUsageAs(
         alsoWrite !== undefined,
       );
     if (key === undefined) return await create();
-    return await recordOnce(key, input.userId, "model usage", () => create(key), readKey(db, key));
+    return await recordOnce(key, input.userId, "model usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toModelUsageRecord));
   } catch (err) {
     throw await translateDatabaseError(db, err, singleReferenceError(input, MODEL_USAGE_REFERENCES));
   }
-}
-
-/** Reads what an idempotency key points at, for {@link recordOnce}. */
-function readKey(db: Database, key: string) {
-  return async () => {
-    const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
-    if (!stored) return null;
-    return {
-      userId: stored.userId,
-      modelUsageId: stored.modelUsageId,
-      externalApiUsageId: stored.externalApiUsageId,
-      row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
-    };
-  };
 }
 
 /** Every column a single record writes, in the order of {@link singleValues}. */

@@ -8,6 +8,7 @@
  */
 import type { Database } from "../db";
 import { DatabaseNotMigratedError } from "../errors";
+import { KeyTaken, recordOnce, type StoredKey } from "../usageShared";
 import type { UsageTable } from "./references";
 
 /** One column a single record writes: its name, SQL type, and the field of the returned row. */
@@ -33,6 +34,8 @@ export interface SingleInsertStatements {
   readonly table: UsageTable;
   readonly plain: DirectStatement;
   readonly keyed: DirectStatement;
+  /** A key row and the row of this table it points at (all null when it points elsewhere). */
+  readonly readKey: DirectStatement;
 }
 
 /**
@@ -55,10 +58,14 @@ claimed AS (
   ON CONFLICT (key) DO NOTHING RETURNING ${spec.keyColumn} AS id
 )
 INSERT INTO ${spec.table} (id, ${columns}) SELECT id, ${params} FROM claimed RETURNING ${returning}`;
+  const readKey = `SELECT k.user_id AS "keyUserId", k.model_usage_id AS "keyModelUsageId", k.external_api_usage_id AS "keyExternalApiUsageId",
+  ${["r.id", ...spec.columns.map(([column, , field]) => `r.${column} AS "${field}"`)].join(", ")}
+FROM ps_usage_idempotency_keys k LEFT JOIN ${spec.table} r ON r.id = k.${spec.keyColumn} WHERE k.key = $1`;
   return {
     table: spec.table,
     plain: { name: `ps_usage_insert_${spec.table}`, text: plain },
     keyed: { name: `ps_usage_insert_keyed_${spec.table}`, text: keyed },
+    readKey: { name: `ps_usage_read_key_${spec.table}`, text: readKey },
   };
 }
 
@@ -103,4 +110,51 @@ function idSequence(db: Database, table: UsageTable): Promise<string> {
     sequence.catch(() => known.delete(table));
   }
   return sequence;
+}
+
+/**
+ * Records one row of a table: `values` in the spec's column order, `toRecord` turning the returned
+ * row into the package's DTO; with a `key`, once per key (see {@link recordOnce}).
+ */
+export async function recordSingle<Row, R extends { readonly userId: number }>(
+  db: Database,
+  statements: SingleInsertStatements,
+  values: readonly unknown[],
+  toRecord: (row: Row) => R,
+  keyed?: { readonly key: string; readonly userId: number; readonly tableLabel: string },
+): Promise<R> {
+  if (keyed === undefined) return toRecord(await insertSingle<Row>(db, statements, values));
+  const { key, userId, tableLabel } = keyed;
+  return recordOnce(
+    key,
+    userId,
+    tableLabel,
+    async () => {
+      const row = await insertSingleKeyed<Row>(db, statements, values, key, userId);
+      return row === null ? new KeyTaken<R>() : toRecord(row);
+    },
+    () => readStoredKey(db, statements, key, toRecord),
+  );
+}
+
+/** What `key` points at, with this table's row as a DTO (for {@link recordOnce}); null when it is not there. */
+export async function readStoredKey<Row, R>(
+  db: Database,
+  statements: SingleInsertStatements,
+  key: string,
+  toRecord: (row: Row) => R,
+): Promise<StoredKey<R> | null> {
+  const [stored] = await db.direct.query<{ keyUserId: number | null; keyModelUsageId: number | null; keyExternalApiUsageId: number | null; id: number | null }>(
+    statements.readKey.text,
+    [key],
+    statements.readKey.name,
+  );
+  if (stored === undefined) return null;
+  const { keyUserId, keyModelUsageId, keyExternalApiUsageId, ...row } = stored;
+  return {
+    userId: keyUserId,
+    modelUsageId: keyModelUsageId,
+    externalApiUsageId: keyExternalApiUsageId,
+    row: row.id === null ? null : toRecord(row as Row),
+  };
 }
