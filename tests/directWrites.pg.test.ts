@@ -14,6 +14,7 @@ import {
 } from "../src";
 import { createAgent, createExternalApi, createModel } from "./support/fixtures";
 import { settlesWithin } from "./support/settles";
+import { lockAgentRow } from "./support/rowLock";
 import { createScratchDatabase } from "./support/testDatabase";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -41,18 +42,7 @@ afterAll(async () => {
 });
 
 /** A session holding `FOR UPDATE` on the agent: an insert naming it waits at its foreign key check. */
-async function lockAgent(): Promise<{ release: () => Promise<void> }> {
-  const locker = new Client({ connectionString: scratch.url });
-  await locker.connect();
-  await locker.query("BEGIN");
-  await locker.query("SELECT id FROM ps_agents WHERE id = $1 FOR UPDATE", [agentId]);
-  return {
-    async release() {
-      await locker.query("ROLLBACK").catch(() => undefined);
-      await locker.end();
-    },
-  };
-}
+const lockAgent = () => lockAgentRow(scratch.url, agentId);
 
 /** The statements of the scratch database waiting for a lock, once there are `count` of them. */
 async function waitingStatements(count: number): Promise<string[]> {
