@@ -403,7 +403,8 @@ function pinnedPool(url: string, max: number, connectTimeoutMs: number, statemen
 /**
  * Runs `fn` on a connection of `pool`. While it is out, pg reports a lost connection as an
  * "error" event on it (its query rejects too), which would crash the process without a listener;
- * a connection that failed so, or whose state `fn` marks broken (a failed ROLLBACK), is closed on
+ * a connection that failed so, that failed a statement for another reason than the statement
+ * (see isStatementError), or whose state `fn` marks broken (a failed ROLLBACK), is closed on
  * release instead of going back to the pool.
  */
 async function onPooledClient<T>(pool: Pool, fn: (client: PoolClient, broken: (err: unknown) => void) => Promise<T>): Promise<T> {
@@ -415,10 +416,24 @@ async function onPooledClient<T>(pool: Pool, fn: (client: PoolClient, broken: (e
   client.on("error", broken);
   try {
     return await fn(client, broken);
+  } catch (err) {
+    // pg may hear of a lost connection only after the query failed: do not wait for its event.
+    if (!isStatementError(err)) broken(err);
+    throw err;
   } finally {
     client.removeListener("error", broken);
     client.release(failed);
   }
+}
+
+/**
+ * An error the server raised for a statement, after which its connection is fine (a constraint,
+ * a statement timeout): not a lost connection (no SQLSTATE), a FATAL error, nor one of the
+ * classes for connection failures (08) and shut-downs or terminated backends (57P).
+ */
+function isStatementError(err: unknown): boolean {
+  const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
+  return typeof code === "string" && severity === "ERROR" && !code.startsWith("08") && !code.startsWith("57P");
 }
 
 /** A file system error in words, with its code. */
