@@ -7,6 +7,7 @@ import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   MODEL_USAGE_ALL_COUNTERS,
+  MODEL_USAGE_COUNTERS,
   type BatchRecordOptions,
   type BatchRecordResult,
   type FoundModelUsage,
@@ -47,7 +48,8 @@ import {
   BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
-import { writeChecked, type References } from "./ledger/references";
+import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
+import { readStoredKey, recordSingle, singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
 const MODEL_USAGE_REFERENCES: References = [
@@ -143,6 +145,11 @@ export async function recordModelUsageAs(
   }
   const key = options?.idempotencyKey;
   try {
+    // Nothing to check in a transaction and nothing more to write: one statement on the driver.
+    if (alsoWrite === undefined && (await planReferenceCheck(db, "ps_model_usage", MODEL_USAGE_REFERENCES, [input], owner)) === null) {
+      const values = singleValues(data, input.createdAt);
+      return await recordSingle(db, SINGLE_INSERT, values, toModelUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "model usage" });
+    }
     // The insert (after the reference check where one is needed), both timestamps set at the
     // write (see eventTimes); with a key, the key row in the same statement.
     const create = async (key?: string) =>
@@ -164,64 +171,93 @@ export async function recordModelUsageAs(
         alsoWrite !== undefined,
       );
     if (key === undefined) return await create();
-    return await recordOnce(
-      key,
-      input.userId,
-      "model usage",
-      () => create(key),
-      async () => {
-        const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
-        if (!stored) return null;
-        return {
-          userId: stored.userId,
-          modelUsageId: stored.modelUsageId,
-          externalApiUsageId: stored.externalApiUsageId,
-          row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
-        };
-      },
-    );
+    return await recordOnce(key, input.userId, "model usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toModelUsageRecord));
   } catch (err) {
     throw await translateDatabaseError(db, err, singleReferenceError(input, MODEL_USAGE_REFERENCES));
   }
 }
 
-/** `ps_model_usage` columns a batch fills, in the order of the unnest arrays. */
-const BATCH_COLUMNS = [
-  "user_id",
-  "model_id",
-  "agent_id",
-  "connector_id",
-  "created_at",
-  ...MODEL_USAGE_ALL_COUNTERS.map(([, column]) => column),
-  "service_tier",
-  "regional_processing",
+/** Every column a single record writes, in the order of {@link singleValues}. */
+const SINGLE_INSERT = singleInsertStatements({
+  table: "ps_model_usage",
+  keyColumn: "model_usage_id",
+  columns: [
+    ["user_id", "int", "userId"],
+    ["model_id", "int", "modelId"],
+    ["agent_id", "int", "agentId"],
+    ["connector_id", "int", "connectorId"],
+    ["created_at", "timestamptz", "createdAt"],
+    ["updated_at", "timestamptz", "updatedAt"],
+    ...MODEL_USAGE_ALL_COUNTERS.map(([field, column]): SingleColumn => [column, "int", field]),
+    ["service_tier", "varchar", "serviceTier"],
+    ["regional_processing", "varchar", "regionalProcessing"],
+  ],
+});
+
+/** A single record's values for {@link SINGLE_INSERT}: counters not given are 0 (the columns' default). */
+function singleValues(data: Prisma.PsModelUsageUncheckedCreateInput, createdAt: Date | undefined): unknown[] {
+  const times = eventTimes(createdAt);
+  const values: unknown[] = [data.userId, data.modelId, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
+  for (const [field] of MODEL_USAGE_ALL_COUNTERS) values.push(data[field] ?? 0);
+  values.push(data.serviceTier, data.regionalProcessing);
+  return values;
+}
+
+/** One column of a batch chunk: its name and its unnest array (an SQL cast of a literal). */
+type ChunkColumn = readonly [column: string, array: (items: readonly ModelUsageInput[], start: number, end: number) => Prisma.Sql];
+
+/** `ps_model_usage` columns every batch chunk fills, in the order of the unnest arrays. */
+const BATCH_COLUMNS: readonly ChunkColumn[] = [
+  ["user_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "userId", 0)}::int[]`],
+  ["model_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "modelId", 0)}::int[]`],
+  ["agent_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`],
+  ["connector_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`],
+  ["created_at", (items, start, end) => Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`],
+  ...MODEL_USAGE_COUNTERS.map(([field, column]): ChunkColumn => [column, (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`]),
 ];
 
-// updated_at is not an array: it is the row's created_at (see BATCH_EVENT_TIME_SQL).
-const INSERT_COLUMNS = Prisma.raw([...BATCH_COLUMNS, "updated_at"].join(", "));
-const UNNEST_ALIASES = Prisma.raw(BATCH_COLUMNS.join(", "));
-const SELECT_LIST = Prisma.sql`${Prisma.join(
-  BATCH_COLUMNS.map((c) => (c === "created_at" ? BATCH_EVENT_TIME_SQL : Prisma.raw(`u.${c}`))),
-  ", ",
-)}, ${BATCH_EVENT_TIME_SQL}`;
+/**
+ * Columns a chunk fills only when one of its items gives a value other than the column's default
+ * (0, NULL): most usage has no web search, tier or region, and leaving their arrays out of the
+ * statement saves the server about a tenth of a chunk's insert (bench/profileChunk.ts).
+ */
+const OPTIONAL_BATCH_COLUMNS: readonly (readonly [ChunkColumn, (item: ModelUsageInput) => boolean])[] = [
+  [["web_search_count", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "webSearchCount", 0)}::int[]`], (item) => !!item.webSearchCount],
+  [
+    ["service_tier", (items, start, end) => Prisma.sql`${textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))}::text[]`],
+    (item) => storedServiceTier(item.serviceTier) !== null,
+  ],
+  [
+    ["regional_processing", (items, start, end) => Prisma.sql`${textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)}::text[]`],
+    (item) => item.regionalProcessing != null,
+  ],
+];
 
 function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
-  const arrays = Prisma.join([
-    Prisma.sql`${intArrayLiteral(items, start, end, "userId", 0)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "modelId", 0)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`,
-    Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
-    ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`),
-    Prisma.sql`${textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))}::text[]`,
-    Prisma.sql`${textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)}::text[]`,
-  ]);
+  const columns = [...BATCH_COLUMNS];
+  for (const [column, given] of OPTIONAL_BATCH_COLUMNS) {
+    for (let i = start; i < end; i++) {
+      if (given(items[i])) {
+        columns.push(column);
+        break;
+      }
+    }
+  }
+  const names = columns.map(([name]) => name);
+  const arrays = Prisma.join(columns.map(([, array]) => array(items, start, end)));
+  // updated_at is not an array: it is the row's created_at (see BATCH_EVENT_TIME_SQL).
+  const insertColumns = Prisma.raw([...names, "updated_at"].join(", "));
+  const selectList = Prisma.join(
+    [...names.map((c) => (c === "created_at" ? BATCH_EVENT_TIME_SQL : Prisma.raw(`u.${c}`))), BATCH_EVENT_TIME_SQL],
+    ", ",
+  );
+  const aliases = Prisma.raw(names.join(", "));
   if (!returnIds) {
-    return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS}) SELECT ${SELECT_LIST} FROM unnest(${arrays}) AS u(${UNNEST_ALIASES})`;
+    return Prisma.sql`INSERT INTO ps_model_usage (${insertColumns}) SELECT ${selectList} FROM unnest(${arrays}) AS u(${aliases})`;
   }
   // Ordered by position so that ids are handed out, and returned, in input order.
-  return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS})
-    SELECT ${SELECT_LIST} FROM unnest(${arrays}) WITH ORDINALITY AS u(${UNNEST_ALIASES}, ord) ORDER BY u.ord
+  return Prisma.sql`INSERT INTO ps_model_usage (${insertColumns})
+    SELECT ${selectList} FROM unnest(${arrays}) WITH ORDINALITY AS u(${aliases}, ord) ORDER BY u.ord
     RETURNING id`;
 }
 
