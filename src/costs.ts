@@ -44,7 +44,7 @@
  * costs, counted in `unpricedEvents`, never as a silent 0.
  */
 import type { Database } from "./db";
-import { checkRollupsOption, usageRelationSql } from "./reports/rollups";
+import { checkRollupsOption, keyColumnsOf, usageRelationSql } from "./reports/rollups";
 import { checkSource, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
@@ -238,6 +238,7 @@ function usageRows(side: Side, p: ReportPlan, agentTree: boolean): Prisma.Sql {
     priced: true,
     rollups: p.rollups,
     source: side === "model" ? p.source : undefined,
+    uses: keyColumnsOf([...p.groupBy.map((g) => COLUMN[g]), ...(agentTree ? ["agent_id"] : [])]),
   });
 }
 

@@ -5,7 +5,7 @@
  * (which returns `number`) fails with P2023.
  */
 import type { Database } from "./db";
-import { EVENTS_SQL, checkRollupsOption, usageRelationSql } from "./reports/rollups";
+import { EVENTS_SQL, checkRollupsOption, keyColumnsOf, usageRelationSql } from "./reports/rollups";
 import { checkSource, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
@@ -145,6 +145,7 @@ function relation(table: UsageTable, shape: SumShape, where: AnyUsageFilter | un
     bucket: shape.bucket ? { bucket: shape.bucket, timeZone: shape.timeZone } : undefined,
     rollups: shape.rollups,
     source: shape.source,
+    uses: keyColumnsOf(shape.groupBy.map((field) => GROUP_COLUMNS[table][field])),
   });
   return Prisma.sql`${relationSql} AS ${Prisma.raw(USAGE_TABLE_NAMES[table])}`;
 }
@@ -464,8 +465,9 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
     MODEL_SUM_FIELDS.map((field) => Prisma.sql`COALESCE(m.${quoted(field)}, 0)::bigint AS ${quoted(field)}`),
     ", ",
   );
-  const modelRows = usageRelationSql({ table: "modelUsage", where: { ...common, modelId }, conditions: [inTree], rollups, source: options.source });
-  const apiRows = usageRelationSql({ table: "externalApiUsage", where: { ...common, externalApiId }, conditions: [inTree], rollups });
+  const uses = ["agent_id"] as const;
+  const modelRows = usageRelationSql({ table: "modelUsage", where: { ...common, modelId }, conditions: [inTree], rollups, source: options.source, uses });
+  const apiRows = usageRelationSql({ table: "externalApiUsage", where: { ...common, externalApiId }, conditions: [inTree], rollups, uses });
   const rows = await reading(db, (on) => on.reportPrisma.$queryRaw<TreeSqlRow[]>`
     WITH RECURSIVE ${agentTreeCte(agentId)},
     tree_ids AS (SELECT array_agg(id) AS ids FROM tree),

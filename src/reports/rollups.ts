@@ -14,6 +14,18 @@
  * not cut) and the same price period (none starts inside it), so grouping and pricing it as one
  * row at its slot's start gives what the ledger rows would. Results are the same as reading the
  * ledger alone (`rollups: false`), which tests/rollups.test.ts checks on random data.
+ *
+ * Two narrower levels (the usage_rollup_levels migration, same triggers) keep reports that do not
+ * need every key from reading a row per slot and key, which with many agents is about a row per
+ * event (bench/SCALE.md):
+ *
+ * - per 15-minute slot and model only (`ps_model_usage_model_rollup`), for model usage reports
+ *   that neither filter nor group by user, agent or connector; the same slot rules as above;
+ * - per UTC day, agent and model or API (`…_agent_day_rollup`), for reports by agent or agent tree
+ *   that neither filter nor group by user or connector: a day is read from it when the range holds
+ *   all of it, no bucket cuts it and no price period of its model starts inside it; the other days
+ *   of the range (and the parts of the range's first and last day) are read from the 15-minute
+ *   rollups by the rules above (one index range per cut day and model).
  */
 import type { FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
@@ -43,16 +55,24 @@ const COLUMNS: Readonly<Record<UsageTable, readonly string[]>> = {
 
 const LEDGER = { modelUsage: "ps_model_usage", externalApiUsage: "ps_external_api_usage" } as const;
 const ROLLUP = { modelUsage: "ps_model_usage_rollup", externalApiUsage: "ps_external_api_usage_rollup" } as const;
+/** The narrower levels (see the top of this file); external API usage has no per-model one. */
+const MODEL_LEVEL = { modelUsage: "ps_model_usage_model_rollup", externalApiUsage: null } as const;
+const AGENT_DAY_LEVEL = { modelUsage: "ps_model_usage_agent_day_rollup", externalApiUsage: "ps_external_api_usage_agent_day_rollup" } as const;
+/** The key columns each narrower level lacks (read back as NULL: the report does not use them). */
+const LACKS = { model: ["user_id", "agent_id", "connector_id"], agentDay: ["user_id", "connector_id"], full: [] } as const;
+
+type Level = keyof typeof LACKS;
 const PERIODS = {
   modelUsage: { table: "ps_ai_model_price_periods", key: "model_id" },
   externalApiUsage: { table: "ps_external_api_price_periods", key: "external_api_id" },
 } as const;
 
 /** A rollup column read back as the ledger's value (see the rollup models in prisma/schema.prisma). */
-function rollupColumn(column: string): string {
+function rollupColumn(column: string, level: Level = "full"): string {
+  if ((LACKS[level] as readonly string[]).includes(column)) return `NULL::integer AS ${column}`;
   switch (column) {
     case "created_at":
-      return "r.slot_start AS created_at";
+      return `r.${level === "agentDay" ? "day_start" : "slot_start"} AS created_at`;
     case "agent_id":
     case "connector_id":
       return `NULLIF(r.${column}, 0) AS ${column}`;
@@ -73,13 +93,19 @@ export function slotOfSql(column: string): string {
   return `date_bin('15 minutes', ${column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
 }
 
+/** @internal The UTC day holding `column` (SQL text), as the triggers of the usage_rollup_levels migration compute it. */
+export function dayOfSql(column: string): string {
+  return `date_bin('1 day', ${column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
+}
+
 /**
  * @internal The (model or API id, slot) pairs in which a price period starts inside the slot (SQL
- * text): reports read those slots from the ledger, and prune keeps their rows.
+ * text): reports read those slots from the ledger, and prune keeps their rows. With `unitOf`
+ * ({@link dayOfSql}), the same for days.
  */
-export function pricedCutSlotsSql(table: UsageTable): string {
+export function pricedCutSlotsSql(table: UsageTable, unitOf: (column: string) => string = slotOfSql): string {
   const { key, table: periods } = PERIODS[table];
-  return `SELECT ${key}, ${slotOfSql("effective_from")} FROM ${periods} WHERE effective_from <> ${slotOfSql("effective_from")}`;
+  return `SELECT ${key}, ${unitOf("effective_from")} FROM ${periods} WHERE effective_from <> ${unitOf("effective_from")}`;
 }
 
 /** What a report reads: the filter, and what must be whole in a rollup slot. */
@@ -97,6 +123,31 @@ export interface UsageRelationPlan {
   readonly rollups: boolean;
   /** Model usage from PolicySynth's items instead of the ledger (no rollups: see src/reports/usageItems.ts). */
   readonly source?: ModelUsageSource;
+  /**
+   * The key columns the report reads from the relation (groups by or selects) besides the model
+   * or API id, created_at, the counters and the tier and region, e.g. `["agent_id"]`; `conditions`
+   * may reference only these. Undefined: all of them. A narrower level is read when it has them all.
+   */
+  readonly uses?: readonly ("user_id" | "agent_id" | "connector_id")[];
+}
+
+type KeyColumn = NonNullable<UsageRelationPlan["uses"]>[number];
+
+/** @internal The user, agent and connector columns among `columns` (a report's group columns), for {@link UsageRelationPlan.uses}. */
+export function keyColumnsOf(columns: readonly string[]): KeyColumn[] {
+  return columns.filter((c): c is KeyColumn => c === "user_id" || c === "agent_id" || c === "connector_id");
+}
+
+/** The narrowest level that has every key column the plan filters or groups by. */
+function levelOf(plan: UsageRelationPlan): Level {
+  const where = (plan.where ?? {}) as Readonly<Record<string, unknown>>;
+  const uses = new Set<string>(plan.uses ?? ["user_id", "agent_id", "connector_id"]);
+  if (where.userId !== undefined) uses.add("user_id");
+  if (where.agentId !== undefined) uses.add("agent_id");
+  if (where.connectorId !== undefined) uses.add("connector_id");
+  if (uses.has("user_id") || uses.has("connector_id")) return "full";
+  if (uses.has("agent_id") || MODEL_LEVEL[plan.table] === null) return "agentDay";
+  return "model";
 }
 
 /**
@@ -118,16 +169,12 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   if (!plan.rollups) {
     return Prisma.sql`(SELECT ${ledgerColumns} FROM ${ledger} u ${whereSql([...usageFilterConditions(plan.where), ...(plan.conditions ?? [])])})`;
   }
+  const level = levelOf(plan);
   const from = plan.where?.from?.getTime();
   const to = plan.where?.to?.getTime();
   // Whole slots in range: [first, last); the ledger answers [from, first) and [last, to).
   const first = from === undefined ? undefined : new Date(Math.ceil(from / ROLLUP_SLOT_MS) * ROLLUP_SLOT_MS);
   const last = to === undefined ? undefined : new Date(Math.floor(to / ROLLUP_SLOT_MS) * ROLLUP_SLOT_MS);
-  const slotRange: Prisma.Sql[] = [];
-  if (first) slotRange.push(Prisma.sql`slot_start >= ${first}::timestamptz`);
-  if (last) slotRange.push(Prisma.sql`slot_start < ${last}::timestamptz`);
-  const rollupColumns = Prisma.raw([...columns.map(rollupColumn), "r.event_count"].join(", "));
-
   const branches: Prisma.Sql[] = [];
   const edges: Prisma.Sql[] = [];
   if (first && first.getTime() !== from) edges.push(Prisma.sql`created_at < ${first}::timestamptz`);
@@ -137,15 +184,65 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
     branches.push(Prisma.sql`SELECT ${ledgerColumns} FROM ${ledger} u
       ${whereSql([...ids, ...range, Prisma.sql`(${Prisma.join(edges, " OR ")})`])}`);
   }
+  const slotRange = (lo: Date | undefined, hi: Date | undefined): Prisma.Sql[] => [
+    ...(lo ? [Prisma.sql`slot_start >= ${lo}::timestamptz`] : []),
+    ...(hi ? [Prisma.sql`slot_start < ${hi}::timestamptz`] : []),
+  ];
+  if (level !== "agentDay") {
+    const table = Prisma.raw(level === "model" ? MODEL_LEVEL[plan.table]! : ROLLUP[plan.table]);
+    return slotLevelSql(plan, level, Prisma.sql`SELECT * FROM ${table} r ${whereSql([...ids, ...slotRange(first, last)])}`, [], branches);
+  }
 
-  const whole = wholeSlotSql(plan);
+  // Whole days in range: [firstDay, lastDay); the 15-minute level answers the rest of [first, last).
+  const firstDay = first === undefined ? undefined : new Date(Math.ceil(first.getTime() / DAY_MS) * DAY_MS);
+  const lastDay = last === undefined ? undefined : new Date(Math.floor(last.getTime() / DAY_MS) * DAY_MS);
+  const dayRange = [
+    ...(firstDay ? [Prisma.sql`day_start >= ${firstDay}::timestamptz`] : []),
+    ...(lastDay ? [Prisma.sql`day_start < ${lastDay}::timestamptz`] : []),
+  ];
+  const dayColumns = Prisma.raw([...columns.map((c) => rollupColumn(c, "agentDay")), "r.event_count"].join(", "));
+  const wholeDay = wholeUnitSql(plan, "r.day_start", Prisma.raw("interval '1 day'"), dayOfSql);
+  const days = Prisma.sql`days AS MATERIALIZED (
+      SELECT ${dayColumns}, ${wholeDay ?? Prisma.raw("true")} AS whole
+      FROM ${Prisma.raw(AGENT_DAY_LEVEL[plan.table])} r ${whereSql([...ids, ...dayRange])})`;
+  branches.unshift(Prisma.sql`SELECT ${Prisma.raw([...columns, "event_count"].join(", "))} FROM days WHERE whole`);
+  // The slots of [first, last) outside the whole-day range, and of every cut day (by model or API).
+  const mid1 = firstDay && last && last < firstDay ? last : firstDay;
+  const mid2 = lastDay && mid1 && mid1 > lastDay ? mid1 : lastDay;
+  const full = Prisma.raw(ROLLUP[plan.table]);
+  const slotSources: Prisma.Sql[] = [];
+  if (mid1) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(first, mid1)])}`);
+  if (mid2) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(mid2, last)])}`);
+  if (wholeDay !== null) {
+    const key = Prisma.raw(PERIODS[plan.table].key);
+    // One index range of the slot level per cut day and model, in a nested loop (as for the ledger below).
+    slotSources.push(Prisma.sql`SELECT r.* FROM (SELECT DISTINCT created_at AS cut_day, ${key} AS cut_key FROM days WHERE NOT whole) c
+      CROSS JOIN LATERAL (SELECT * FROM ${full} r
+        ${whereSql([Prisma.sql`r.slot_start >= c.cut_day`, Prisma.sql`r.slot_start < c.cut_day + interval '1 day'`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
+  }
+  if (slotSources.length === 0) return Prisma.sql`(WITH ${days} ${Prisma.join(branches, " UNION ALL ")})`;
+  return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), [days], branches);
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The relation from rows of a 15-minute level (`source`: `SELECT * FROM <level> r …`), whole slots
+ * from it and cut slots from the ledger, after `ctes` and with `branches` (ledger edges, days) beside.
+ */
+function slotLevelSql(plan: UsageRelationPlan, level: Level, source: Prisma.Sql, ctes: readonly Prisma.Sql[], branches: readonly Prisma.Sql[]): Prisma.Sql {
+  const columns = COLUMNS[plan.table];
+  const ledger = Prisma.raw(LEDGER[plan.table]);
+  const ids = [...usageFilterConditions({ ...plan.where, from: undefined, to: undefined } as AnyUsageFilter), ...(plan.conditions ?? [])];
+  const ledgerColumns = Prisma.raw([...columns.map((c) => `u.${c}`), "1::bigint AS event_count"].join(", "));
+  const rollupColumns = Prisma.raw([...columns.map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
+  const withCtes = (more: readonly Prisma.Sql[]) => (more.length === 0 ? Prisma.empty : Prisma.sql`WITH ${Prisma.join(more, ", ")}`);
+  const whole = wholeUnitSql(plan, "r.slot_start", SLOT, slotOfSql);
   if (whole === null) {
-    branches.unshift(Prisma.sql`SELECT ${rollupColumns} FROM ${Prisma.raw(ROLLUP[plan.table])} r ${whereSql([...ids, ...slotRange])}`);
-    return Prisma.sql`(${Prisma.join(branches, " UNION ALL ")})`;
+    return Prisma.sql`(${withCtes(ctes)} ${Prisma.join([Prisma.sql`SELECT ${rollupColumns} FROM (${source}) r`, ...branches], " UNION ALL ")})`;
   }
   // The slots in range, each marked whole or not once; the rows of the others come from the ledger.
-  const rollupAll = Prisma.raw([...columns.map((c) => (c === "created_at" ? "r.slot_start" : `r.${c}`)), "r.event_count"].join(", "));
-  branches.unshift(Prisma.sql`SELECT ${rollupColumns} FROM slots r WHERE r.whole`);
+  const slots = Prisma.sql`slots AS MATERIALIZED (SELECT ${rollupColumns}, ${whole} AS whole FROM (${source}) r)`;
   // Whether a slot is whole depends on the slot and the model (or API) alone: the ledger rows of
   // exactly the rollup rows left out are those of the same slot and model.
   const key = Prisma.raw(PERIODS[plan.table].key);
@@ -154,27 +251,30 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   // hashed or merged every ledger row the filter allows instead (all of a tree's rows: seconds at
   // 30M rows). OFFSET 0 keeps the subquery from being flattened back into such a join.
   const cutSlot = [Prisma.sql`u.created_at >= c.cut_slot`, Prisma.sql`u.created_at < c.cut_slot + ${SLOT}`, Prisma.sql`u.${key} = c.cut_key`];
-  branches.push(Prisma.sql`SELECT ${ledgerColumns}
-    FROM (SELECT DISTINCT slot_start AS cut_slot, ${key} AS cut_key FROM slots WHERE NOT whole) c
-    CROSS JOIN LATERAL (SELECT * FROM ${ledger} u ${whereSql([...cutSlot, ...ids])} OFFSET 0) u`);
-  return Prisma.sql`(WITH slots AS MATERIALIZED (
-      SELECT ${rollupAll}, ${whole} AS whole FROM ${Prisma.raw(ROLLUP[plan.table])} r ${whereSql([...ids, ...slotRange])})
-    ${Prisma.join(branches, " UNION ALL ")})`;
+  const cut = Prisma.sql`SELECT ${ledgerColumns}
+    FROM (SELECT DISTINCT created_at AS cut_slot, ${key} AS cut_key FROM slots WHERE NOT whole) c
+    CROSS JOIN LATERAL (SELECT * FROM ${ledger} u ${whereSql([...cutSlot, ...ids])} OFFSET 0) u`;
+  const names = Prisma.raw([...columns, "event_count"].join(", "));
+  return Prisma.sql`(${withCtes([...ctes, slots])}
+    ${Prisma.join([Prisma.sql`SELECT ${names} FROM slots WHERE whole`, cut, ...branches], " UNION ALL ")})`;
 }
 
 /**
- * The condition that a rollup row's slot is whole for this report (`r.slot_start`, `r.model_id`
- * or `r.external_api_id`), or null when every slot is (a UTC bucket or none, and no prices).
+ * The condition that a rollup row's unit (`start` column: a slot or a day, of length `length`)
+ * is whole for this report (with `r.model_id` or `r.external_api_id`), or null when every unit
+ * is: no bucket, or a UTC bucket the unit never straddles, and no prices.
  */
-function wholeSlotSql(plan: UsageRelationPlan): Prisma.Sql | null {
+function wholeUnitSql(plan: UsageRelationPlan, start: string, length: Prisma.Sql, unitOf: (column: string) => string): Prisma.Sql | null {
   const parts: Prisma.Sql[] = [];
-  if (plan.bucket && !isUtcZone(plan.bucket.timeZone)) {
+  // A UTC day or coarser bucket never cuts a UTC slot or day; a UTC hour cuts every day.
+  const utcWhole = isUtcZone(plan.bucket?.timeZone ?? "UTC") && !(plan.bucket?.bucket === "hour" && unitOf === dayOfSql);
+  if (plan.bucket && !utcWhole) {
     const key = (t: Prisma.Sql) => timeBucketKeySql(plan.bucket!.bucket, plan.bucket!.timeZone, t).key;
-    parts.push(Prisma.sql`${key(Prisma.raw("r.slot_start"))} = ${key(Prisma.sql`r.slot_start + ${SLOT} - interval '1 microsecond'`)}`);
+    parts.push(Prisma.sql`${key(Prisma.raw(start))} = ${key(Prisma.sql`(${Prisma.raw(start)} + ${length} - interval '1 microsecond')`)}`);
   }
   if (plan.priced) {
-    // Periods that start inside a slot are few; NOT IN over them is one hashed lookup per row.
-    parts.push(Prisma.sql`(r.${Prisma.raw(PERIODS[plan.table].key)}, r.slot_start) NOT IN (${Prisma.raw(pricedCutSlotsSql(plan.table))})`);
+    // Periods that start inside a unit are few; NOT IN over them is one hashed lookup per row.
+    parts.push(Prisma.sql`(r.${Prisma.raw(PERIODS[plan.table].key)}, ${Prisma.raw(start)}) NOT IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
   }
   return parts.length === 0 ? null : Prisma.join(parts, " AND ");
 }
