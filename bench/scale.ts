@@ -49,6 +49,7 @@ const JSON_FILE = path.join(OUT_DIR, "scale-results.json");
 /** Bytes a model usage row takes with its indexes, its share of external API rows and rollups (measured at 3M: see SCALE.md), with a margin. */
 const BYTES_PER_ROW_ESTIMATE = 450;
 
+const ROLLUP_TABLES = ["ps_model_usage_rollup", "ps_external_api_usage_rollup", "ps_model_usage_model_rollup", "ps_model_usage_agent_day_rollup", "ps_external_api_usage_agent_day_rollup"];
 const log = (line: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const load = () => os.loadavg().map((v) => Number(v.toFixed(2)));
 
@@ -72,7 +73,7 @@ interface SizeResult {
   readonly measuredAt: string;
   readonly generate: { readonly seconds: number; readonly rebuildSeconds: number; readonly verifySeconds: number; readonly differencesAfter: number; readonly loadEnd: number[] };
   readonly storage: Record<string, number>;
-  readonly rollupRows: { readonly modelUsage: number; readonly externalApiUsage: number };
+  readonly rollupRows: { readonly modelUsage: number; readonly externalApiUsage: number; readonly levels?: Record<string, number> };
   readonly reads: ReadResult[];
 }
 interface ScaleResults {
@@ -151,7 +152,7 @@ async function freeBytes(pool: Pool): Promise<number> {
 }
 
 async function storage(pool: Pool): Promise<Record<string, number>> {
-  const tables = ["ps_model_usage", "ps_external_api_usage", "ps_model_usage_rollup", "ps_external_api_usage_rollup"];
+  const tables = ["ps_model_usage", "ps_external_api_usage", ...ROLLUP_TABLES];
   const out: Record<string, number> = {};
   for (const t of tables) {
     const [row] = (await pool.query<{ heap: string; idx: string }>(`SELECT pg_table_size($1)::text AS heap, pg_indexes_size($1)::text AS idx`, [t])).rows;
@@ -224,7 +225,10 @@ async function reads(): Promise<void> {
   try {
     for (const size of SIZES) {
       const have = await count(pool, "ps_model_usage");
-      let generate: SizeResult["generate"] = { seconds: 0, rebuildSeconds: 0, verifySeconds: 0, differencesAfter: -1, loadEnd: load() };
+      const grownFile = path.join(OUT_DIR, `scale-grow-${size}.json`);
+      let generate: SizeResult["generate"] = fs.existsSync(grownFile)
+        ? (JSON.parse(fs.readFileSync(grownFile, "utf8")) as SizeResult["generate"])
+        : { seconds: 0, rebuildSeconds: 0, verifySeconds: 0, differencesAfter: -1, loadEnd: load() };
       if (have < size) {
         const need = (size - have) * BYTES_PER_ROW_ESTIMATE * 1.5;
         const free = await freeBytes(pool);
@@ -241,14 +245,19 @@ async function reads(): Promise<void> {
         const t2 = Date.now();
         const check = await rebuildRollups(db, { dryRun: true });
         const verifySeconds = (Date.now() - t2) / 1000;
-        const differencesAfter = check.modelUsage.differences + check.externalApiUsage.differences;
+        const differencesAfter = check.modelUsage.differences + check.externalApiUsage.differences + (check.levels ?? []).reduce((n, l) => n + l.differences, 0);
         if (differencesAfter !== 0) throw new Error(`rollups differ from the ledger after the rebuild: ${differencesAfter}`);
         generate = { seconds, rebuildSeconds, verifySeconds, differencesAfter, loadEnd: load() };
         log(`  rollups = ledger (checked in ${verifySeconds.toFixed(0)} s)`);
       } else if (have > size) {
         log(`the database holds ${have} rows, more than ${size}: measuring it at ${have}`);
       }
-      await pool.query(`VACUUM ANALYZE ps_model_usage, ps_external_api_usage, ps_model_usage_rollup, ps_external_api_usage_rollup`);
+      if (ONLY === "grow") {
+        log(`grown to ${size}: ${JSON.stringify(generate)}`);
+        fs.writeFileSync(path.join(OUT_DIR, `scale-grow-${size}.json`), JSON.stringify(generate) + "\n");
+        continue;
+      }
+      await pool.query(`VACUUM ANALYZE`);
       const modelRows = await count(pool, "ps_model_usage");
       const apiRows = await count(pool, "ps_external_api_usage");
       log(`measuring at ${modelRows.toLocaleString("en-US")} model usage rows, load ${load().join(" ")}`);
@@ -260,7 +269,11 @@ async function reads(): Promise<void> {
         measuredAt: new Date().toISOString(),
         generate,
         storage: await storage(pool),
-        rollupRows: { modelUsage: await count(pool, "ps_model_usage_rollup"), externalApiUsage: await count(pool, "ps_external_api_usage_rollup") },
+        rollupRows: {
+          modelUsage: await count(pool, "ps_model_usage_rollup"),
+          externalApiUsage: await count(pool, "ps_external_api_usage_rollup"),
+          levels: Object.fromEntries(await Promise.all(ROLLUP_TABLES.slice(2).map(async (t) => [t, await count(pool, t)] as const))),
+        },
         reads: measured,
       };
       writeResults(all);
@@ -423,7 +436,10 @@ export function renderScale(results: ScaleResults): string {
       "",
       `Storage: model usage ledger ${mb(st["ps_model_usage heap"])} heap + ${mb(st["ps_model_usage indexes"])} indexes (${(st["ps_model_usage heap"] / s.modelRows).toFixed(0)} + ${(st["ps_model_usage indexes"] / s.modelRows).toFixed(0)} = ${(ledgerBytes / s.modelRows).toFixed(0)} bytes an event); ` +
         `model usage rollups ${s.rollupRows.modelUsage.toLocaleString("en-US")} rows, ${mb(st["ps_model_usage_rollup heap"] + st["ps_model_usage_rollup indexes"])} (${(s.modelRows / s.rollupRows.modelUsage).toFixed(1)} events a rollup row, ${((st["ps_model_usage_rollup heap"] + st["ps_model_usage_rollup indexes"]) / s.modelRows).toFixed(0)} bytes an event); ` +
-        `external API rollups ${s.rollupRows.externalApiUsage.toLocaleString("en-US")} rows.`,
+        `external API rollups ${s.rollupRows.externalApiUsage.toLocaleString("en-US")} rows` +
+        (s.rollupRows.levels
+          ? `; levels: ${Object.entries(s.rollupRows.levels).map(([t, n]) => `${t} ${n.toLocaleString("en-US")} rows, ${mb(st[`${t} heap`] + st[`${t} indexes`])}`).join("; ")}.`
+          : " (no levels yet)."),
       "",
       "| report | with rollups | ledger alone | PolicySynth's walk | walk / rollups | walk / ledger | identical | load at end |",
       "|---|---|---|---|---|---|---|---|",
@@ -472,7 +488,7 @@ export function renderScale(results: ScaleResults): string {
 
 async function main(): Promise<void> {
   log(`scale bench: ${ONLY}, sizes ${SIZES.join(", ")}, load ${load().join(" ")}`);
-  if (ONLY === "reads") await reads();
+  if (ONLY === "reads" || ONLY === "grow") await reads();
   else if (ONLY === "ingest") await ingest();
   else if (ONLY === "prune") await pruneBench();
   else if (ONLY === "render") writeResults(readResults());

@@ -200,12 +200,9 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
     ...(firstDay ? [Prisma.sql`day_start >= ${firstDay}::timestamptz`] : []),
     ...(lastDay ? [Prisma.sql`day_start < ${lastDay}::timestamptz`] : []),
   ];
-  const dayColumns = Prisma.raw([...columns.map((c) => rollupColumn(c, "agentDay")), "r.event_count"].join(", "));
-  const wholeDay = wholeUnitSql(plan, "r.day_start", Prisma.raw("interval '1 day'"), dayOfSql);
-  const days = Prisma.sql`days AS MATERIALIZED (
-      SELECT ${dayColumns}, ${wholeDay ?? Prisma.raw("true")} AS whole
-      FROM ${Prisma.raw(AGENT_DAY_LEVEL[plan.table])} r ${whereSql([...ids, ...dayRange])})`;
-  branches.unshift(Prisma.sql`SELECT ${Prisma.raw([...columns, "event_count"].join(", "))} FROM days WHERE whole`);
+  const daySource = Prisma.sql`SELECT * FROM ${Prisma.raw(AGENT_DAY_LEVEL[plan.table])} r ${whereSql([...ids, ...dayRange])}`;
+  const days = splitUnits(plan, "agentDay", "day", daySource);
+  branches.unshift(days.whole);
   // The slots of [first, last) outside the whole-day range, and of every cut day (by model or API).
   const mid1 = firstDay && last && last < firstDay ? last : firstDay;
   const mid2 = lastDay && mid1 && mid1 > lastDay ? mid1 : lastDay;
@@ -213,18 +210,60 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   const slotSources: Prisma.Sql[] = [];
   if (mid1) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(first, mid1)])}`);
   if (mid2) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(mid2, last)])}`);
-  if (wholeDay !== null) {
+  if (days.cut) {
     const key = Prisma.raw(PERIODS[plan.table].key);
     // One index range of the slot level per cut day and model, in a nested loop (as for the ledger below).
-    slotSources.push(Prisma.sql`SELECT r.* FROM (SELECT DISTINCT created_at AS cut_day, ${key} AS cut_key FROM days WHERE NOT whole) c
+    slotSources.push(Prisma.sql`SELECT r.* FROM ${Prisma.raw(days.cut)} c
       CROSS JOIN LATERAL (SELECT * FROM ${full} r
-        ${whereSql([Prisma.sql`r.slot_start >= c.cut_day`, Prisma.sql`r.slot_start < c.cut_day + interval '1 day'`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
+        ${whereSql([Prisma.sql`r.slot_start >= c.cut_start`, Prisma.sql`r.slot_start < c.cut_start + interval '1 day'`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
   }
-  if (slotSources.length === 0) return Prisma.sql`(WITH ${days} ${Prisma.join(branches, " UNION ALL ")})`;
-  return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), [days], branches);
+  if (slotSources.length === 0) return Prisma.sql`(${withCtes(days.ctes)} ${Prisma.join(branches, " UNION ALL ")})`;
+  return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), days.ctes, branches);
 }
 
 const DAY_MS = 86_400_000;
+const UNITS = {
+  slot: { start: "slot_start", length: SLOT, unitOf: slotOfSql },
+  day: { start: "day_start", length: Prisma.raw("interval '1 day'"), unitOf: dayOfSql },
+} as const;
+
+function withCtes(ctes: readonly Prisma.Sql[]): Prisma.Sql {
+  return ctes.length === 0 ? Prisma.empty : Prisma.sql`WITH ${Prisma.join(ctes, ", ")}`;
+}
+
+/**
+ * Splits the rows of a rollup level (`source`: `SELECT * FROM <level> r …`, units of `unit`) into
+ * the whole units' rows (`whole`: the ledger's columns and `event_count`) and the cut (unit start,
+ * model or API id) pairs (`cut`: the name of a CTE with `cut_start`, `cut_key`; null when no unit
+ * can be cut). Whether a unit is whole depends on the unit and the model (or API) alone, so it is
+ * decided once per distinct unit start (a bucket's cuts: a few thousand slots in 90 days, however
+ * many rows) and per price period starting inside a unit, then looked up by hash per row; deciding
+ * it per row took 0.3-10 s at 3M rows (bench/SCALE.md).
+ */
+function splitUnits(plan: UsageRelationPlan, level: Level, unit: keyof typeof UNITS, source: Prisma.Sql): { ctes: Prisma.Sql[]; whole: Prisma.Sql; cut: string | null } {
+  const columns = Prisma.raw([...COLUMNS[plan.table].map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
+  const { start, length, unitOf } = UNITS[unit];
+  const startColumn = Prisma.raw(`r.${start}`);
+  const key = Prisma.raw(`r.${PERIODS[plan.table].key}`);
+  const ctes: Prisma.Sql[] = [];
+  const cutConditions: Prisma.Sql[] = [];
+  // A UTC day or coarser bucket never cuts a UTC slot or day; a UTC hour cuts every day.
+  const utcWhole = isUtcZone(plan.bucket?.timeZone ?? "UTC") && !(plan.bucket?.bucket === "hour" && unit === "day");
+  if (plan.bucket && !utcWhole) {
+    const bucketKey = (t: Prisma.Sql) => timeBucketKeySql(plan.bucket!.bucket, plan.bucket!.timeZone, t).key;
+    ctes.push(Prisma.sql`${Prisma.raw(`${unit}_bucket_cut`)} AS MATERIALIZED (
+      SELECT u FROM (SELECT DISTINCT ${startColumn} AS u FROM (${source}) r) d
+      WHERE ${bucketKey(Prisma.raw("d.u"))} <> ${bucketKey(Prisma.sql`(d.u + ${length} - interval '1 microsecond')`)})`);
+    cutConditions.push(Prisma.sql`${startColumn} IN (SELECT u FROM ${Prisma.raw(`${unit}_bucket_cut`)})`);
+  }
+  // Periods that start inside a unit are few: one hashed lookup per row.
+  if (plan.priced) cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
+  if (cutConditions.length === 0) return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r`, cut: null };
+  const isCut = Prisma.join(cutConditions, " OR ");
+  const cut = `${unit}_cut`;
+  ctes.push(Prisma.sql`${Prisma.raw(cut)} AS MATERIALIZED (SELECT DISTINCT ${startColumn} AS cut_start, ${key} AS cut_key FROM (${source}) r WHERE ${isCut})`);
+  return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r WHERE NOT (${isCut})`, cut };
+}
 
 /**
  * The relation from rows of a 15-minute level (`source`: `SELECT * FROM <level> r …`), whole slots
@@ -235,48 +274,20 @@ function slotLevelSql(plan: UsageRelationPlan, level: Level, source: Prisma.Sql,
   const ledger = Prisma.raw(LEDGER[plan.table]);
   const ids = [...usageFilterConditions({ ...plan.where, from: undefined, to: undefined } as AnyUsageFilter), ...(plan.conditions ?? [])];
   const ledgerColumns = Prisma.raw([...columns.map((c) => `u.${c}`), "1::bigint AS event_count"].join(", "));
-  const rollupColumns = Prisma.raw([...columns.map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
-  const withCtes = (more: readonly Prisma.Sql[]) => (more.length === 0 ? Prisma.empty : Prisma.sql`WITH ${Prisma.join(more, ", ")}`);
-  const whole = wholeUnitSql(plan, "r.slot_start", SLOT, slotOfSql);
-  if (whole === null) {
-    return Prisma.sql`(${withCtes(ctes)} ${Prisma.join([Prisma.sql`SELECT ${rollupColumns} FROM (${source}) r`, ...branches], " UNION ALL ")})`;
-  }
-  // The slots in range, each marked whole or not once; the rows of the others come from the ledger.
-  const slots = Prisma.sql`slots AS MATERIALIZED (SELECT ${rollupColumns}, ${whole} AS whole FROM (${source}) r)`;
-  // Whether a slot is whole depends on the slot and the model (or API) alone: the ledger rows of
-  // exactly the rollup rows left out are those of the same slot and model.
+  const slots = splitUnits(plan, level, "slot", source);
+  if (!slots.cut) return Prisma.sql`(${withCtes([...ctes, ...slots.ctes])} ${Prisma.join([slots.whole, ...branches], " UNION ALL ")})`;
+  // The ledger rows of exactly the rollup rows left out are those of the same slot and model.
   const key = Prisma.raw(PERIODS[plan.table].key);
   // Each cut slot's 15 minutes of the ledger through the created_at index, in a nested loop over
   // the (few) cut slots. As a plain join, the planner, unable to tell how many slots are cut,
   // hashed or merged every ledger row the filter allows instead (all of a tree's rows: seconds at
   // 30M rows). OFFSET 0 keeps the subquery from being flattened back into such a join.
-  const cutSlot = [Prisma.sql`u.created_at >= c.cut_slot`, Prisma.sql`u.created_at < c.cut_slot + ${SLOT}`, Prisma.sql`u.${key} = c.cut_key`];
+  const cutSlot = [Prisma.sql`u.created_at >= c.cut_start`, Prisma.sql`u.created_at < c.cut_start + ${SLOT}`, Prisma.sql`u.${key} = c.cut_key`];
   const cut = Prisma.sql`SELECT ${ledgerColumns}
-    FROM (SELECT DISTINCT created_at AS cut_slot, ${key} AS cut_key FROM slots WHERE NOT whole) c
+    FROM ${Prisma.raw(slots.cut)} c
     CROSS JOIN LATERAL (SELECT * FROM ${ledger} u ${whereSql([...cutSlot, ...ids])} OFFSET 0) u`;
-  const names = Prisma.raw([...columns, "event_count"].join(", "));
-  return Prisma.sql`(${withCtes([...ctes, slots])}
-    ${Prisma.join([Prisma.sql`SELECT ${names} FROM slots WHERE whole`, cut, ...branches], " UNION ALL ")})`;
-}
-
-/**
- * The condition that a rollup row's unit (`start` column: a slot or a day, of length `length`)
- * is whole for this report (with `r.model_id` or `r.external_api_id`), or null when every unit
- * is: no bucket, or a UTC bucket the unit never straddles, and no prices.
- */
-function wholeUnitSql(plan: UsageRelationPlan, start: string, length: Prisma.Sql, unitOf: (column: string) => string): Prisma.Sql | null {
-  const parts: Prisma.Sql[] = [];
-  // A UTC day or coarser bucket never cuts a UTC slot or day; a UTC hour cuts every day.
-  const utcWhole = isUtcZone(plan.bucket?.timeZone ?? "UTC") && !(plan.bucket?.bucket === "hour" && unitOf === dayOfSql);
-  if (plan.bucket && !utcWhole) {
-    const key = (t: Prisma.Sql) => timeBucketKeySql(plan.bucket!.bucket, plan.bucket!.timeZone, t).key;
-    parts.push(Prisma.sql`${key(Prisma.raw(start))} = ${key(Prisma.sql`(${Prisma.raw(start)} + ${length} - interval '1 microsecond')`)}`);
-  }
-  if (plan.priced) {
-    // Periods that start inside a unit are few; NOT IN over them is one hashed lookup per row.
-    parts.push(Prisma.sql`(r.${Prisma.raw(PERIODS[plan.table].key)}, ${Prisma.raw(start)}) NOT IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
-  }
-  return parts.length === 0 ? null : Prisma.join(parts, " AND ");
+  return Prisma.sql`(${withCtes([...ctes, ...slots.ctes])}
+    ${Prisma.join([slots.whole, cut, ...branches], " UNION ALL ")})`;
 }
 
 /** @internal Checks a `rollups` option (the one place it is checked, for sums and cost reports). */
