@@ -35,6 +35,8 @@ import { isUtcZone, timeBucketKeySql, usageFilterConditions, whereSql, type AnyU
 
 /** The rollup slot, in milliseconds (15 minutes). */
 export const ROLLUP_SLOT_MS = 15 * 60 * 1000;
+/** The daily level's unit (a UTC day), in milliseconds. */
+const DAY_MS = 86_400_000;
 
 const SLOT = Prisma.raw("interval '15 minutes'");
 
@@ -221,7 +223,6 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), days.ctes, branches);
 }
 
-const DAY_MS = 86_400_000;
 const UNITS = {
   slot: { start: "slot_start", length: SLOT, unitOf: slotOfSql },
   day: { start: "day_start", length: Prisma.raw("interval '1 day'"), unitOf: dayOfSql },
