@@ -690,7 +690,10 @@ function formatRollupCheck(result: RebuildRollupsResult, dryRun: boolean): strin
       lines.push(`  ${d.slotStart.toISOString()} user ${d.userId} ${id} agent ${d.agentId ?? "-"} connector ${d.connectorId ?? "-"}: ledger ${d.ledgerEvents} events, rollup ${d.rollupEvents}`);
     }
   }
-  const differences = result.modelUsage.differences + result.externalApiUsage.differences;
+  for (const level of result.levels) {
+    lines.push(`${level.table}: ${level.rows} rows, ${level.differences === 0 ? "equal to the 15-minute rollups" : `${level.differences} key(s) differed from the 15-minute rollups`}`);
+  }
+  const differences = result.modelUsage.differences + result.externalApiUsage.differences + result.levels.reduce((n, l) => n + l.differences, 0);
   lines.push(differences === 0 ? "Nothing to rebuild." : dryRun ? "Dry run: nothing changed; run without --dry-run to rebuild." : "Rebuilt from the ledger.");
   return `${lines.join("\n")}\n`;
 }
