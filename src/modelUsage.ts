@@ -206,15 +206,49 @@ const SELECT_LIST = Prisma.sql`${Prisma.join(
 )}, ${BATCH_EVENT_TIME_SQL}`;
 
 function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
+  return modelUsageInsertSql(
+    {
+      userId: intArrayLiteral(items, start, end, "userId", 0),
+      modelId: intArrayLiteral(items, start, end, "modelId", 0),
+      agentId: intArrayLiteral(items, start, end, "agentId"),
+      connectorId: intArrayLiteral(items, start, end, "connectorId"),
+      createdAt: timestampArrayLiteral(items, start, end),
+      counters: MODEL_USAGE_ALL_COUNTERS.map(([field]) => intArrayLiteral(items, start, end, field, 0)),
+      serviceTier: textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier)),
+      regionalProcessing: textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null),
+    },
+    returnIds,
+  );
+}
+
+/** @internal The array literals of a batch chunk's columns (see {@link modelUsageInsertSql}). */
+export interface ModelUsageColumnLiterals {
+  readonly userId: string;
+  readonly modelId: string;
+  readonly agentId: string;
+  readonly connectorId: string;
+  readonly createdAt: string;
+  /** In the order of MODEL_USAGE_ALL_COUNTERS. */
+  readonly counters: readonly string[];
+  readonly serviceTier: string;
+  readonly regionalProcessing: string;
+}
+
+/**
+ * @internal The one `INSERT … SELECT … FROM unnest(…)` of a batch chunk, from its columns' array
+ * literals: also used by `recordProviderUsageBatch`, which builds the literals from its calls
+ * without an input object per row.
+ */
+export function modelUsageInsertSql(columns: ModelUsageColumnLiterals, returnIds: boolean): Prisma.Sql {
   const arrays = Prisma.join([
-    Prisma.sql`${intArrayLiteral(items, start, end, "userId", 0)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "modelId", 0)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`,
-    Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
-    ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`),
-    Prisma.sql`${textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))}::text[]`,
-    Prisma.sql`${textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)}::text[]`,
+    Prisma.sql`${columns.userId}::int[]`,
+    Prisma.sql`${columns.modelId}::int[]`,
+    Prisma.sql`${columns.agentId}::int[]`,
+    Prisma.sql`${columns.connectorId}::int[]`,
+    Prisma.sql`${columns.createdAt}::timestamptz[]`,
+    ...columns.counters.map((literal) => Prisma.sql`${literal}::int[]`),
+    Prisma.sql`${columns.serviceTier}::text[]`,
+    Prisma.sql`${columns.regionalProcessing}::text[]`,
   ]);
   if (!returnIds) {
     return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS}) SELECT ${SELECT_LIST} FROM unnest(${arrays}) AS u(${UNNEST_ALIASES})`;
