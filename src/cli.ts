@@ -177,10 +177,10 @@ export function buildProgram(): Command {
     .addOption(dbOption())
     .option("--dry-run", "print the differences and the SQL, change nothing")
     .option("--json", "JSON output")
-    .option("--lock-timeout <seconds>", "give up if a table lock is not granted this soon (default 10)", nonNegativeSeconds("--lock-timeout"))
+    .option("--lock-timeout <seconds>", "give up if a table lock is not granted this soon (default 10)", lockTimeoutMs)
     .action(async (opts: DbOptions & { dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
       await withDb(opts, async (db) => {
-        const result = await adopt(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout === undefined ? undefined : Math.round(opts.lockTimeout * 1000) });
+        const result = await adopt(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout });
         process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatAdoption(result));
       }, "create");
     });
@@ -205,10 +205,10 @@ export function buildProgram(): Command {
     .addOption(dbOption())
     .option("--dry-run", "only compare, change nothing")
     .option("--json", "JSON output")
-    .option("--lock-timeout <seconds>", "give up if the write lock on the usage tables is not granted this soon (default 10)", nonNegativeSeconds("--lock-timeout"))
+    .option("--lock-timeout <seconds>", "give up if the write lock on the usage tables is not granted this soon (default 10)", lockTimeoutMs)
     .action(async (opts: DbOptions & { dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
       await withDb(opts, async (db) => {
-        const result = await rebuildRollups(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout === undefined ? undefined : Math.max(1, Math.round(opts.lockTimeout * 1000)) });
+        const result = await rebuildRollups(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout });
         process.stdout.write(opts.json ? `${JSON.stringify(result, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n` : formatRollupCheck(result, opts.dryRun === true));
         if (opts.dryRun && result.modelUsage.differences + result.externalApiUsage.differences > 0) commandStatus = 1;
       });
@@ -378,6 +378,14 @@ function nonNegativeSeconds(flag: string) {
     }
     return Number(value);
   };
+}
+
+/**
+ * `--lock-timeout <seconds>` as the milliseconds of `lockTimeoutMs`: at least 1, because
+ * PostgreSQL reads a lock_timeout of 0 as "wait forever", the opposite of asking not to wait.
+ */
+function lockTimeoutMs(value: string): number {
+  return Math.max(1, Math.round(nonNegativeSeconds("--lock-timeout")(value) * 1000));
 }
 
 function positiveInt(flag: string) {

@@ -203,17 +203,20 @@ function singleValues(data: Prisma.PsModelUsageUncheckedCreateInput, createdAt: 
   return values;
 }
 
-/** One column of a batch chunk: its name and its unnest array (an SQL cast of a literal). */
-type ChunkColumn = readonly [column: string, array: (items: readonly ModelUsageInput[], start: number, end: number) => Prisma.Sql];
+/** @internal One unnest array of a batch chunk: its column, its array literal and the element type. */
+export type ChunkArray = readonly [column: string, literal: string, type: "int" | "timestamptz" | "text"];
+
+/** One column of a batch chunk: its name, its element type and how its array literal is built. */
+type ChunkColumn = readonly [column: string, type: ChunkArray[2], literal: (items: readonly ModelUsageInput[], start: number, end: number) => string];
 
 /** `ps_model_usage` columns every batch chunk fills, in the order of the unnest arrays. */
 const BATCH_COLUMNS: readonly ChunkColumn[] = [
-  ["user_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "userId", 0)}::int[]`],
-  ["model_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "modelId", 0)}::int[]`],
-  ["agent_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`],
-  ["connector_id", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`],
-  ["created_at", (items, start, end) => Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`],
-  ...MODEL_USAGE_COUNTERS.map(([field, column]): ChunkColumn => [column, (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`]),
+  ["user_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "userId", 0)],
+  ["model_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "modelId", 0)],
+  ["agent_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "agentId")],
+  ["connector_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "connectorId")],
+  ["created_at", "timestamptz", (items, start, end) => timestampArrayLiteral(items, start, end)],
+  ...MODEL_USAGE_COUNTERS.map(([field, column]): ChunkColumn => [column, "int", (items, start, end) => intArrayLiteral(items, start, end, field, 0)]),
 ];
 
 /**
@@ -222,13 +225,13 @@ const BATCH_COLUMNS: readonly ChunkColumn[] = [
  * statement saves the server about a tenth of a chunk's insert (bench/profileChunk.ts).
  */
 const OPTIONAL_BATCH_COLUMNS: readonly (readonly [ChunkColumn, (item: ModelUsageInput) => boolean])[] = [
-  [["web_search_count", (items, start, end) => Prisma.sql`${intArrayLiteral(items, start, end, "webSearchCount", 0)}::int[]`], (item) => !!item.webSearchCount],
+  [["web_search_count", "int", (items, start, end) => intArrayLiteral(items, start, end, "webSearchCount", 0)], (item) => !!item.webSearchCount],
   [
-    ["service_tier", (items, start, end) => Prisma.sql`${textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))}::text[]`],
+    ["service_tier", "text", (items, start, end) => textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))],
     (item) => storedServiceTier(item.serviceTier) !== null,
   ],
   [
-    ["regional_processing", (items, start, end) => Prisma.sql`${textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)}::text[]`],
+    ["regional_processing", "text", (items, start, end) => textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)],
     (item) => item.regionalProcessing != null,
   ],
 ];
@@ -243,8 +246,20 @@ function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: nu
       }
     }
   }
-  const names = columns.map(([name]) => name);
-  const arrays = Prisma.join(columns.map(([, array]) => array(items, start, end)));
+  return modelUsageInsertSql(
+    columns.map(([column, type, literal]): ChunkArray => [column, literal(items, start, end), type]),
+    returnIds,
+  );
+}
+
+/**
+ * @internal The one `INSERT … SELECT … FROM unnest(…)` of a batch chunk, from its columns' array
+ * literals (`created_at` among them; columns left out take their defaults): also used by
+ * `recordProviderUsageBatch`, which builds the literals from its calls without an input object per row.
+ */
+export function modelUsageInsertSql(arrays: readonly ChunkArray[], returnIds: boolean): Prisma.Sql {
+  const names = arrays.map(([name]) => name);
+  const unnestArrays = Prisma.join(arrays.map(([, literal, type]) => Prisma.sql`${literal}::${Prisma.raw(type)}[]`));
   // updated_at is not an array: it is the row's created_at (see BATCH_EVENT_TIME_SQL).
   const insertColumns = Prisma.raw([...names, "updated_at"].join(", "));
   const selectList = Prisma.join(
@@ -253,11 +268,11 @@ function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: nu
   );
   const aliases = Prisma.raw(names.join(", "));
   if (!returnIds) {
-    return Prisma.sql`INSERT INTO ps_model_usage (${insertColumns}) SELECT ${selectList} FROM unnest(${arrays}) AS u(${aliases})`;
+    return Prisma.sql`INSERT INTO ps_model_usage (${insertColumns}) SELECT ${selectList} FROM unnest(${unnestArrays}) AS u(${aliases})`;
   }
   // Ordered by position so that ids are handed out, and returned, in input order.
   return Prisma.sql`INSERT INTO ps_model_usage (${insertColumns})
-    SELECT ${selectList} FROM unnest(${arrays}) WITH ORDINALITY AS u(${aliases}, ord) ORDER BY u.ord
+    SELECT ${selectList} FROM unnest(${unnestArrays}) WITH ORDINALITY AS u(${aliases}, ord) ORDER BY u.ord
     RETURNING id`;
 }
 

@@ -171,6 +171,7 @@ export function isConnectionFailure(err: unknown): boolean {
  * or pg's client-side query timeout on a server that stopped answering.
  */
 export function timeoutPhase(err: unknown): DatabaseTimeoutError["phase"] | null {
+  if (isLockNotGranted(err)) return "lock";
   const cause = adapterCause(err);
   const message = `${cause?.originalMessage ?? ""} ${(err as Error)?.message ?? ""}`;
   if ((cause?.originalCode ?? cause?.code) === "57014" && /statement timeout/i.test(message)) return "statement";
@@ -178,6 +179,24 @@ export function timeoutPhase(err: unknown): DatabaseTimeoutError["phase"] | null
   if (/Query read timeout/i.test(message)) return "response";
   if (/timeout exceeded when trying to connect|Connection terminated due to connection timeout/i.test(message)) return "connect";
   return null;
+}
+
+/**
+ * PostgreSQL's lock_not_available (SQLSTATE 55P03): a lock was not granted within the session's
+ * lock_timeout. From the adapter (Prisma) or from a raw driver session alike.
+ */
+export function isLockNotGranted(err: unknown): boolean {
+  const cause = adapterCause(err);
+  return (cause?.originalCode ?? cause?.code ?? (err as { code?: unknown } | null)?.code) === "55P03";
+}
+
+/**
+ * A lock not granted in time as the {@link DatabaseTimeoutError} of phase `"lock"` (`detail`: what
+ * was waited for; default the server's message), or null for any other error.
+ */
+export function lockTimeoutError(target: string, err: unknown, detail?: string): DatabaseTimeoutError | null {
+  if (!isLockNotGranted(err)) return null;
+  return new DatabaseTimeoutError(target, "lock", detail ?? (adapterCause(err)?.originalMessage ?? (err as Error)?.message ?? String(err)).trim(), { cause: err });
 }
 
 /**
@@ -219,6 +238,8 @@ export async function translateDatabaseError(
     const resolved = await resolveReference(violatedReferenceColumn(err));
     return new UnknownReferenceError(resolved.table, resolved.id, { cause: err });
   }
+  const lock = lockTimeoutError(db.target, err);
+  if (lock !== null) return lock;
   const phase = timeoutPhase(err);
   if (phase !== null) {
     const detail = adapterCause(err)?.originalMessage ?? (err as Error)?.message ?? String(err);

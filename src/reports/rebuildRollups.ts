@@ -6,8 +6,9 @@
  * fixed.
  */
 import type { Database, SqlSession } from "../db";
-import { DatabaseTimeoutError, UsageValidationError, type FieldIssue } from "../errors";
+import { UsageValidationError, type FieldIssue } from "../errors";
 import { MODEL_USAGE_ALL_COUNTERS } from "../types";
+import { lockTimeoutError } from "../usageShared";
 import { checkOptionNames } from "../usageSql";
 import { dayOfSql, slotOfSql } from "./rollups";
 
@@ -301,10 +302,13 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
       return result;
     } catch (err) {
       await session.exec("ROLLBACK").catch(() => undefined);
-      if ((err as { code?: string }).code === "55P03") {
-        throw new DatabaseTimeoutError(db.target, "lock", `the write lock on ps_model_usage and ps_external_api_usage was not granted within ${lockTimeoutMs} ms (a long transaction holds them; retry, or raise lockTimeoutMs); nothing changed`, { cause: err });
-      }
-      throw err;
+      throw (
+        lockTimeoutError(
+          db.target,
+          err,
+          `the write lock on ps_model_usage and ps_external_api_usage was not granted within ${lockTimeoutMs} ms (a long transaction holds them; retry, or raise lockTimeoutMs); nothing changed`,
+        ) ?? err
+      );
     }
   });
 }
