@@ -48,6 +48,18 @@ import {
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
 import { writeChecked, type References } from "./ledger/references";
+import { afterRecord, guardEvent, type BudgetEvent } from "./budgets/guard";
+import type { BudgetAlert } from "./budgets/alerts";
+
+/** A model usage row as the budgets see it. */
+const budgetEvent = (row: { userId: number; agentId?: number | null; connectorId?: number | null; modelId: number; createdAt?: Date }): BudgetEvent => ({
+  userId: row.userId,
+  agentId: row.agentId ?? null,
+  connectorId: row.connectorId ?? null,
+  modelId: row.modelId,
+  externalApiId: null,
+  createdAt: row.createdAt ?? new Date(),
+});
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
 const MODEL_USAGE_REFERENCES: References = [
@@ -142,6 +154,9 @@ export async function recordModelUsageAs(
     if (value !== undefined) data[field] = value;
   }
   const key = options?.idempotencyKey;
+  const enforce = options?.enforceBudgets === true;
+  // Alerts the guard raised in the transaction, delivered after the commit.
+  let fired: BudgetAlert[] | undefined;
   try {
     // The insert (after the reference check where one is needed), both timestamps set at the
     // write (see eventTimes); with a key, the key row in the same statement.
@@ -159,27 +174,32 @@ export async function recordModelUsageAs(
             }),
           );
           if (alsoWrite) await alsoWrite(client, row);
+          if (enforce) fired = await guardEvent(db, client, budgetEvent(row));
           return row;
         },
-        alsoWrite !== undefined,
+        alsoWrite !== undefined || enforce,
       );
-    if (key === undefined) return await create();
-    return await recordOnce(
-      key,
-      input.userId,
-      "model usage",
-      () => create(key),
-      async () => {
-        const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
-        if (!stored) return null;
-        return {
-          userId: stored.userId,
-          modelUsageId: stored.modelUsageId,
-          externalApiUsageId: stored.externalApiUsageId,
-          row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
-        };
-      },
-    );
+    const row =
+      key === undefined
+        ? await create()
+        : await recordOnce(
+            key,
+            input.userId,
+            "model usage",
+            () => create(key),
+            async () => {
+              const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
+              if (!stored) return null;
+              return {
+                userId: stored.userId,
+                modelUsageId: stored.modelUsageId,
+                externalApiUsageId: stored.externalApiUsageId,
+                row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
+              };
+            },
+          );
+    await afterRecord(db, [budgetEvent(row)], fired);
+    return row;
   } catch (err) {
     throw await translateDatabaseError(db, err, singleReferenceError(input, MODEL_USAGE_REFERENCES));
   }
@@ -257,7 +277,9 @@ export async function recordModelUsageBatchAs(
   options: BatchRecordOptions | undefined,
   owner: Owner,
 ): Promise<BatchRecordResult> {
-  return recordBatch(db, inputs, options, MODEL_USAGE_BATCH, owner);
+  const result = await recordBatch(db, inputs, options, MODEL_USAGE_BATCH, owner);
+  if (result.count > 0) await afterRecord(db, inputs.map(budgetEvent));
+  return result;
 }
 
 /** @internal How a batch of model usage is validated and written (for {@link recordBatchesTogether}). */
@@ -375,7 +397,14 @@ export async function recordModelCallAs(
   checkModelCallOptions(options, issues);
   throwIfIssues(issues);
   const usage = modelCallToUsage(call, options?.longContextTokenThreshold);
-  return recordModelUsageAs(db, usage, options?.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey }, owner);
+  return recordModelUsageAs(
+    db,
+    usage,
+    options?.idempotencyKey === undefined && options?.enforceBudgets === undefined
+      ? undefined
+      : { ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }), ...(options.enforceBudgets === undefined ? {} : { enforceBudgets: options.enforceBudgets }) },
+    owner,
+  );
 }
 
 /**
