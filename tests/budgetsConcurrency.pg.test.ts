@@ -17,8 +17,8 @@ interface WorkerResult {
 }
 
 /** Starts a worker; `ready` once it has opened the database, `go` starts its records. */
-function startWorker(url: string, modelId: number, costs: readonly number[]) {
-  const child = spawn(process.execPath, [WORKER, url, String(modelId), costs.join(",")], { stdio: ["pipe", "pipe", "pipe"] });
+function startWorker(url: string, userId: number, modelId: number, costs: readonly number[]) {
+  const child = spawn(process.execPath, [WORKER, url, String(userId), String(modelId), costs.join(",")], { stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   let markReady: () => void = () => undefined;
@@ -68,8 +68,10 @@ test("8 processes x 25 guarded records race a hard limit: spent never passes it,
   const LIMIT = 1000; // micro-dollars
   await setBudget(db, { name: "race", period: "day", amount: (LIMIT / 1e6).toFixed(6), currency: "USD", thresholds: [0.5, 0.8, 1], hardLimit: true });
   const random = seededRandom(14);
-  // 200 events of 1-20 micro-dollars: about 2,100 asked for, 1,000 allowed.
-  const workers = Array.from({ length: 8 }, () => startWorker(url, model, Array.from({ length: 25 }, () => 1 + Math.floor(random() * 20))));
+  // 200 events of 1-20 micro-dollars: about 2,100 asked for, 1,000 allowed. Each worker records
+  // for a user of its own, so that its rows go to rollup rows of their own: the budget's lock,
+  // not a shared rollup row, is what makes the writers take turns.
+  const workers = Array.from({ length: 8 }, (_, i) => startWorker(url, i + 1, model, Array.from({ length: 25 }, () => 1 + Math.floor(random() * 20))));
   await Promise.all(workers.map((w) => w.ready));
   for (const w of workers) w.go();
   const started = Date.now();

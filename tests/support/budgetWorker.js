@@ -1,6 +1,6 @@
 // A separate process racing other workers for a budget's last remaining amount, for
 // tests/budgetsConcurrency.pg.test.ts.
-//   node budgetWorker.js <postgres url> <modelId> <costs as comma-separated micro-dollars>
+//   node budgetWorker.js <postgres url> <userId> <modelId> <costs as comma-separated micro-dollars>
 // It opens the database with an onBudgetAlert callback, prints "ready", waits for a line on
 // stdin (so that every worker starts at once), records one guarded model usage event per cost,
 // all at the same time over its pool, and prints one JSON line: which costs were recorded and
@@ -12,7 +12,7 @@ const { recordModelUsage } = require("../../src/modelUsage");
 const { BudgetExceededError } = require("../../src/errors");
 
 async function main() {
-  const [url, modelId, costsText] = process.argv.slice(2);
+  const [url, userId, modelId, costsText] = process.argv.slice(2);
   const costs = costsText.split(",").map(Number);
   const alerts = [];
   const db = await openDatabase({ url, poolSize: 4, connectTimeoutMs: 300_000, onBudgetAlert: (a) => void alerts.push({ id: a.id, threshold: a.threshold }) });
@@ -24,7 +24,7 @@ async function main() {
     const errors = [];
     await Promise.all(
       costs.map((cost) =>
-        recordModelUsage(db, { userId: 1, modelId: Number(modelId), tokenInCount: cost }, { enforceBudgets: true }).then(
+        recordModelUsage(db, { userId: Number(userId), modelId: Number(modelId), tokenInCount: cost }, { enforceBudgets: true }).then(
           () => recorded.push(cost),
           (err) => (err instanceof BudgetExceededError && err.reason === "limit" ? refused.push(cost) : errors.push(String(err && err.message))),
         ),
