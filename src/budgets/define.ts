@@ -10,6 +10,21 @@ import { parseCurrency, parseDecimal } from "../prices";
 import { checkOptionNames, resolveTimeZone } from "../usageSql";
 import { dateProblem, describeValue, idProblem } from "../validation";
 import { forgetBudgets } from "./registry";
+import { translateDatabaseError } from "../usageShared";
+import { closedError, isClosing } from "../db/closing";
+
+/**
+ * @internal Runs a budget call with the package's typed errors: a missing table is
+ * DatabaseNotMigratedError, a closed or lost database DatabaseConnectionError, and so on.
+ */
+export async function typedErrors<T>(db: Database, fn: () => Promise<T>): Promise<T> {
+  if (isClosing(db)) throw closedError(db.target);
+  try {
+    return await fn();
+  } catch (err) {
+    throw await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null));
+  }
+}
 
 /** A calendar period in the budget's time zone (a week starts on Monday). */
 export type BudgetPeriod = "day" | "week" | "month";
@@ -225,7 +240,11 @@ async function checkScopeExists(tx: Prisma.TransactionClient, scope: CheckedBudg
  * @internal {@link setBudget}; with an `owner` (a `forUser` view) the budget's `scope.userId` is
  * the owner's, and a name another user's budget has is refused.
  */
-export async function setBudgetAs(db: Database, input: BudgetInput, owner: number | null): Promise<Budget> {
+export function setBudgetAs(db: Database, input: BudgetInput, owner: number | null): Promise<Budget> {
+  return typedErrors(db, () => setChecked(db, input, owner));
+}
+
+async function setChecked(db: Database, input: BudgetInput, owner: number | null): Promise<Budget> {
   const issues: FieldIssue[] = [];
   const checked = await checkBudget(db, input, issues);
   if (owner !== null && checked !== null && checked.data.userId !== owner) {
@@ -266,9 +285,11 @@ export function setBudget(db: Database, input: BudgetInput): Promise<Budget> {
 }
 
 /** @internal {@link listBudgets}, only `owner`'s budgets when given. */
-export async function listBudgetsAs(db: Database, owner: number | null): Promise<Budget[]> {
-  const rows = await db.prisma.psUsageBudget.findMany({ where: owner === null ? {} : { userId: owner }, orderBy: { name: "asc" } });
-  return rows.map(toBudget);
+export function listBudgetsAs(db: Database, owner: number | null): Promise<Budget[]> {
+  return typedErrors(db, async () => {
+    const rows = await db.prisma.psUsageBudget.findMany({ where: owner === null ? {} : { userId: owner }, orderBy: { name: "asc" } });
+    return rows.map(toBudget);
+  });
 }
 
 /**
@@ -285,7 +306,7 @@ export function listBudgets(db: Database): Promise<Budget[]> {
 export async function removeBudgetAs(db: Database, name: string, owner: number | null): Promise<boolean> {
   const issues: FieldIssue[] = [];
   if (!checkName(name, issues)) throw new UsageValidationError(issues);
-  const { count } = await db.prisma.psUsageBudget.deleteMany({ where: owner === null ? { name } : { name, userId: owner } });
+  const { count } = await typedErrors(db, () => db.prisma.psUsageBudget.deleteMany({ where: owner === null ? { name } : { name, userId: owner } }));
   forgetBudgets(db);
   return count > 0;
 }

@@ -14,7 +14,7 @@ import type { Database } from "../db";
 import { BudgetExceededError, UsageValidationError, type FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
 import { deliverAlerts, deliverPendingAlerts, fireCrossed, type BudgetAlert } from "./alerts";
-import type { BudgetRow } from "./define";
+import { typedErrors, type BudgetRow } from "./define";
 import { cachedBudgets } from "./registry";
 import { budgetsInPeriod, checkAt, spendingOf, statusOf, type BudgetStatusOptions } from "./status";
 
@@ -149,12 +149,14 @@ export async function checkBudgets(db: Database, options?: BudgetStatusOptions):
   const issues: FieldIssue[] = [];
   const at = checkAt(options, issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  const raised: BudgetAlert[] = [];
-  for (const b of await budgetsInPeriod(db.primary.prisma, Prisma.sql`TRUE`, at)) {
-    const { fired } = await statusOf(db, b);
-    raised.push(...fired);
-    await deliverAlerts(db, fired);
-  }
-  await deliverPendingAlerts(db);
-  return raised;
+  return typedErrors(db, async () => {
+    const raised: BudgetAlert[] = [];
+    for (const b of await budgetsInPeriod(db.primary.prisma, Prisma.sql`TRUE`, at)) {
+      const { fired } = await statusOf(db, b);
+      raised.push(...fired);
+      await deliverAlerts(db, fired);
+    }
+    await deliverPendingAlerts(db);
+    return raised;
+  });
 }

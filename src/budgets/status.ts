@@ -9,7 +9,7 @@ import { Prisma } from "../generated/prisma/client";
 import { costTotalsOn, type CostReportFilter } from "../costs";
 import { dateProblem, describeValue } from "../validation";
 import { checkOptionNames } from "../usageSql";
-import { checkName, toBudget, type Budget, type BudgetRow } from "./define";
+import { checkName, toBudget, typedErrors, type Budget, type BudgetRow } from "./define";
 import { deliverAlerts, fireCrossed, toAlert, type BudgetAlert } from "./alerts";
 
 /** The amount a scope spent in one period, and what the budget could not count. */
@@ -136,11 +136,13 @@ export async function budgetStatusAs(db: Database, name: string, options: Budget
   const at = checkAt(options, issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
   const ownerSql = owner === null ? Prisma.empty : Prisma.sql`AND b.user_id = ${owner}`;
-  const [budget] = await budgetsInPeriod(db.primary.prisma, Prisma.sql`b.name = ${name} ${ownerSql}`, at);
-  if (budget === undefined) throw new UsageValidationError([{ field: "name", reason: `no budget is named ${describeValue(name)}` }]);
-  const { status, fired } = await statusOf(db, budget);
-  await deliverAlerts(db, fired);
-  return status;
+  return typedErrors(db, async () => {
+    const [budget] = await budgetsInPeriod(db.primary.prisma, Prisma.sql`b.name = ${name} ${ownerSql}`, at);
+    if (budget === undefined) throw new UsageValidationError([{ field: "name", reason: `no budget is named ${describeValue(name)}` }]);
+    const { status, fired } = await statusOf(db, budget);
+    await deliverAlerts(db, fired);
+    return status;
+  });
 }
 
 /**

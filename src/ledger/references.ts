@@ -8,6 +8,7 @@
  */
 import type { Database } from "../db";
 import { UnknownReferenceError } from "../errors";
+import { closedError, isClosing } from "../db/closing";
 import { Prisma } from "../generated/prisma/client";
 import { namesAgentOrConnector, refuseOthersReferences, type OwnedReferences, type Owner } from "../scope/ownership";
 
@@ -204,6 +205,8 @@ export async function writeChecked<T>(
 ): Promise<T> {
   const check = await planReferenceCheck(db, table, references, [input], owner);
   if (check === null && !transaction) return write(db.prisma);
+  // Closed: refused as a plain write is (a transaction would first fail in the driver).
+  if (isClosing(db)) throw closedError(db.target);
   return db.prisma.$transaction(
     async (tx) => {
       if (check !== null) await checkReferences(tx, [input], check, false);
