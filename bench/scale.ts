@@ -1,0 +1,488 @@
+/**
+ * The benchmark at scale (issue 12, section 4): a ledger of 3M, 10M and 30M model usage rows
+ * generated inside PostgreSQL (bench/scaleData.ts), rollups built by the package's rebuildRollups
+ * and checked equal to the ledger, then the reports timed with and without rollups, their results
+ * compared, and PolicySynth's own tree walk timed beside them.
+ *
+ *   npm run bench:scale                      # reads at 3M, 10M, 30M (grows the database in steps)
+ *   SCALE_SIZES=3000000 npm run bench:scale  # one size (grows up to it, or measures it again)
+ *   SCALE_ONLY=ingest npm run bench:scale    # ingest with and without rollup maintenance
+ *   SCALE_ONLY=prune npm run bench:scale     # prune 30 days at the database's size, with a concurrent inserter
+ *   SCALE_SIZES=100000000 …                  # 100M where the disk has room (checked first)
+ *
+ * The database `ps_usage_bench_scale_ledger` (SCALE_DB) is kept between runs so that the sizes
+ * can be grown in steps; SCALE_DROP=1 drops it at the end. Results: bench/scale-results.json
+ * (every size measured, merged) and bench/SCALE.md.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Pool } from "pg";
+import {
+  agentTreeCostReport,
+  openDatabase,
+  prune,
+  rebuildRollups,
+  recordModelUsage,
+  recordModelUsageBatch,
+  setExternalApiPrice,
+  setModelPrice,
+  sumAgentTreeUsage,
+  sumModelUsage,
+  type Database,
+} from "../src";
+import { agentCostsPolicySynthPlain, treePolicySynthPlain } from "./baselines";
+import { agentForest, generateEvents, MODEL_PROFILES, toInputs, WINDOW_END } from "./data";
+import { createScaleUniverse, growLedger, WINDOW_START, type ScaleUniverse } from "./scaleData";
+import { admin, urlFor, type Backend } from "./setup";
+import { median, percentile } from "./stats";
+
+const SIZES = (process.env.SCALE_SIZES ?? "3000000,10000000,30000000").split(",").map((s) => Number(s.trim()));
+const ONLY = process.env.SCALE_ONLY ?? "reads";
+const DB_NAME = process.env.SCALE_DB ?? "ps_usage_bench_scale_ledger";
+const RUNS = Number(process.env.SCALE_RUNS ?? "5");
+const LEDGER_RUNS = Number(process.env.SCALE_LEDGER_RUNS ?? "3");
+/** PolicySynth's walk fetches every usage row of the tree into Node: run it up to this size. */
+const WALK_MAX_ROWS = Number(process.env.SCALE_WALK_MAX ?? "10000000");
+const OUT_DIR = process.env.SCALE_OUT ?? path.join(__dirname, "..", "..", "..", "bench");
+const JSON_FILE = path.join(OUT_DIR, "scale-results.json");
+/** Bytes a model usage row takes with its indexes, its share of external API rows and rollups (measured at 3M: see SCALE.md), with a margin. */
+const BYTES_PER_ROW_ESTIMATE = 450;
+
+const log = (line: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+const load = () => os.loadavg().map((v) => Number(v.toFixed(2)));
+
+interface Timed {
+  readonly name: string;
+  readonly runsMs: number[];
+  readonly medianMs: number;
+  readonly loadStart: number[];
+  readonly loadEnd: number[];
+}
+interface ReadResult {
+  readonly query: string;
+  readonly withRollups: Timed;
+  readonly withoutRollups: Timed;
+  readonly identical: boolean;
+  readonly policySynth?: Timed;
+}
+interface SizeResult {
+  readonly modelRows: number;
+  readonly apiRows: number;
+  readonly measuredAt: string;
+  readonly generate: { readonly seconds: number; readonly rebuildSeconds: number; readonly verifySeconds: number; readonly differencesAfter: number; readonly loadEnd: number[] };
+  readonly storage: Record<string, number>;
+  readonly rollupRows: { readonly modelUsage: number; readonly externalApiUsage: number };
+  readonly reads: ReadResult[];
+}
+interface ScaleResults {
+  sizes: Record<string, SizeResult>;
+  ingest?: { readonly rows: number; readonly chunk: string; readonly withTriggersMs: number[]; readonly withoutTriggersMs: number[]; readonly ratio: number; readonly load: number[][]; readonly measuredAt: string };
+  prune?: {
+    readonly modelRowsBefore: number;
+    readonly days: number;
+    readonly deleted: number;
+    readonly pruneSeconds: number;
+    readonly inserts: number;
+    readonly insertP50Ms: number;
+    readonly insertP99Ms: number;
+    readonly insertMaxMs: number;
+    readonly sizes: Record<string, { before: number; afterPrune: number; afterVacuum: number; freeAfterVacuum: number }>;
+    readonly load: number[][];
+    readonly measuredAt: string;
+  };
+}
+
+function readResults(): ScaleResults {
+  return fs.existsSync(JSON_FILE) ? (JSON.parse(fs.readFileSync(JSON_FILE, "utf8")) as ScaleResults) : { sizes: {} };
+}
+
+/** JSON with bigints as strings and Dates as ISO text, for comparing results. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+}
+
+async function exists(): Promise<boolean> {
+  const pool = new Pool({ connectionString: urlFor("postgres") });
+  try {
+    return (await pool.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [DB_NAME])).rowCount === 1;
+  } finally {
+    await pool.end();
+  }
+}
+
+async function openScale(): Promise<{ db: Database; pool: Pool; universe: ScaleUniverse }> {
+  const fresh = !(await exists());
+  if (fresh) await admin(`CREATE DATABASE "${DB_NAME}"`);
+  const url = urlFor(DB_NAME);
+  const db = await openDatabase({ url, migrate: true, writeTimeoutMs: 3_600_000, reportTimeoutMs: 3_600_000 });
+  const pool = new Pool({ connectionString: url, max: 4 });
+  pool.on("error", () => undefined);
+  await pool.query(`CREATE TABLE IF NOT EXISTS bench_scale_universe (universe jsonb NOT NULL)`);
+  const stored = (await pool.query<{ universe: ScaleUniverse }>(`SELECT universe FROM bench_scale_universe`)).rows[0]?.universe;
+  if (stored) return { db, pool, universe: stored };
+  log("creating models, agents, connectors, APIs and price periods");
+  const universe = await createScaleUniverse(pool);
+  const dayBefore = new Date(WINDOW_START - 86_400_000);
+  for (let m = 0; m < MODEL_PROFILES.length; m++) {
+    const { currency, costInTokensPerMillion, costOutTokensPerMillion, ...rest } = MODEL_PROFILES[m].prices as Record<string, string | number>;
+    await setModelPrice(db, universe.modelIds[m], { currency: String(currency), costInTokensPerMillion, costOutTokensPerMillion, ...rest } as never, dayBefore);
+  }
+  // Two price changes inside the window: one on a slot boundary, one 7.5 minutes into a slot
+  // (that slot is read from the ledger by priced reports).
+  const p0 = MODEL_PROFILES[0].prices as Record<string, string | number>;
+  await setModelPrice(db, universe.modelIds[0], { ...p0, costInTokensPerMillion: 1.75 } as never, new Date(WINDOW_START + 45 * 86_400_000 + 7.5 * 60_000));
+  const p1 = MODEL_PROFILES[1].prices as Record<string, string | number>;
+  await setModelPrice(db, universe.modelIds[1], { ...p1, costOutTokensPerMillion: 12 } as never, new Date(WINDOW_START + 60 * 86_400_000));
+  for (const id of universe.externalApiIds) await setExternalApiPrice(db, id, { unitType: "call", pricePerUnit: "0.004", currency: "USD" }, dayBefore);
+  await pool.query(`INSERT INTO bench_scale_universe (universe) VALUES ($1)`, [JSON.stringify(universe)]);
+  return { db, pool, universe };
+}
+
+async function count(pool: Pool, table: string): Promise<number> {
+  return Number((await pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${table}`)).rows[0].n);
+}
+
+/** Free bytes on the file system holding the database's files. */
+async function freeBytes(pool: Pool): Promise<number> {
+  const dir = (await pool.query<{ d: string }>(`SHOW data_directory`).catch(() => ({ rows: [{ d: "/" }] }))).rows[0].d;
+  const stat = fs.statfsSync(fs.existsSync(dir) ? dir : "/");
+  return stat.bavail * stat.bsize;
+}
+
+async function storage(pool: Pool): Promise<Record<string, number>> {
+  const tables = ["ps_model_usage", "ps_external_api_usage", "ps_model_usage_rollup", "ps_external_api_usage_rollup"];
+  const out: Record<string, number> = {};
+  for (const t of tables) {
+    const [row] = (await pool.query<{ heap: string; idx: string }>(`SELECT pg_table_size($1)::text AS heap, pg_indexes_size($1)::text AS idx`, [t])).rows;
+    out[`${t} heap`] = Number(row.heap);
+    out[`${t} indexes`] = Number(row.idx);
+  }
+  return out;
+}
+
+async function timeRuns<T>(name: string, runs: number, run: () => Promise<T>): Promise<{ timed: Timed; result: T }> {
+  const loadStart = load();
+  const runsMs: number[] = [];
+  let result!: T;
+  for (let i = 0; i < runs; i++) {
+    const t = process.hrtime.bigint();
+    result = await run();
+    runsMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  return { timed: { name, runsMs, medianMs: median(runsMs), loadStart, loadEnd: load() }, result };
+}
+
+/** The reports of issue 12 §4, each with and without rollups, interleaved, results compared. */
+async function measureReads(db: Database, pool: Pool, universe: ScaleUniverse, modelRows: number): Promise<ReadResult[]> {
+  const range = { from: new Date(WINDOW_START), to: new Date(WINDOW_END) };
+  const root = universe.rootAgentId;
+  const queries: [string, (rollups: boolean) => Promise<unknown>][] = [
+    ["total", (rollups) => sumModelUsage(db, { rollups })],
+    ["by agent", (rollups) => sumModelUsage(db, { groupBy: ["agentId"], rollups })],
+    ["by model and day, 90 days, America/New_York", (rollups) => sumModelUsage(db, { where: range, groupBy: ["modelId"], bucket: "day", timeZone: "America/New_York", rollups })],
+    ["by model and day, 90 days, Asia/Kolkata (+05:30)", (rollups) => sumModelUsage(db, { where: range, groupBy: ["modelId"], bucket: "day", timeZone: "Asia/Kolkata", rollups })],
+    ["1,000-agent tree sums (sumAgentTreeUsage)", (rollups) => sumAgentTreeUsage(db, root, { rollups })],
+    ["1,000-agent tree cost report (agentTreeCostReport)", (rollups) => agentTreeCostReport(db, root, { rollups })],
+  ];
+  const backend = { kind: "postgresql", db, sql: async (text: string, params?: readonly unknown[]) => (await pool.query(text, params ? [...params] : undefined)).rows } as unknown as Backend;
+  const out: ReadResult[] = [];
+  for (const [query, run] of queries) {
+    log(`  ${query}`);
+    // Warm-up, and the results compared.
+    const a = canonical(await run(true));
+    const b = canonical(await run(false));
+    const identical = a === b;
+    if (!identical) log(`    RESULTS DIFFER with and without rollups`);
+    // Interleaved: with, without, with, … so that load from elsewhere falls on both.
+    const withMs: number[] = [];
+    const withoutMs: number[] = [];
+    const loadStart = load();
+    for (let i = 0; i < Math.max(RUNS, LEDGER_RUNS); i++) {
+      if (i < RUNS) withMs.push((await timeRuns(query, 1, () => run(true))).timed.runsMs[0]);
+      if (i < LEDGER_RUNS) withoutMs.push((await timeRuns(query, 1, () => run(false))).timed.runsMs[0]);
+    }
+    const loadEnd = load();
+    const result: ReadResult = {
+      query,
+      identical,
+      withRollups: { name: "rollups", runsMs: withMs, medianMs: median(withMs), loadStart, loadEnd },
+      withoutRollups: { name: "ledger alone", runsMs: withoutMs, medianMs: median(withoutMs), loadStart, loadEnd },
+      policySynth:
+        query.startsWith("1,000-agent") && modelRows <= WALK_MAX_ROWS
+          ? (await timeRuns("PolicySynth walk", LEDGER_RUNS, (): Promise<unknown> => (query.includes("cost") ? agentCostsPolicySynthPlain(backend, root) : treePolicySynthPlain(backend, root)))).timed
+          : undefined,
+    };
+    log(`    rollups ${result.withRollups.medianMs.toFixed(1)} ms, ledger ${result.withoutRollups.medianMs.toFixed(1)} ms${result.policySynth ? `, PolicySynth ${result.policySynth.medianMs.toFixed(0)} ms` : ""}, identical ${identical}, load ${loadEnd.join(" ")}`);
+    out.push(result);
+  }
+  return out;
+}
+
+async function reads(): Promise<void> {
+  const { db, pool, universe } = await openScale();
+  try {
+    for (const size of SIZES) {
+      const have = await count(pool, "ps_model_usage");
+      let generate: SizeResult["generate"] = { seconds: 0, rebuildSeconds: 0, verifySeconds: 0, differencesAfter: -1, loadEnd: load() };
+      if (have < size) {
+        const need = (size - have) * BYTES_PER_ROW_ESTIMATE * 1.5;
+        const free = await freeBytes(pool);
+        if (free < need) throw new Error(`growing to ${size} rows needs about ${(need / 1e9).toFixed(1)} GB, ${(free / 1e9).toFixed(1)} GB free`);
+        log(`growing from ${have.toLocaleString("en-US")} to ${size.toLocaleString("en-US")} model usage rows (${(free / 1e9).toFixed(0)} GB free), load ${load().join(" ")}`);
+        const t0 = Date.now();
+        await growLedger(pool, universe, size, log);
+        const seconds = (Date.now() - t0) / 1000;
+        log(`  generated in ${seconds.toFixed(0)} s; rebuilding the rollups with rebuildRollups`);
+        const t1 = Date.now();
+        const rebuilt = await rebuildRollups(db, { lockTimeoutMs: 60_000 });
+        const rebuildSeconds = (Date.now() - t1) / 1000;
+        log(`  rebuilt (${rebuilt.modelUsage.rows.toLocaleString("en-US")} model rollup rows) in ${rebuildSeconds.toFixed(0)} s; checking rollups = ledger`);
+        const t2 = Date.now();
+        const check = await rebuildRollups(db, { dryRun: true });
+        const verifySeconds = (Date.now() - t2) / 1000;
+        const differencesAfter = check.modelUsage.differences + check.externalApiUsage.differences;
+        if (differencesAfter !== 0) throw new Error(`rollups differ from the ledger after the rebuild: ${differencesAfter}`);
+        generate = { seconds, rebuildSeconds, verifySeconds, differencesAfter, loadEnd: load() };
+        log(`  rollups = ledger (checked in ${verifySeconds.toFixed(0)} s)`);
+      } else if (have > size) {
+        log(`the database holds ${have} rows, more than ${size}: measuring it at ${have}`);
+      }
+      await pool.query(`VACUUM ANALYZE ps_model_usage, ps_external_api_usage, ps_model_usage_rollup, ps_external_api_usage_rollup`);
+      const modelRows = await count(pool, "ps_model_usage");
+      const apiRows = await count(pool, "ps_external_api_usage");
+      log(`measuring at ${modelRows.toLocaleString("en-US")} model usage rows, load ${load().join(" ")}`);
+      const measured = await measureReads(db, pool, universe, modelRows);
+      const all = readResults();
+      all.sizes[String(modelRows)] = {
+        modelRows,
+        apiRows,
+        measuredAt: new Date().toISOString(),
+        generate,
+        storage: await storage(pool),
+        rollupRows: { modelUsage: await count(pool, "ps_model_usage_rollup"), externalApiUsage: await count(pool, "ps_external_api_usage_rollup") },
+        reads: measured,
+      };
+      writeResults(all);
+    }
+  } finally {
+    await db.close();
+    await pool.end();
+  }
+}
+
+function writeResults(results: ScaleResults): void {
+  fs.writeFileSync(JSON_FILE, JSON.stringify(results, null, 2) + "\n");
+  fs.writeFileSync(path.join(OUT_DIR, "SCALE.md"), renderScale(results));
+  log(`wrote ${JSON_FILE} and SCALE.md`);
+}
+
+/**
+ * Ingest with rollup maintenance against the same ingest with the rollup triggers disabled, in a
+ * database of its own, emptied before every run; ABBA order, repeated.
+ */
+async function ingest(): Promise<void> {
+  const name = `${DB_NAME}_ingest`;
+  await admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  await admin(`CREATE DATABASE "${name}"`);
+  const url = urlFor(name);
+  const db = await openDatabase({ url, migrate: true, writeTimeoutMs: 3_600_000 });
+  const pool = new Pool({ connectionString: url, max: 2 });
+  try {
+    const universe = await createScaleUniverse(pool);
+    const rows = Number(process.env.SCALE_INGEST_ROWS ?? "200000");
+    const repeat = Number(process.env.SCALE_INGEST_REPEAT ?? "3");
+    const inputs = toInputs(generateEvents(rows, 7, agentForest(1).length), universe);
+    const triggers = async (on: boolean) => {
+      for (const t of ["insert", "update", "delete", "truncate"]) {
+        await pool.query(`ALTER TABLE ps_model_usage ${on ? "ENABLE" : "DISABLE"} TRIGGER ps_model_usage_rollup_${t}`);
+      }
+    };
+    const runOnce = async (on: boolean) => {
+      await triggers(true);
+      await pool.query(`TRUNCATE ps_model_usage RESTART IDENTITY CASCADE`);
+      await pool.query(`CHECKPOINT`);
+      await triggers(on);
+      const t = process.hrtime.bigint();
+      await recordModelUsageBatch(db, inputs);
+      const ms = Number(process.hrtime.bigint() - t) / 1e6;
+      if ((await count(pool, "ps_model_usage")) !== rows) throw new Error("ingest lost rows");
+      if (on && (await count(pool, "ps_model_usage_rollup")) === 0) throw new Error("no rollups with triggers on");
+      return ms;
+    };
+    log(`ingest ${rows} rows, ${repeat} x ABBA, load ${load().join(" ")}`);
+    await runOnce(true); // warm-up
+    const withMs: number[] = [];
+    const withoutMs: number[] = [];
+    const loads: number[][] = [load()];
+    for (let r = 0; r < repeat; r++) {
+      withMs.push(await runOnce(true));
+      withoutMs.push(await runOnce(false));
+      withoutMs.push(await runOnce(false));
+      withMs.push(await runOnce(true));
+      loads.push(load());
+      log(`  round ${r + 1}: with ${withMs.slice(-2).map((v) => v.toFixed(0)).join(", ")} ms, without ${withoutMs.slice(-2).map((v) => v.toFixed(0)).join(", ")} ms, load ${load().join(" ")}`);
+    }
+    await triggers(true);
+    const all = readResults();
+    // Throughput ratio: rows/s with maintenance over rows/s without.
+    all.ingest = { rows, chunk: "recordModelUsageBatch default chunks", withTriggersMs: withMs, withoutTriggersMs: withoutMs, ratio: median(withoutMs) / median(withMs), load: loads, measuredAt: new Date().toISOString() };
+    writeResults(all);
+  } finally {
+    await db.close();
+    await pool.end();
+    await admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  }
+}
+
+/** Prune 30 days of the scale database while one-row inserts run beside it; space before and after. */
+async function pruneBench(): Promise<void> {
+  const { db, pool, universe } = await openScale();
+  const writer = await openDatabase({ url: urlFor(DB_NAME), writeTimeoutMs: 60_000 });
+  try {
+    const modelRowsBefore = await count(pool, "ps_model_usage");
+    const tables = ["ps_model_usage", "ps_external_api_usage"];
+    const sizes: Record<string, { before: number; afterPrune: number; afterVacuum: number; freeAfterVacuum: number }> = {};
+    const sizeOf = async (t: string) => Number((await pool.query<{ s: string }>(`SELECT pg_total_relation_size($1)::text AS s`, [t])).rows[0].s);
+    for (const t of tables) sizes[t] = { before: await sizeOf(t), afterPrune: 0, afterVacuum: 0, freeAfterVacuum: 0 };
+    const loads = [load()];
+    let stop = false;
+    const latencies: number[] = [];
+    const inserter = (async () => {
+      let i = 0;
+      while (!stop) {
+        const t = process.hrtime.bigint();
+        await recordModelUsage(writer, { userId: 1, modelId: universe.modelIds[i % 5], agentId: universe.agentIds[i % 1000], tokenInCount: 100, tokenOutCount: 10 });
+        latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+        i++;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 2000));
+    log(`pruning 30 days of ${modelRowsBefore.toLocaleString("en-US")} rows while inserting one row at a time, load ${load().join(" ")}`);
+    const t0 = Date.now();
+    const result = await prune(db, { before: new Date(WINDOW_START + 30 * 86_400_000) });
+    const pruneSeconds = (Date.now() - t0) / 1000;
+    await new Promise((r) => setTimeout(r, 2000));
+    stop = true;
+    await inserter;
+    loads.push(load());
+    for (const t of tables) sizes[t].afterPrune = await sizeOf(t);
+    await pool.query(`VACUUM ps_model_usage, ps_external_api_usage`);
+    await pool.query(`CREATE EXTENSION IF NOT EXISTS pgstattuple`);
+    for (const t of tables) {
+      sizes[t].afterVacuum = await sizeOf(t);
+      sizes[t].freeAfterVacuum = Number((await pool.query<{ f: string }>(`SELECT free_space::text AS f FROM pgstattuple($1)`, [t])).rows[0].f);
+    }
+    loads.push(load());
+    const all = readResults();
+    all.prune = {
+      modelRowsBefore,
+      days: 30,
+      deleted: result.modelUsage.deleted + result.externalApiUsage.deleted,
+      pruneSeconds,
+      inserts: latencies.length,
+      insertP50Ms: percentile(latencies, 50),
+      insertP99Ms: percentile(latencies, 99),
+      insertMaxMs: Math.max(...latencies),
+      sizes,
+      load: loads,
+      measuredAt: new Date().toISOString(),
+    };
+    log(`pruned ${all.prune.deleted} rows in ${pruneSeconds.toFixed(0)} s; inserts p99 ${all.prune.insertP99Ms.toFixed(1)} ms, max ${all.prune.insertMaxMs.toFixed(1)} ms`);
+    writeResults(all);
+  } finally {
+    await writer.close();
+    await db.close();
+    await pool.end();
+  }
+}
+
+const fmtMs = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`);
+const mb = (b: number) => `${(b / 1048576).toFixed(0)} MB`;
+
+export function renderScale(results: ScaleResults): string {
+  const lines: string[] = [
+    "# The benchmark at scale",
+    "",
+    "Generated by `npm run bench:scale` (bench/scale.ts, data from bench/scaleData.ts) from bench/scale-results.json; how it is",
+    "measured is described at the top of bench/scale.ts and in bench/NOTES.md. One PostgreSQL 15 server on this 2-core",
+    "machine, shared with other work: each figure carries the load average (1, 5, 15 min) at the end of its runs.",
+    "Medians of interleaved runs; `identical` says whether the report with rollups equals the report from the ledger alone.",
+    "",
+  ];
+  const sizes = Object.values(results.sizes).sort((a, b) => a.modelRows - b.modelRows);
+  for (const s of sizes) {
+    const st = s.storage;
+    const ledgerBytes = st["ps_model_usage heap"] + st["ps_model_usage indexes"];
+    lines.push(
+      `## ${s.modelRows.toLocaleString("en-US")} model usage rows (+ ${s.apiRows.toLocaleString("en-US")} external API rows), measured ${s.measuredAt.slice(0, 16)} UTC`,
+      "",
+      s.generate.seconds > 0
+        ? `Generated in ${s.generate.seconds.toFixed(0)} s (triggers off), rollups rebuilt by rebuildRollups in ${s.generate.rebuildSeconds.toFixed(0)} s and checked equal to the ledger (rebuildRollups dryRun: ${s.generate.differencesAfter} differences) in ${s.generate.verifySeconds.toFixed(0)} s.`
+        : "Rows generated by an earlier run.",
+      "",
+      `Storage: model usage ledger ${mb(st["ps_model_usage heap"])} heap + ${mb(st["ps_model_usage indexes"])} indexes (${(st["ps_model_usage heap"] / s.modelRows).toFixed(0)} + ${(st["ps_model_usage indexes"] / s.modelRows).toFixed(0)} = ${(ledgerBytes / s.modelRows).toFixed(0)} bytes an event); ` +
+        `model usage rollups ${s.rollupRows.modelUsage.toLocaleString("en-US")} rows, ${mb(st["ps_model_usage_rollup heap"] + st["ps_model_usage_rollup indexes"])} (${(s.modelRows / s.rollupRows.modelUsage).toFixed(1)} events a rollup row, ${((st["ps_model_usage_rollup heap"] + st["ps_model_usage_rollup indexes"]) / s.modelRows).toFixed(0)} bytes an event); ` +
+        `external API rollups ${s.rollupRows.externalApiUsage.toLocaleString("en-US")} rows.`,
+      "",
+      "| report | with rollups | ledger alone | PolicySynth's walk | walk / rollups | walk / ledger | identical | load at end |",
+      "|---|---|---|---|---|---|---|---|",
+    );
+    for (const r of s.reads) {
+      const ps = r.policySynth;
+      lines.push(
+        `| ${r.query} | ${fmtMs(r.withRollups.medianMs)} | ${fmtMs(r.withoutRollups.medianMs)} | ${ps ? fmtMs(ps.medianMs) : "not run"} | ${ps ? `${(ps.medianMs / r.withRollups.medianMs).toFixed(1)}x` : ""} | ${ps ? `${(ps.medianMs / r.withoutRollups.medianMs).toFixed(1)}x` : ""} | ${r.identical ? "yes" : "**NO**"} | ${r.withRollups.loadEnd.join(" ")} |`,
+      );
+    }
+    lines.push("");
+  }
+  if (sizes.length > 1) {
+    lines.push("## Flatness (median with rollups, ms)", "", `| report | ${sizes.map((s) => `${(s.modelRows / 1e6).toFixed(0)}M`).join(" | ")} |`, `|---|${sizes.map(() => "---").join("|")}|`);
+    for (const q of sizes[0].reads.map((r) => r.query)) {
+      lines.push(`| ${q} | ${sizes.map((s) => { const r = s.reads.find((x) => x.query === q); return r ? fmtMs(r.withRollups.medianMs) : ""; }).join(" | ")} |`);
+    }
+    lines.push("");
+  }
+  if (results.ingest) {
+    const i = results.ingest;
+    lines.push(
+      `## Ingest with rollup maintenance (measured ${i.measuredAt.slice(0, 16)} UTC)`,
+      "",
+      `recordModelUsageBatch of ${i.rows.toLocaleString("en-US")} rows (${i.chunk}), into an emptied table, rollup triggers on and off in ABBA order: ` +
+        `with ${fmtMs(median(i.withTriggersMs))} (runs ${i.withTriggersMs.map((v) => v.toFixed(0)).join(", ")} ms), without ${fmtMs(median(i.withoutTriggersMs))} (runs ${i.withoutTriggersMs.map((v) => v.toFixed(0)).join(", ")} ms): ` +
+        `**${i.ratio.toFixed(2)}x** the throughput without (target >= 0.85x). Load: ${i.load.map((l) => l.join(" ")).join("; ")}.`,
+      "",
+    );
+  }
+  if (results.prune) {
+    const p = results.prune;
+    lines.push(
+      `## Prune of ${p.days} days at ${p.modelRowsBefore.toLocaleString("en-US")} rows (measured ${p.measuredAt.slice(0, 16)} UTC)`,
+      "",
+      `${p.deleted.toLocaleString("en-US")} ledger rows deleted in ${p.pruneSeconds.toFixed(0)} s while one-row recordModelUsage calls ran beside it: ${p.inserts.toLocaleString("en-US")} inserts, p50 ${fmtMs(p.insertP50Ms)}, p99 ${fmtMs(p.insertP99Ms)}, max ${fmtMs(p.insertMaxMs)} (target: none blocked more than 1 s). Load: ${p.load.map((l) => l.join(" ")).join("; ")}.`,
+      "",
+      "| table (with indexes) | before | after prune | after VACUUM | free space inside after VACUUM |",
+      "|---|---|---|---|---|",
+      ...Object.entries(p.sizes).map(([t, s]) => `| ${t} | ${mb(s.before)} | ${mb(s.afterPrune)} | ${mb(s.afterVacuum)} | ${mb(s.freeAfterVacuum)} (heap) |`),
+      "",
+    );
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  log(`scale bench: ${ONLY}, sizes ${SIZES.join(", ")}, load ${load().join(" ")}`);
+  if (ONLY === "reads") await reads();
+  else if (ONLY === "ingest") await ingest();
+  else if (ONLY === "prune") await pruneBench();
+  else if (ONLY === "render") writeResults(readResults());
+  else throw new Error(`SCALE_ONLY must be reads, ingest, prune or render, got ${ONLY}`);
+  if (process.env.SCALE_DROP === "1") await admin(`DROP DATABASE IF EXISTS "${DB_NAME}" WITH (FORCE)`);
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
