@@ -31,7 +31,7 @@ import { admin, urlFor } from "./setup";
 const DB_NAME = process.env.BENCH_BUDGETS_DB ?? "ps_usage_bench_budgets";
 const ROWS = Number(process.env.BENCH_BUDGETS_ROWS ?? 1_000_000);
 const REPEAT = Number(process.env.BENCH_BUDGETS_REPEAT ?? 7);
-const RECORDS = Number(process.env.BENCH_BUDGETS_RECORDS ?? 100);
+const RECORDS = Number(process.env.BENCH_BUDGETS_RECORDS ?? 20);
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const load = () => os.loadavg().map((l) => Number(l.toFixed(2)));
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
       { name: "everything, month", scope: {}, period: "month" as const, report: (r: boolean) => costReport(db, { where: month, rollups: r }) },
       { name: "agent tree (1,000 agents), month", scope: { agentId: root }, period: "month" as const, report: (r: boolean) => agentTreeCostReport(db, root, { where: month, rollups: r }) },
       { name: "user 1, month", scope: { userId: 1 }, period: "month" as const, report: (r: boolean) => costReport(db, { where: { ...month, userId: 1 }, rollups: r }) },
-      { name: "model 1, day Europe/Berlin", scope: { modelId: universe.modelIds[0] }, period: "day" as const, timeZone: "Europe/Berlin",
+      { name: "model 1, day Europe/Berlin", scope: { modelId: universe.modelIds[0] }, period: "day" as const, timeZone: "Europe/Berlin", at: new Date(Date.UTC(2026, 8, 30, 12)),
         report: (r: boolean) => costReport(db, { where: { from: new Date(Date.UTC(2026, 8, 29, 22)), to: new Date(Date.UTC(2026, 8, 30, 22)), modelId: universe.modelIds[0] }, rollups: r }) },
     ];
     for (const c of cases) {
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
       let spent = "";
       let reported = "";
       for (let i = 0; i < REPEAT; i++) {
-        status.push(await time(async () => (spent = (await budgetStatus(db, `bench ${c.name}`, { at })).spent)));
+        status.push(await time(async () => (spent = (await budgetStatus(db, `bench ${c.name}`, { at: c.at ?? at })).spent)));
         report.push(await time(async () => (reported = (await c.report(true)).totals.find((t) => t.currency === "USD")?.cost ?? "0")));
         ledger.push(await time(() => c.report(false)));
       }
@@ -122,31 +122,36 @@ async function main(): Promise<void> {
       );
     }
 
-    // What recording costs: plain records with no budget against guarded ones and against plain
-    // ones under a threshold budget, RECORDS each, in interleaved rounds of 10.
-    const leaf = universe.agentIds[universe.agentIds.length - 1];
+    // What recording costs: plain records with no budget, against plain records under a budget
+    // with no thresholds (the cached check only), guarded records under a hard limit on a small
+    // scope (the recording user, per day) and on a large one (the 1,000-agent tree, per month), and
+    // plain records under a threshold budget on the tree (checked after the write). RECORDS each,
+    // in interleaved rounds of 5; medians.
     const agentInTree = universe.agentIds[500];
-    const event = (agentId: number) => ({ userId: 9999, modelId: universe.modelIds[0], agentId, tokenInCount: 10, tokenOutCount: 5, createdAt: at });
+    const event = { userId: 9999, modelId: universe.modelIds[0], agentId: agentInTree, tokenInCount: 10, tokenOutCount: 5, createdAt: at };
     for (const c of cases) await removeBudget(db, `bench ${c.name}`);
-    const plain: number[] = [];
-    const guarded: number[] = [];
-    const checked: number[] = [];
-    const noThresholds: number[] = [];
-    for (let round = 0; round < RECORDS / 10; round++) {
-      for (let i = 0; i < 10; i++) plain.push(await time(() => recordModelUsage(db, event(leaf))));
-      await setBudget(db, { name: "bench cap", scope: { agentId: root }, period: "month", amount: "1000000000", currency: "USD", hardLimit: true });
-      for (let i = 0; i < 10; i++) noThresholds.push(await time(() => recordModelUsage(db, event(agentInTree))));
-      for (let i = 0; i < 10; i++) guarded.push(await time(() => recordModelUsage(db, event(agentInTree), { enforceBudgets: true })));
-      await setBudget(db, { name: "bench cap", scope: { agentId: root }, period: "month", amount: "1000000000", currency: "USD", thresholds: [0.99] });
-      for (let i = 0; i < 10; i++) checked.push(await time(() => recordModelUsage(db, event(agentInTree))));
+    const runs: Record<string, number[]> = { plain: [], cachedCheck: [], guardedSmall: [], guardedTree: [], thresholdTree: [] };
+    const base = { currency: "USD", amount: "1000000000" };
+    for (let round = 0; round < RECORDS / 5; round++) {
+      const five = async (name: string, options?: { enforceBudgets: true }) => {
+        for (let i = 0; i < 5; i++) runs[name].push(await time(() => recordModelUsage(db, event, options)));
+      };
+      await five("plain");
+      await setBudget(db, { ...base, name: "bench cap", scope: { agentId: root }, period: "month", hardLimit: true });
+      await five("cachedCheck");
+      await five("guardedTree", { enforceBudgets: true });
+      await setBudget(db, { ...base, name: "bench cap", scope: { userId: 9999 }, period: "day", hardLimit: true });
+      await five("guardedSmall", { enforceBudgets: true });
+      await setBudget(db, { ...base, name: "bench cap", scope: { agentId: root }, period: "month", thresholds: [0.99] });
+      await five("thresholdTree");
       await removeBudget(db, "bench cap");
     }
-    const p = (xs: number[]) => median(xs);
+    const m = (name: string) => median(runs[name]);
+    const ratio = (name: string) => `${m(name).toFixed(2)} ms (${(m(name) / m("plain")).toFixed(2)}x)`;
     console.log(
-      `record, no budget: ${p(plain).toFixed(2)} ms median; under a hard-limit budget without thresholds, unguarded: ${p(noThresholds).toFixed(2)} ms (${(p(noThresholds) / p(plain)).toFixed(2)}x); ` +
-        `guarded (enforceBudgets, agent tree of 1,000, month): ${p(guarded).toFixed(2)} ms (${(p(guarded) / p(plain)).toFixed(2)}x); ` +
-        `unguarded under a threshold budget (checked after the write): ${p(checked).toFixed(2)} ms (${(p(checked) / p(plain)).toFixed(2)}x); ` +
-        `${RECORDS} each; load ${load().join(" ")}`,
+      `record, no budget: ${m("plain").toFixed(2)} ms median; under a hard-limit budget, unguarded (cached check only): ${ratio("cachedCheck")}; ` +
+        `guarded, budget of the recording user per day: ${ratio("guardedSmall")}; guarded, budget of the 1,000-agent tree per month: ${ratio("guardedTree")}; ` +
+        `unguarded under a threshold budget on the tree (checked after the write): ${ratio("thresholdTree")}; ${RECORDS} each; load ${load().join(" ")}`,
     );
     await pool.query(`DELETE FROM ps_model_usage WHERE user_id = 9999`);
   } finally {

@@ -331,6 +331,7 @@ export function buildProgram(): Command {
     dbOption,
     withDb: (opts, fn) => withDb(opts, fn),
     withFlagNames: (flags, fn) => withFlagNames(flags, fn),
+    parseDate,
     checkTimeZone,
     usageError: (message) => new UsageError(message),
   });
@@ -411,7 +412,7 @@ function integer(flag: string) {
 }
 
 /** Strict ISO 8601 (see cli/dates); a wall time without an offset is placed in --tz later. */
-function parseDate(flag: string) {
+export function parseDate(flag: string) {
   return (value: string): IsoDateTime => {
     const parsed = parseIsoDateTime(value);
     if (typeof parsed === "string") throw new InvalidArgumentError(`${flag} ${parsed}.`);

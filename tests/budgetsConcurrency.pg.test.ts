@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { Client } from "pg";
 import { BUDGET_ALERT_CHANNEL, budgetStatus, openDatabase, setBudget, setModelPrice, type Database } from "../src";
 import { seededRandom } from "../src/random";
 import { createModel } from "./support/fixtures";
 import { createScratchDatabase } from "./support/testDatabase";
+import { startChild } from "./support/children";
 
 const WORKER = path.join(__dirname, "support", "budgetWorker.js");
 
@@ -18,25 +18,12 @@ interface WorkerResult {
 
 /** Starts a worker; `ready` once it has opened the database, `go` starts its records. */
 function startWorker(url: string, userId: number, modelId: number, costs: readonly number[]) {
-  const child = spawn(process.execPath, [WORKER, url, String(userId), String(modelId), costs.join(",")], { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  let markReady: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => (markReady = resolve));
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-    if (stdout.startsWith("ready\n")) markReady();
+  const child = startChild<WorkerResult>(WORKER, [url, String(userId), String(modelId), costs.join(",")]);
+  const done = child.done.then((o) => {
+    if (o.result === undefined) throw new Error(`worker gave no result: ${o.stderr}`);
+    return o.result;
   });
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const done = new Promise<WorkerResult>((resolve, reject) =>
-    child.on("close", () => {
-      markReady();
-      const line = stdout.split("\n").find((l) => l.startsWith("{"));
-      if (!line) reject(new Error(`worker gave no result: ${stderr}`));
-      else resolve(JSON.parse(line) as WorkerResult);
-    }),
-  );
-  return { ready, go: () => child.stdin.write("go\n"), done };
+  return { ready: child.ready, go: child.go, done };
 }
 
 let db: Database;

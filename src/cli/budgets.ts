@@ -9,7 +9,7 @@ import { listBudgets, removeBudget, setBudget, type Budget, type BudgetInput } f
 import { budgetStatus, type BudgetStatus } from "../budgets/status";
 import { checkBudgets } from "../budgets/guard";
 import type { BudgetAlert } from "../budgets/alerts";
-import { parseIsoDateTime, toInstant, type IsoDateTime } from "./dates";
+import { toInstant, type IsoDateTime } from "./dates";
 
 /** What the budget commands borrow from the main program. */
 export interface BudgetCommandContext {
@@ -18,6 +18,8 @@ export interface BudgetCommandContext {
   /** Runs `fn`, naming flags instead of API fields in a validation error (a usage error, exit 2). */
   withFlagNames<T>(flags: readonly (readonly [string, string])[], fn: () => Promise<T>): Promise<T>;
   checkTimeZone(zone: string): void;
+  /** The argument parser of a date flag (strict ISO 8601). */
+  parseDate(flag: string): (value: string) => IsoDateTime;
   usageError(message: string): Error;
 }
 
@@ -41,14 +43,6 @@ function id(flag: string) {
   return (value: string): number => {
     if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${flag} must be a positive integer id.`);
     return Number(value);
-  };
-}
-
-function date(flag: string) {
-  return (value: string): IsoDateTime => {
-    const parsed = parseIsoDateTime(value);
-    if (typeof parsed === "string") throw new InvalidArgumentError(`${flag} ${parsed}.`);
-    return parsed;
   };
 }
 
@@ -168,8 +162,8 @@ export function addBudgetCommands(budgets: Command, ctx: BudgetCommandContext): 
     .requiredOption("--amount <decimal>", "the amount per period, e.g. 25 or 12.50")
     .requiredOption("--currency <code>", "only usage priced in this currency counts, e.g. USD")
     .addOption(new Option("--period <period>", "a calendar period in --tz (or give --from and --to)").choices(["day", "week", "month"]))
-    .option("--from <date>", "a fixed range from this date or instant (ISO 8601; without an offset in --tz)", date("--from"))
-    .option("--to <date>", "... up to this one, exclusive", date("--to"))
+    .option("--from <date>", "a fixed range from this date or instant (ISO 8601; without an offset in --tz)", ctx.parseDate("--from"))
+    .option("--to <date>", "... up to this one, exclusive", ctx.parseDate("--to"))
     .option("--tz <zone>", "IANA time zone the periods are cut in", "UTC")
     .option("--user <id>", "only this user's usage", id("--user"))
     .option("--agent <id>", "an agent and all its sub-agents", id("--agent"))
@@ -236,7 +230,7 @@ export function addBudgetCommands(budgets: Command, ctx: BudgetCommandContext): 
       .description("spent, remaining and the fraction used in the current period (raises alerts crossed meanwhile)")
       .argument("[name]", "one budget (default: every budget)")
       .addOption(ctx.dbOption())
-      .option("--at <date>", "the period holding this instant (ISO 8601, default now)", date("--at"))
+      .option("--at <date>", "the period holding this instant (ISO 8601, default now)", ctx.parseDate("--at"))
       .option("--tz <zone>", "IANA time zone of an --at without an offset", "UTC"),
   ).action(async (name: string | undefined, opts: { db?: string; at?: IsoDateTime; tz: string } & Format) => {
     ctx.checkTimeZone(opts.tz);
