@@ -189,7 +189,7 @@ async function checkBudget(db: Database, input: BudgetInput, issues: FieldIssue[
         const text = parseDecimal(t, field, issues);
         if (text === undefined) return;
         const d = new Prisma.Decimal(text);
-        if (d.lte(0) || d.gt(10)) issues.push({ field, reason: `must be a fraction of the amount in (0, 10] (0.8 = 80 %), got ${text}` });
+        if (d.lte(0) || d.gt(10)) issues.push({ field, reason: `must be a fraction in (0, 10] (0.8 = 80 %), got ${text}` });
         else if (d.decimalPlaces() > 4) issues.push({ field, reason: "has more than 4 decimal places" });
         else if (thresholds.some((x) => new Prisma.Decimal(x).eq(d))) issues.push({ field, reason: `${text} is given twice` });
         else thresholds.push(d.toFixed());
