@@ -77,6 +77,10 @@ export async function guardEvent(db: Database, tx: Prisma.TransactionClient, eve
       if (currency !== b.row.currency) throw new BudgetExceededError(budgetOf(b.row), "currency", "0");
     }
   }
+  // The cost query runs on a write session, which keeps the server's JIT setting; its misestimated
+  // cost passes the JIT thresholds as the reports' do (see REPORT_SESSION_PIN in db.ts), and
+  // compiling would take longer than the query: off for this transaction only.
+  await tx.$executeRaw`SET LOCAL jit = off`;
   const fired: BudgetAlert[] = [];
   for (const b of budgets) {
     const { spent } = await spendingOf(tx, b.row, b.start, b.end);
