@@ -13,6 +13,7 @@ import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
 import { PrismaClient } from "./generated/prisma/client";
 import { setAlertCallback, type BudgetAlertCallback } from "./budgets/registry";
 import { deliverPendingAlerts } from "./budgets/alerts";
+import { budgetChecksEnded } from "./budgets/thresholdChecks";
 
 /** Where a database lives: a PostgreSQL server, or an embedded PGlite directory. */
 export type DatabaseKind = "postgresql" | "pglite";
@@ -265,13 +266,15 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
 }
 
 /**
- * `close()`: marks the database closing first, so that calls still running end as a lost
+ * `close()`: lets the background threshold checks of records already made finish, then marks the database closing, so that calls still running end as a lost
  * connection (a batch between chunks stops and rolls back, writing nothing), lets a running
  * batch's statement or transaction end, then disconnects.
  * A statement already running is not interrupted: a batch that commits before the close resolves
  * with all its rows. Closing again is a no-op; a failure to close is a DatabaseConnectionError.
  */
 async function closeDatabase(db: Database, opened: Opened): Promise<void> {
+  // Threshold checks of records already made finish first, with the pools still open.
+  await budgetChecksEnded(db);
   markClosing(db);
   try {
     await workEnded(db);

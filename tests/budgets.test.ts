@@ -1,10 +1,12 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { Client } from "pg";
 import {
   BudgetExceededError,
   UnknownReferenceError,
   UsageValidationError,
+  budgetChecksSettled,
   budgetStatus,
   checkBudgets,
   forUser,
@@ -181,12 +183,16 @@ describe("thresholds", () => {
     await setBudget(db, { name: "daily", period: "day", amount: "10", currency: "USD", thresholds: [0.5, 0.8, 1] });
     const day = (d: number, h: number) => new Date(Date.UTC(2025, 5, d, h));
     await recordModelUsage(db, { userId: 1, modelId: model, tokenInCount: USD(4), createdAt: day(1, 1) });
+    await budgetChecksSettled(db);
     expect(seen).toEqual([]);
     await recordModelUsage(db, { userId: 1, modelId: model, tokenInCount: USD(4.5), createdAt: day(1, 2) }); // 8.5: 50 % and 80 %
+    await budgetChecksSettled(db);
     expect(seen.map((a) => [a.threshold, a.spent])).toEqual([["0.5", "8.5"], ["0.8", "8.5"]]);
     await recordModelUsage(db, { userId: 1, modelId: model, tokenInCount: USD(0.1), createdAt: day(1, 3) });
+    await budgetChecksSettled(db);
     expect(seen).toHaveLength(2);
     await recordModelUsage(db, { userId: 1, modelId: model, tokenInCount: USD(20), createdAt: day(2, 3) }); // next day, all three at once
+    await budgetChecksSettled(db);
     expect(seen.slice(2).map((a) => [a.threshold, a.periodStart.toISOString()])).toEqual([
       ["0.5", "2025-06-02T00:00:00.000Z"],
       ["0.8", "2025-06-02T00:00:00.000Z"],
@@ -278,6 +284,7 @@ describe("hard limits and alerts on one embedded or server database", () => {
   test("alerts raised with nobody to deliver them are delivered once by the next Database opened with a callback", async () => {
     await setBudget(db, { name: "outbox", scope: { userId: 77 }, period: { from: JAN, to: new Date("2026-01-01T00:00:00Z") }, amount: "2", currency: "USD", thresholds: [0.5, 1] });
     await recordModelUsage(db, { userId: 77, modelId: model, tokenInCount: USD(1.5), createdAt: new Date("2025-05-05T00:00:00Z") });
+    await budgetChecksSettled(db);
     const stored = await db.prisma.psUsageBudgetAlert.findMany({ where: { budget: { name: "outbox" } } });
     expect(stored.map((a) => [a.threshold.toFixed(), a.deliveredAt])).toEqual([["0.5", null]]);
     // The process "dies" here: the alert is committed, no callback saw it.
@@ -303,6 +310,116 @@ describe("hard limits and alerts on one embedded or server database", () => {
     expect(s.alerts.map((a) => a.threshold)).toEqual(["0.5"]);
     expect(seen.slice(n).map((a) => a.budgetName)).toEqual(["sql"]);
     expect(await checkBudgets(db)).toEqual([]);
+  });
+});
+
+describe("threshold checks after unguarded records run in the background", () => {
+  let dir: string | undefined;
+  let url: string | undefined;
+  let drop: () => Promise<void> = async () => undefined;
+  let model: number;
+  const seen: BudgetAlert[] = [];
+  /** While closed, the callback waits (a slow alert consumer): the check is held at delivery. */
+  let gate: { entered: Promise<void>; enter: () => void; release: () => void; open: Promise<void> } | null = null;
+  const hold = () => {
+    let enter!: () => void;
+    let release!: () => void;
+    const entered = new Promise<void>((r) => (enter = r));
+    const open = new Promise<void>((r) => (release = r));
+    gate = { entered, enter, release, open };
+    return gate;
+  };
+  const onBudgetAlert = async (a: BudgetAlert) => {
+    seen.push(a);
+    const g = gate;
+    if (g) {
+      g.enter();
+      await g.open;
+    }
+  };
+  const open = () => (url ? openDatabase({ url, onBudgetAlert }) : openDatabase({ dataDir: dir, onBudgetAlert }));
+  /** `p`'s value, or "pending" when it has not settled within `ms`. */
+  const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<"pending">((r) => setTimeout(() => r("pending"), ms))]);
+  let db: Database;
+  beforeAll(async () => {
+    if (backend === "pglite") {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-budget-checks-"));
+      db = await openDatabase({ dataDir: dir, migrate: true, onBudgetAlert });
+    } else {
+      const scratch = await createScratchDatabase();
+      url = scratch.url;
+      drop = scratch.drop;
+      db = await openDatabase({ url, migrate: true, onBudgetAlert });
+    }
+    model = await createModel(db, "usd");
+    await setModelPrice(db, model, { currency: "USD", costInTokensPerMillion: "1", costOutTokensPerMillion: "1" }, JAN);
+  });
+  afterAll(async () => {
+    gate?.release();
+    await db.close();
+    await drop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a record resolves while its check is held; records meanwhile coalesce; each crossing is raised and delivered once", async () => {
+    await setBudget(db, { name: "held", scope: { userId: 501 }, period: "month", amount: "1", currency: "USD", thresholds: [0.5, 1] });
+    const at = new Date("2025-07-10T10:00:00Z");
+    const g = hold();
+    const first = await within(recordModelUsage(db, { userId: 501, modelId: model, tokenInCount: USD(0.6), createdAt: at }), 10_000);
+    expect(first).not.toBe("pending");
+    await g.entered; // the check raised 50 % and is handing it to the callback
+    // Records while the check runs return at once too.
+    for (let i = 0; i < 3; i++) {
+      expect(await within(recordModelUsage(db, { userId: 501, modelId: model, tokenInCount: USD(0.2), createdAt: at }), 10_000)).not.toBe("pending");
+    }
+    const during = await db.prisma.psUsageBudgetAlert.findMany({ where: { budget: { name: "held" } } });
+    expect(during.map((a) => [a.threshold.toFixed(), a.spent.toFixed(), a.deliveredAt])).toEqual([["0.5", "0.6", null]]);
+    gate = null;
+    g.release();
+    await budgetChecksSettled(db);
+    // The follow-up run saw 1.2: 100 % once.
+    expect(seen.filter((a) => a.budgetName === "held").map((a) => [a.threshold, a.spent])).toEqual([["0.5", "0.6"], ["1", "1.2"]]);
+    await recordModelUsage(db, { userId: 501, modelId: model, tokenInCount: USD(0.3), createdAt: at });
+    await budgetChecksSettled(db);
+    const rows = await db.prisma.psUsageBudgetAlert.findMany({ where: { budget: { name: "held" } }, orderBy: { threshold: "asc" } });
+    expect(rows.map((a) => [a.threshold.toFixed(), a.deliveredAt !== null])).toEqual([["0.5", true], ["1", true]]);
+    expect(seen.filter((a) => a.budgetName === "held")).toHaveLength(2);
+  });
+
+  test("close() while a check runs waits for it: the alert is delivered and marked, and no query runs on the closed pool", async () => {
+    await setBudget(db, { name: "closing", scope: { userId: 502 }, period: "day", amount: "1", currency: "USD", thresholds: [0.5] });
+    const g = hold();
+    await recordModelUsage(db, { userId: 502, modelId: model, tokenInCount: USD(0.7), createdAt: new Date("2025-07-11T10:00:00Z") });
+    await g.entered;
+    const closed = db.close();
+    expect(await within(closed, 300)).toBe("pending");
+    gate = null;
+    g.release();
+    await closed;
+    db = await open();
+    const rows = await db.prisma.psUsageBudgetAlert.findMany({ where: { budget: { name: "closing" } } });
+    expect(rows.map((a) => [a.threshold.toFixed(), a.deliveredAt !== null])).toEqual([["0.5", true]]);
+    expect(seen.filter((a) => a.budgetName === "closing")).toHaveLength(1);
+  });
+
+  (backend === "postgres" ? test : test.skip)("a record does not wait for the check's queries (held by a lock on the budget row in another connection)", async () => {
+    const budget = await setBudget(db, { name: "locked", scope: { userId: 503 }, period: "day", amount: "1", currency: "USD", thresholds: [0.5] });
+    const other = new Client({ connectionString: url });
+    await other.connect();
+    try {
+      await other.query("BEGIN");
+      await other.query("SELECT id FROM ps_usage_budgets WHERE id = $1 FOR UPDATE", [budget.id]);
+      const at = new Date("2025-07-12T10:00:00Z");
+      expect(await within(recordModelUsage(db, { userId: 503, modelId: model, tokenInCount: USD(0.8), createdAt: at }), 10_000)).not.toBe("pending");
+      // The check is waiting for the lock to raise 50 %.
+      expect(await within(budgetChecksSettled(db), 300)).toBe("pending");
+      expect(await db.prisma.psUsageBudgetAlert.count({ where: { budgetId: budget.id } })).toBe(0);
+      await other.query("COMMIT");
+      await budgetChecksSettled(db);
+      expect(seen.filter((a) => a.budgetName === "locked").map((a) => [a.threshold, a.spent])).toEqual([["0.5", "0.8"]]);
+    } finally {
+      await other.end();
+    }
   });
 });
 

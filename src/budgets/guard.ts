@@ -15,7 +15,7 @@ import { BudgetExceededError, UsageValidationError, type FieldIssue } from "../e
 import { Prisma } from "../generated/prisma/client";
 import { deliverAlerts, deliverPendingAlerts, fireCrossed, type BudgetAlert } from "./alerts";
 import { typedErrors, type BudgetRow } from "./define";
-import { cachedBudgets } from "./registry";
+import { scheduleThresholdCheck } from "./thresholdChecks";
 import { budgetsInPeriod, checkAt, spendingOf, statusOf, type BudgetStatusOptions } from "./status";
 
 /** A usage event as the budgets see it. */
@@ -94,50 +94,14 @@ function budgetOf(row: BudgetRow) {
   return { id: row.id, name: row.name, amount: row.amount.toFixed(), currency: row.currency };
 }
 
-/** Could `row`'s scope hold `event`? (An agent budget: any event with an agent; the read decides.) */
-function mayHold(row: BudgetRow, event: BudgetEvent): boolean {
-  return (
-    row.thresholds.length > 0 &&
-    (row.userId === null || row.userId === event.userId) &&
-    (row.agentId === null || event.agentId !== null) &&
-    (row.connectorId === null || row.connectorId === event.connectorId) &&
-    (row.modelId === null || row.modelId === event.modelId) &&
-    (row.externalApiId === null || row.externalApiId === event.externalApiId)
-  );
-}
-
 /**
  * @internal After a record call committed. A guarded call delivers the alerts its transaction
- * raised; an unguarded one checks the thresholds of the budgets its events may fall in (from the
- * Database's cached list: nothing to do, and no query, when none has thresholds). It never
- * throws: the usage is recorded, and a crossing missed here is raised by the next write, status
- * or check in that scope.
+ * raised; an unguarded one marks its events for the background threshold check
+ * (budgets/thresholdChecks) and returns at once. It never throws: the usage is recorded.
  */
 export async function afterRecord(db: Database, events: readonly BudgetEvent[], fired?: readonly BudgetAlert[]): Promise<void> {
-  try {
-    if (fired !== undefined) {
-      await deliverAlerts(db, fired);
-      return;
-    }
-    const budgets = await cachedBudgets(db);
-    if (budgets.length === 0) return;
-    const ids = budgets.filter((b) => events.some((e) => mayHold(b, e))).map((b) => b.id);
-    if (ids.length === 0) return;
-    // Each event's own period (a batch may span several).
-    const instants = [...new Set(events.map((e) => e.createdAt.getTime()))].map((t) => new Date(t));
-    const seen = new Set<string>();
-    for (const at of instants) {
-      for (const b of await budgetsInPeriod(db.primary.prisma, Prisma.sql`b.id = ANY(${ids}::int[])`, at)) {
-        const key = `${b.row.id}@${b.start.getTime()}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        const { fired: raised } = await statusOf(db, b);
-        await deliverAlerts(db, raised);
-      }
-    }
-  } catch {
-    // See above: raised later.
-  }
+  if (fired !== undefined) await deliverAlerts(db, fired);
+  else scheduleThresholdCheck(db, events);
 }
 
 /**

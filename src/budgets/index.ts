@@ -3,4 +3,5 @@ export { setBudget, listBudgets, removeBudget, type Budget, type BudgetInput, ty
 export { budgetStatus, type BudgetStatus, type BudgetStatusOptions, type Spending } from "./status";
 export { BUDGET_ALERT_CHANNEL, ALERT_CLAIM_MS, type BudgetAlert } from "./alerts";
 export { checkBudgets } from "./guard";
+export { budgetChecksSettled } from "./thresholdChecks";
 export { BUDGET_CACHE_MS, type BudgetAlertCallback } from "./registry";

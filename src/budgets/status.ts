@@ -38,11 +38,12 @@ export interface BudgetStatus extends Spending {
   readonly alerts: readonly BudgetAlert[];
 }
 
-/** A budget's period bounds for the instant `at` (the row is `b`): as SQL select items. */
-export function periodBoundsSql(at: Date): Prisma.Sql {
+/** A budget's period bounds for the instant `at` (a Date or a timestamptz expression; the row is `b`): as SQL select items. */
+export function periodBoundsSql(at: Date | Prisma.Sql): Prisma.Sql {
   // Truncated and stepped in the zone's wall time, then turned back into instants: a day of 23
   // or 25 hours at a DST change, whatever the session's TimeZone.
-  const local = Prisma.sql`date_trunc(b.period, ${at}::timestamptz AT TIME ZONE b.time_zone)`;
+  const instant = at instanceof Date ? Prisma.sql`${at}::timestamptz` : at;
+  const local = Prisma.sql`date_trunc(b.period, ${instant} AT TIME ZONE b.time_zone)`;
   return Prisma.sql`
     CASE WHEN b.period = 'range' THEN b.range_from ELSE ${local} AT TIME ZONE b.time_zone END AS period_start,
     CASE WHEN b.period = 'range' THEN b.range_to ELSE (${local} + ('1 ' || b.period)::interval) AT TIME ZONE b.time_zone END AS period_end`;
@@ -59,6 +60,31 @@ export interface BudgetInPeriod {
 export async function budgetsInPeriod(client: Prisma.TransactionClient, where: Prisma.Sql, at: Date, lock = false, prefix = Prisma.empty): Promise<BudgetInPeriod[]> {
   const bounds = await client.$queryRaw<{ id: number; period_start: Date; period_end: Date }[]>`
     ${prefix} SELECT b.id, ${periodBoundsSql(at)} FROM ps_usage_budgets b WHERE ${where} ORDER BY b.id ${lock ? Prisma.sql`FOR UPDATE OF b` : Prisma.empty}`;
+  return withRows(client, bounds);
+}
+
+/**
+ * @internal The distinct periods of each budget that hold one of its instants (budget id -> ms
+ * since the epoch), in one query, by budget and period.
+ */
+export async function budgetsInPeriods(client: Prisma.TransactionClient, instants: ReadonlyMap<number, ReadonlySet<number>>): Promise<BudgetInPeriod[]> {
+  const ids: number[] = [];
+  const ats: string[] = [];
+  for (const [id, set] of instants) {
+    for (const t of set) {
+      ids.push(id);
+      ats.push(new Date(t).toISOString());
+    }
+  }
+  if (ids.length === 0) return [];
+  const bounds = await client.$queryRaw<{ id: number; period_start: Date; period_end: Date }[]>`
+    SELECT DISTINCT b.id, ${periodBoundsSql(Prisma.sql`d.at`)}
+    FROM unnest(${ids}::int[], ${ats}::timestamptz[]) AS d(id, at) JOIN ps_usage_budgets b ON b.id = d.id
+    ORDER BY b.id, period_start`;
+  return withRows(client, bounds);
+}
+
+async function withRows(client: Prisma.TransactionClient, bounds: readonly { id: number; period_start: Date; period_end: Date }[]): Promise<BudgetInPeriod[]> {
   if (bounds.length === 0) return [];
   const rows = await client.psUsageBudget.findMany({ where: { id: { in: bounds.map((b) => b.id) } } });
   const byId = new Map(rows.map((r) => [r.id, r]));
