@@ -17,7 +17,8 @@ function sumsOf(row: Sums): bigint[] {
 export interface Ours {
   /** One recordModelUsageBatch call with every input (`chunkSize` only when set explicitly). */
   ingest(backend: Backend, inputs: readonly ModelUsageInput[], chunkSize?: number): Promise<void>;
-  insertOne(backend: Backend, row: ModelUsageInput): Promise<unknown>;
+  /** One recordModelUsage call; with `idempotencyKey`, a keyed one. */
+  insertOne(backend: Backend, row: ModelUsageInput, idempotencyKey?: string): Promise<unknown>;
   sum(backend: Backend, query: SumQuery): Promise<SumTable>;
   tree(backend: Backend, rootId: number): Promise<TreeTotals>;
   /** The tree's total cost in USD (exact decimal string) and how many agents have priced usage. */
@@ -29,8 +30,8 @@ export const ours: Ours = {
     await recordModelUsageBatch(backend.db, inputs, chunkSize === undefined ? undefined : { chunkSize });
   },
 
-  insertOne(backend, row) {
-    return recordModelUsage(backend.db, row);
+  insertOne(backend, row, idempotencyKey) {
+    return recordModelUsage(backend.db, row, idempotencyKey === undefined ? undefined : { idempotencyKey });
   },
 
   async sum(backend, query) {

@@ -137,6 +137,8 @@ export function describeMachine(): Machine {
 
 const OURS_INGEST = "ps-usage recordModelUsageBatch";
 const OURS_SINGLE = "ps-usage recordModelUsage";
+/** The same call with an idempotency key (a new key each call). */
+export const OURS_SINGLE_KEYED = "ps-usage recordModelUsage with idempotencyKey";
 const OURS_SUM = "ps-usage sumModelUsage";
 
 function ratio(a: number | null | undefined, b: number | null | undefined): string {
@@ -175,6 +177,15 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
       if (copy) {
         checks.push({ backend, target: `ingest ${human(rows)}: ours vs the strongest COPY (${copy.contender})`, required: "none (reported)", measured: ratio(ours, copy.rowsPerSec), met: null });
       }
+    }
+    const raw = r.single.find((s) => s.contender.endsWith("INSERT … RETURNING *"));
+    for (const [name, label, required, limit] of [
+      [OURS_SINGLE, "single record", "≤ 1.20×", 1.2],
+      [OURS_SINGLE_KEYED, "keyed single record (one statement)", "≤ 1.20×", 1.2],
+    ] as const) {
+      const single = r.single.find((s) => s.contender === name);
+      if (single?.p50Ms == null || raw?.p50Ms == null) continue;
+      checks.push({ backend, target: `${label}: p50 ours / ${raw.contender}`, required, measured: ratio(single.p50Ms, raw.p50Ms), met: single.p50Ms / raw.p50Ms <= limit });
     }
     for (const query of [...new Set(r.sums.map((s) => s.query))]) {
       const ours = r.sums.find((s) => s.query === query && s.contender === OURS_SUM);

@@ -52,7 +52,7 @@ import { collectGarbage, human, median, percentile, timed } from "./stats";
 import { openPgliteBackend, openPostgresBackend, tableTotals, truncateUsage, type Backend } from "./setup";
 import { defineSequelizeModels, type SequelizeModels } from "./sequelizeModel";
 import { measureRss, type RssResult } from "./rss";
-import { describeMachine, writeReports, type BenchResults, type BackendResults, type IngestKind, type SectionRun } from "./report";
+import { OURS_SINGLE_KEYED, describeMachine, writeReports, type BenchResults, type BackendResults, type IngestKind, type SectionRun } from "./report";
 import { PACKAGE_ROOT } from "../src/schema/migrate";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? "1");
@@ -74,6 +74,8 @@ const SEED = 20261125;
 const SMALL = Math.max(1000, Math.round(100_000 * SCALE));
 const LARGE = Math.max(2000, Math.round(1_000_000 * SCALE));
 const SINGLE_CALLS = Math.max(200, Math.round(5000 * Math.min(1, SCALE * 4)));
+/** Single-record calls per contender before the next contender's turn (see benchSingle). */
+const SINGLE_BLOCK = 100;
 const SUM_RUNS = 7;
 const TREE_RUNS = 3;
 
@@ -201,33 +203,48 @@ async function benchIngest(backend: Backend, events: EventColumns, models: Seque
 
 async function benchSingle(backend: Backend, events: EventColumns, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
   const inputs = toInputs(events, backend.ids, 0, SINGLE_CALLS);
+  let keyed = 0;
   const contenders: [string, ((row: ModelUsageInput) => Promise<unknown>) | undefined][] = [
     ["ps-usage recordModelUsage", (row) => ours.insertOne(backend, row)],
+    [OURS_SINGLE_KEYED, (row) => ours.insertOne(backend, row, `bench-key-${keyed++}`)],
     [backend.pool ? "pg INSERT … RETURNING *" : "PGlite INSERT … RETURNING *", (row) => insertOnePg(backend, row)],
     ["Sequelize create", models ? (row) => insertOneSequelize(models, row) : undefined],
   ];
+  const runnable = contenders.filter((c): c is [string, (row: ModelUsageInput) => Promise<unknown>] => c[1] !== undefined);
+  await truncateUsage(backend);
+  // A short warm-up (connections, prepared plans, JIT) that is not counted.
+  for (const [, run] of runnable) for (let i = 0; i < 50; i++) await run(inputs[i]);
+  await truncateUsage(backend);
+  collectGarbage();
+  // Interleaved in blocks of SINGLE_BLOCK calls (ABC, ABC, …), so a burst of load from elsewhere
+  // falls on every contender alike rather than on the one that happens to run then.
+  log(`${backend.kind}: ${SINGLE_CALLS} single records with each of ${runnable.map(([name]) => name).join(", ")}, interleaved`);
+  const durations = new Map<string, number[]>(runnable.map(([name]) => [name, []]));
+  for (let from = 0; from < inputs.length; from += SINGLE_BLOCK) {
+    for (const [name, run] of runnable) {
+      const mine = durations.get(name)!;
+      for (let i = from; i < Math.min(from + SINGLE_BLOCK, inputs.length); i++) {
+        const start = performance.now();
+        await run(inputs[i]);
+        mine.push(performance.now() - start);
+      }
+    }
+  }
+  const expected = expectedTotals(events, SINGLE_CALLS);
+  const stored = await tableTotals(backend);
+  if (stored.rows !== expected.rows * runnable.length || stored.tokenIn !== expected.tokenIn * BigInt(runnable.length)) {
+    throw new Error(`single records: stored ${stored.rows} rows / ${stored.tokenIn}, expected ${runnable.length} × ${expected.rows} / ${expected.tokenIn}`);
+  }
   for (const [name, run] of contenders) {
     if (!run) {
       results.single.push({ contender: name, calls: 0, p50Ms: null, p99Ms: null, meanMs: null, note: "n/a on PGlite" });
       continue;
     }
-    await truncateUsage(backend);
-    log(`${backend.kind}: ${SINGLE_CALLS} single records with ${name}`);
-    // A short warm-up (connections, prepared plans, JIT) that is not counted.
-    for (let i = 0; i < 50; i++) await run(inputs[i]);
-    await truncateUsage(backend);
-    collectGarbage();
-    const durations: number[] = [];
-    for (const row of inputs) {
-      const start = performance.now();
-      await run(row);
-      durations.push(performance.now() - start);
-    }
-    await verifyIngest(backend, events, SINGLE_CALLS, name);
-    const meanMs = durations.reduce((a, b) => a + b, 0) / durations.length;
-    const p50Ms = percentile(durations, 50);
-    const p99Ms = percentile(durations, 99);
-    log(`  p50 ${p50Ms.toFixed(3)} ms, p99 ${p99Ms.toFixed(3)} ms`);
+    const mine = durations.get(name)!;
+    const meanMs = mine.reduce((a, b) => a + b, 0) / mine.length;
+    const p50Ms = percentile(mine, 50);
+    const p99Ms = percentile(mine, 99);
+    log(`  ${name}: p50 ${p50Ms.toFixed(3)} ms, p99 ${p99Ms.toFixed(3)} ms`);
     results.single.push({ contender: name, calls: SINGLE_CALLS, p50Ms, p99Ms, meanMs, note: "" });
   }
 }

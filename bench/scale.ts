@@ -49,6 +49,7 @@ const JSON_FILE = path.join(OUT_DIR, "scale-results.json");
 /** Bytes a model usage row takes with its indexes, its share of external API rows and rollups (measured at 3M: see SCALE.md), with a margin. */
 const BYTES_PER_ROW_ESTIMATE = 450;
 
+const ROLLUP_TABLES = ["ps_model_usage_rollup", "ps_external_api_usage_rollup", "ps_model_usage_model_rollup", "ps_model_usage_agent_day_rollup", "ps_external_api_usage_agent_day_rollup"];
 const log = (line: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const load = () => os.loadavg().map((v) => Number(v.toFixed(2)));
 
@@ -72,7 +73,7 @@ interface SizeResult {
   readonly measuredAt: string;
   readonly generate: { readonly seconds: number; readonly rebuildSeconds: number; readonly verifySeconds: number; readonly differencesAfter: number; readonly loadEnd: number[] };
   readonly storage: Record<string, number>;
-  readonly rollupRows: { readonly modelUsage: number; readonly externalApiUsage: number };
+  readonly rollupRows: { readonly modelUsage: number; readonly externalApiUsage: number; readonly levels?: Record<string, number> };
   readonly reads: ReadResult[];
 }
 interface ScaleResults {
@@ -151,7 +152,7 @@ async function freeBytes(pool: Pool): Promise<number> {
 }
 
 async function storage(pool: Pool): Promise<Record<string, number>> {
-  const tables = ["ps_model_usage", "ps_external_api_usage", "ps_model_usage_rollup", "ps_external_api_usage_rollup"];
+  const tables = ["ps_model_usage", "ps_external_api_usage", ...ROLLUP_TABLES];
   const out: Record<string, number> = {};
   for (const t of tables) {
     const [row] = (await pool.query<{ heap: string; idx: string }>(`SELECT pg_table_size($1)::text AS heap, pg_indexes_size($1)::text AS idx`, [t])).rows;
@@ -224,7 +225,10 @@ async function reads(): Promise<void> {
   try {
     for (const size of SIZES) {
       const have = await count(pool, "ps_model_usage");
-      let generate: SizeResult["generate"] = { seconds: 0, rebuildSeconds: 0, verifySeconds: 0, differencesAfter: -1, loadEnd: load() };
+      const grownFile = path.join(OUT_DIR, `scale-grow-${size}.json`);
+      let generate: SizeResult["generate"] = fs.existsSync(grownFile)
+        ? (JSON.parse(fs.readFileSync(grownFile, "utf8")) as SizeResult["generate"])
+        : { seconds: 0, rebuildSeconds: 0, verifySeconds: 0, differencesAfter: -1, loadEnd: load() };
       if (have < size) {
         const need = (size - have) * BYTES_PER_ROW_ESTIMATE * 1.5;
         const free = await freeBytes(pool);
@@ -241,14 +245,19 @@ async function reads(): Promise<void> {
         const t2 = Date.now();
         const check = await rebuildRollups(db, { dryRun: true });
         const verifySeconds = (Date.now() - t2) / 1000;
-        const differencesAfter = check.modelUsage.differences + check.externalApiUsage.differences;
+        const differencesAfter = check.modelUsage.differences + check.externalApiUsage.differences + (check.levels ?? []).reduce((n, l) => n + l.differences, 0);
         if (differencesAfter !== 0) throw new Error(`rollups differ from the ledger after the rebuild: ${differencesAfter}`);
         generate = { seconds, rebuildSeconds, verifySeconds, differencesAfter, loadEnd: load() };
         log(`  rollups = ledger (checked in ${verifySeconds.toFixed(0)} s)`);
       } else if (have > size) {
         log(`the database holds ${have} rows, more than ${size}: measuring it at ${have}`);
       }
-      await pool.query(`VACUUM ANALYZE ps_model_usage, ps_external_api_usage, ps_model_usage_rollup, ps_external_api_usage_rollup`);
+      if (ONLY === "grow") {
+        log(`grown to ${size}: ${JSON.stringify(generate)}`);
+        fs.writeFileSync(path.join(OUT_DIR, `scale-grow-${size}.json`), JSON.stringify(generate) + "\n");
+        continue;
+      }
+      await pool.query(`VACUUM ANALYZE`);
       const modelRows = await count(pool, "ps_model_usage");
       const apiRows = await count(pool, "ps_external_api_usage");
       log(`measuring at ${modelRows.toLocaleString("en-US")} model usage rows, load ${load().join(" ")}`);
@@ -260,7 +269,11 @@ async function reads(): Promise<void> {
         measuredAt: new Date().toISOString(),
         generate,
         storage: await storage(pool),
-        rollupRows: { modelUsage: await count(pool, "ps_model_usage_rollup"), externalApiUsage: await count(pool, "ps_external_api_usage_rollup") },
+        rollupRows: {
+          modelUsage: await count(pool, "ps_model_usage_rollup"),
+          externalApiUsage: await count(pool, "ps_external_api_usage_rollup"),
+          levels: Object.fromEntries(await Promise.all(ROLLUP_TABLES.slice(2).map(async (t) => [t, await count(pool, t)] as const))),
+        },
         reads: measured,
       };
       writeResults(all);
@@ -271,9 +284,17 @@ async function reads(): Promise<void> {
   }
 }
 
+/** The 3M run with the 15-minute rollups alone (the code before the levels), kept for comparison. */
+const BEFORE_LEVELS_FILE = path.join(OUT_DIR, "scale-results-15min-only.json");
+
 function writeResults(results: ScaleResults): void {
   fs.writeFileSync(JSON_FILE, JSON.stringify(results, null, 2) + "\n");
-  fs.writeFileSync(path.join(OUT_DIR, "SCALE.md"), renderScale(results));
+  let md = renderScale(results);
+  if (fs.existsSync(BEFORE_LEVELS_FILE)) {
+    const before = renderScale(JSON.parse(fs.readFileSync(BEFORE_LEVELS_FILE, "utf8")) as ScaleResults).split("\n").slice(7).join("\n");
+    md += `\n# Before the rollup levels (15-minute rollups only, the code of main at 6be9d53)\n\n${before.replace(/^## /gm, "### ")}`;
+  }
+  fs.writeFileSync(path.join(OUT_DIR, "SCALE.md"), md);
   log(`wrote ${JSON_FILE} and SCALE.md`);
 }
 
@@ -418,12 +439,15 @@ export function renderScale(results: ScaleResults): string {
       `## ${s.modelRows.toLocaleString("en-US")} model usage rows (+ ${s.apiRows.toLocaleString("en-US")} external API rows), measured ${s.measuredAt.slice(0, 16)} UTC`,
       "",
       s.generate.seconds > 0
-        ? `Generated in ${s.generate.seconds.toFixed(0)} s (triggers off), rollups rebuilt by rebuildRollups in ${s.generate.rebuildSeconds.toFixed(0)} s and checked equal to the ledger (rebuildRollups dryRun: ${s.generate.differencesAfter} differences) in ${s.generate.verifySeconds.toFixed(0)} s.`
-        : "Rows generated by an earlier run.",
+        ? `Grown to this size in ${s.generate.seconds.toFixed(0)} s (triggers off), rollups rebuilt by rebuildRollups in ${s.generate.rebuildSeconds.toFixed(0)} s and checked equal to the ledger (rebuildRollups dryRun: ${s.generate.differencesAfter} differences) in ${s.generate.verifySeconds.toFixed(0)} s.`
+        : "Rows generated by an earlier run (the 3M rows: see the last section).",
       "",
       `Storage: model usage ledger ${mb(st["ps_model_usage heap"])} heap + ${mb(st["ps_model_usage indexes"])} indexes (${(st["ps_model_usage heap"] / s.modelRows).toFixed(0)} + ${(st["ps_model_usage indexes"] / s.modelRows).toFixed(0)} = ${(ledgerBytes / s.modelRows).toFixed(0)} bytes an event); ` +
         `model usage rollups ${s.rollupRows.modelUsage.toLocaleString("en-US")} rows, ${mb(st["ps_model_usage_rollup heap"] + st["ps_model_usage_rollup indexes"])} (${(s.modelRows / s.rollupRows.modelUsage).toFixed(1)} events a rollup row, ${((st["ps_model_usage_rollup heap"] + st["ps_model_usage_rollup indexes"]) / s.modelRows).toFixed(0)} bytes an event); ` +
-        `external API rollups ${s.rollupRows.externalApiUsage.toLocaleString("en-US")} rows.`,
+        `external API rollups ${s.rollupRows.externalApiUsage.toLocaleString("en-US")} rows` +
+        (s.rollupRows.levels
+          ? `; levels: ${Object.entries(s.rollupRows.levels).map(([t, n]) => `${t} ${n.toLocaleString("en-US")} rows, ${mb(st[`${t} heap`] + st[`${t} indexes`])}`).join("; ")}.`
+          : " (no levels yet)."),
       "",
       "| report | with rollups | ledger alone | PolicySynth's walk | walk / rollups | walk / ledger | identical | load at end |",
       "|---|---|---|---|---|---|---|---|",
@@ -443,6 +467,23 @@ export function renderScale(results: ScaleResults): string {
     }
     lines.push("");
   }
+  lines.push("## Targets", "");
+  for (const s of sizes) {
+    const slow = s.reads.filter((r) => r.withRollups.medianMs >= 100);
+    lines.push(`- ${(s.modelRows / 1e6).toFixed(0)}M, each report under 100 ms with rollups: ${slow.length === 0 ? "met" : `**missed** by ${slow.map((r) => `${r.query} (${fmtMs(r.withRollups.medianMs)})`).join(", ")}`}; results identical with and without rollups: ${s.reads.every((r) => r.identical) ? "yes" : "**no**"}.`);
+    for (const r of s.reads.filter((x) => x.policySynth)) {
+      const withR = r.policySynth!.medianMs / r.withRollups.medianMs;
+      const without = r.policySynth!.medianMs / r.withoutRollups.medianMs;
+      lines.push(`  - ${r.query}: ${withR.toFixed(1)}x PolicySynth's walk with rollups (target 100x: ${withR >= 100 ? "met" : "**missed**"}), ${without.toFixed(1)}x without (target 20x: ${without >= 20 ? "met" : "**missed**"}).`);
+    }
+  }
+  if (sizes.length > 1) {
+    const [a, b] = [sizes[0], sizes[sizes.length - 1]];
+    lines.push(`- Flat from ${(a.modelRows / 1e6).toFixed(0)}M to ${(b.modelRows / 1e6).toFixed(0)}M (median with rollups, largest / smallest): ${a.reads.map((r) => { const x = b.reads.find((y) => y.query === r.query); return x ? `${r.query} ${(x.withRollups.medianMs / r.withRollups.medianMs).toFixed(2)}x` : ""; }).join("; ")}.`);
+  }
+  if (results.ingest) lines.push(`- Ingest with rollup maintenance at least 0.85x the same ingest without: ${results.ingest.ratio >= 0.85 ? "met" : "**missed**"} (${results.ingest.ratio.toFixed(2)}x).`);
+  if (results.prune) lines.push(`- Prune of 30 days blocking no insert more than 1 s: ${results.prune.insertMaxMs <= 1000 ? "met" : "**missed**"} (slowest ${fmtMs(results.prune.insertMaxMs)}, at ${results.prune.modelRowsBefore.toLocaleString("en-US")} rows).`);
+  lines.push("");
   if (results.ingest) {
     const i = results.ingest;
     lines.push(
@@ -472,7 +513,7 @@ export function renderScale(results: ScaleResults): string {
 
 async function main(): Promise<void> {
   log(`scale bench: ${ONLY}, sizes ${SIZES.join(", ")}, load ${load().join(" ")}`);
-  if (ONLY === "reads") await reads();
+  if (ONLY === "reads" || ONLY === "grow") await reads();
   else if (ONLY === "ingest") await ingest();
   else if (ONLY === "prune") await pruneBench();
   else if (ONLY === "render") writeResults(readResults());

@@ -180,10 +180,10 @@ export function buildProgram(): Command {
     .addOption(dbOption())
     .option("--dry-run", "print the differences and the SQL, change nothing")
     .option("--json", "JSON output")
-    .option("--lock-timeout <seconds>", "give up if a table lock is not granted this soon (default 10)", nonNegativeSeconds("--lock-timeout"))
+    .option("--lock-timeout <seconds>", "give up if a table lock is not granted this soon (default 10)", lockTimeoutMs)
     .action(async (opts: DbOptions & { dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
       await withDb(opts, async (db) => {
-        const result = await adopt(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout === undefined ? undefined : Math.round(opts.lockTimeout * 1000) });
+        const result = await adopt(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout });
         process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatAdoption(result));
       }, "create");
     });
@@ -208,10 +208,10 @@ export function buildProgram(): Command {
     .addOption(dbOption())
     .option("--dry-run", "only compare, change nothing")
     .option("--json", "JSON output")
-    .option("--lock-timeout <seconds>", "give up if the write lock on the usage tables is not granted this soon (default 10)", nonNegativeSeconds("--lock-timeout"))
+    .option("--lock-timeout <seconds>", "give up if the write lock on the usage tables is not granted this soon (default 10)", lockTimeoutMs)
     .action(async (opts: DbOptions & { dryRun?: boolean; json?: boolean; lockTimeout?: number }) => {
       await withDb(opts, async (db) => {
-        const result = await rebuildRollups(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout === undefined ? undefined : Math.max(1, Math.round(opts.lockTimeout * 1000)) });
+        const result = await rebuildRollups(db, { dryRun: opts.dryRun, lockTimeoutMs: opts.lockTimeout });
         process.stdout.write(opts.json ? `${JSON.stringify(result, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n` : formatRollupCheck(result, opts.dryRun === true));
         if (opts.dryRun && result.modelUsage.differences + result.externalApiUsage.differences > 0) commandStatus = 1;
       });
@@ -390,6 +390,14 @@ function nonNegativeSeconds(flag: string) {
     }
     return Number(value);
   };
+}
+
+/**
+ * `--lock-timeout <seconds>` as the milliseconds of `lockTimeoutMs`: at least 1, because
+ * PostgreSQL reads a lock_timeout of 0 as "wait forever", the opposite of asking not to wait.
+ */
+function lockTimeoutMs(value: string): number {
+  return Math.max(1, Math.round(nonNegativeSeconds("--lock-timeout")(value) * 1000));
 }
 
 function positiveInt(flag: string) {
@@ -710,7 +718,10 @@ function formatRollupCheck(result: RebuildRollupsResult, dryRun: boolean): strin
       lines.push(`  ${d.slotStart.toISOString()} user ${d.userId} ${id} agent ${d.agentId ?? "-"} connector ${d.connectorId ?? "-"}: ledger ${d.ledgerEvents} events, rollup ${d.rollupEvents}`);
     }
   }
-  const differences = result.modelUsage.differences + result.externalApiUsage.differences;
+  for (const level of result.levels) {
+    lines.push(`${level.table}: ${level.rows} rows, ${level.differences === 0 ? "equal to the 15-minute rollups" : `${level.differences} key(s) differed from the 15-minute rollups`}`);
+  }
+  const differences = result.modelUsage.differences + result.externalApiUsage.differences + result.levels.reduce((n, l) => n + l.differences, 0);
   lines.push(differences === 0 ? "Nothing to rebuild." : dryRun ? "Dry run: nothing changed; run without --dry-run to rebuild." : "Rebuilt from the ledger.");
   return `${lines.join("\n")}\n`;
 }

@@ -44,7 +44,7 @@
  * costs, counted in `unpricedEvents`, never as a silent 0.
  */
 import type { Database } from "./db";
-import { checkRollupsOption, usageRelationSql } from "./reports/rollups";
+import { checkRollupsOption, keyColumnsOf, usageRelationSql } from "./reports/rollups";
 import { checkSource, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
@@ -227,17 +227,21 @@ async function plan(db: Database, options: CostReportOptions, issues: FieldIssue
 const ident = (column: string) => Prisma.raw(`u."${column}"`);
 
 /** The usage one side of the report reads (see src/reports/rollups.ts); `agentTree` restricts agents to the tree. */
-function usageRows(side: Side, p: ReportPlan, agentTree: boolean): Prisma.Sql {
+function usageRows(side: Side, p: ReportPlan, treeIds: readonly number[] | undefined): Prisma.Sql {
+  const agentTree = treeIds !== undefined;
   // The other table's id filter only decides which tables are read (see CostReportFilter).
   const { modelId, externalApiId, ...shared } = p.where;
   return usageRelationSql({
     table: side === "model" ? "modelUsage" : "externalApiUsage",
     where: side === "model" ? { ...shared, modelId } : { ...shared, externalApiId },
-    conditions: agentTree ? [Prisma.sql`agent_id = ANY((SELECT ids FROM tree_ids)::int[])`] : [],
+    // The ids as a parameter: a constant array the planner hashes and counts (from a subquery,
+    // each row scanned the whole array and the planner guessed its size).
+    conditions: agentTree ? [Prisma.sql`agent_id = ANY(${treeIds}::int[])`] : [],
     bucket: p.bucket ? { bucket: p.bucket, timeZone: p.timeZone } : undefined,
     priced: true,
     rollups: p.rollups,
     source: side === "model" ? p.source : undefined,
+    uses: keyColumnsOf([...p.groupBy.map((g) => COLUMN[g]), ...(agentTree ? ["agent_id"] : [])]),
   });
 }
 
@@ -353,7 +357,7 @@ const MODEL_COST = Prisma.raw(`((
 // numeric division rounds. The only divisions are those of derived rates (longContextCost,
 // kindCost), each done once after its multiplications.
 
-function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
+function modelBranch(p: ReportPlan, treeIds: readonly number[] | undefined): Prisma.Sql {
   const keys = keyNames(p).map((k) => Prisma.raw(`m.${k}`));
   const sums = Prisma.raw(COUNTER_COLUMNS.map((c) => `sum(u.${c}) AS ${c}`).join(", "));
   const picked = Prisma.raw(COUNTER_COLUMNS.map((c) => `m.${c}`).join(", "));
@@ -370,7 +374,7 @@ function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
              mp.id AS period_id, u.service_tier, u.regional_processing IS NOT NULL AS regional,
              sum(u.event_count) AS events, ${sums}, sum(u.web_search_count) AS web_search_count
       FROM (SELECT ${Prisma.join([...keyExpressions("model", p), Prisma.sql`u.*`])}
-            FROM ${usageRows("model", p, agentTree)} u) u
+            FROM ${usageRows("model", p, treeIds)} u) u
       LEFT JOIN model_periods mp ON mp.model_id = u.model_id
         AND u.created_at >= mp.effective_from AND (mp.valid_to IS NULL OR u.created_at < mp.valid_to)
       GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`mp.id`, Prisma.sql`u.service_tier`, Prisma.sql`u.regional_processing IS NOT NULL`])}
@@ -379,7 +383,7 @@ function modelBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
     ${RESOLVED_RATES}`;
 }
 
-function apiBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
+function apiBranch(p: ReportPlan, treeIds: readonly number[] | undefined): Prisma.Sql {
   const keys = keyNames(p).map((k) => Prisma.raw(`a.${k}`));
   const zeros = Prisma.raw(COUNTER_COLUMNS.map((c) => `0::bigint AS ${c}`).join(", "));
   const selectKeys = keys.length ? Prisma.sql`${Prisma.join(keys)},` : Prisma.empty;
@@ -391,7 +395,7 @@ function apiBranch(p: ReportPlan, agentTree: boolean): Prisma.Sql {
       SELECT ${groupKeys.length ? Prisma.sql`${Prisma.join(groupKeys)},` : Prisma.empty}
              ap.id AS period_id, sum(u.event_count) AS events, sum(u.call_count) AS calls
       FROM (SELECT ${Prisma.join([...keyExpressions("externalApi", p), Prisma.sql`u.*`])}
-            FROM ${usageRows("externalApi", p, agentTree)} u) u
+            FROM ${usageRows("externalApi", p, treeIds)} u) u
       LEFT JOIN api_periods ap ON ap.external_api_id = u.external_api_id
         AND u.created_at >= ap.effective_from AND (ap.valid_to IS NULL OR u.created_at < ap.valid_to)
       GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`ap.id`])}
@@ -412,12 +416,11 @@ interface RawRow {
   readonly cost: string | null;
 }
 
-function buildQuery(p: ReportPlan, rootAgentId?: number): Prisma.Sql {
-  const agentTree = rootAgentId !== undefined;
+function buildQuery(p: ReportPlan, treeIds?: readonly number[]): Prisma.Sql {
   const keys = keyNames(p).map((k) => Prisma.raw(k));
   const branches: Prisma.Sql[] = [];
-  if (p.sides.includes("model")) branches.push(modelBranch(p, agentTree));
-  if (p.sides.includes("externalApi")) branches.push(apiBranch(p, agentTree));
+  if (p.sides.includes("model")) branches.push(modelBranch(p, treeIds));
+  if (p.sides.includes("externalApi")) branches.push(apiBranch(p, treeIds));
   const sums = Prisma.raw(COUNTER_COLUMNS.map((c) => `sum(${c})::bigint AS ${c}`).join(", "));
   // With keys, one statement gives the rows and the per-currency totals (GROUPING SETS); without
   // keys the rows are the totals.
@@ -433,8 +436,7 @@ function buildQuery(p: ReportPlan, rootAgentId?: number): Prisma.Sql {
   );
   const money = (expr: string) => Prisma.raw(`CASE WHEN currency IS NULL THEN NULL ELSE trim_scale(${expr})::text END`);
   return Prisma.sql`
-    WITH RECURSIVE ${agentTree ? Prisma.sql`${agentTreeCte(rootAgentId)}, tree_ids AS (SELECT array_agg(id) AS ids FROM tree),` : Prisma.empty}
-    model_periods AS (
+    WITH model_periods AS (
       SELECT id, model_id, effective_from,
              LEAD(effective_from) OVER (PARTITION BY model_id ORDER BY effective_from) AS valid_to
       FROM ps_ai_model_price_periods
@@ -487,8 +489,8 @@ function read<T>(db: Database, fn: (on: Database) => Promise<T>): Promise<T> {
 }
 
 /** Runs the report's one statement on `on` (a database or replica view already routed). */
-function runReport(on: Database, p: ReportPlan, rootAgentId?: number): Promise<CostReport> {
-  return runReportOn(on.reportPrisma, p, rootAgentId);
+function runReport(on: Database, p: ReportPlan, treeIds?: readonly number[]): Promise<CostReport> {
+  return runReportOn(on.reportPrisma, p, treeIds);
 }
 
 /**
@@ -496,15 +498,19 @@ function runReport(on: Database, p: ReportPlan, rootAgentId?: number): Promise<C
  * that agent's tree, run on `client`: a transaction's client sees its own uncommitted rows (the
  * budget guard). `where` must be valid already (ids, dates); read from the rollups.
  */
-export function costTotalsOn(client: Prisma.TransactionClient, where: CostReportFilter, rootAgentId?: number): Promise<CostReport> {
+export async function costTotalsOn(client: Prisma.TransactionClient, where: CostReportFilter, rootAgentId?: number): Promise<CostReport> {
   const hasModel = where.modelId !== undefined;
   const hasApi = where.externalApiId !== undefined;
   const sides: Side[] = hasModel === hasApi ? ["model", "externalApi"] : hasModel ? ["model"] : ["externalApi"];
-  return runReportOn(client, { groupBy: [], timeZone: "UTC", where, sides, rollups: true }, rootAgentId);
+  const treeIds =
+    rootAgentId === undefined
+      ? undefined
+      : (await client.$queryRaw<{ id: number }[]>`WITH RECURSIVE ${agentTreeCte(rootAgentId)} SELECT id FROM tree`).map((a) => a.id);
+  return runReportOn(client, { groupBy: [], timeZone: "UTC", where, sides, rollups: true }, treeIds);
 }
 
-async function runReportOn(client: Prisma.TransactionClient, p: ReportPlan, rootAgentId?: number): Promise<CostReport> {
-  const raw = await client.$queryRaw<RawRow[]>(buildQuery(p, rootAgentId));
+async function runReportOn(client: Prisma.TransactionClient, p: ReportPlan, treeIds?: readonly number[]): Promise<CostReport> {
+  const raw = await client.$queryRaw<RawRow[]>(buildQuery(p, treeIds));
   const names = keyNames(p);
   const rows: CostReportRow[] = [];
   const totals: CostAmounts[] = [];
@@ -593,7 +599,7 @@ export async function agentTreeCostReport(
       WITH RECURSIVE ${agentTreeCte(agentId)}
       SELECT id, parent_agent_id, depth FROM tree ORDER BY path`;
     if (agents.length === 0) throw new UnknownReferenceError("ps_agents", agentId);
-    const report = await runReport(on, p, agentId);
+    const report = await runReport(on, p, agents.map((a) => a.id));
     // Rows in tree order; the sort is stable, so within an agent they keep the report's order.
     const position = new Map(agents.map((a, i) => [a.id, i]));
     const rows = [...report.rows].sort((x, y) => (position.get(x.agentId as number) ?? 0) - (position.get(y.agentId as number) ?? 0));

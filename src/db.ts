@@ -2,13 +2,13 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
-import { Client, Pool } from "pg";
+import { Client, Pool, type PoolClient } from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "./errors";
 import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
-import { markClosing, trackedClient, workEnded } from "./db/closing";
+import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
 import { PrismaClient } from "./generated/prisma/client";
 import { setAlertCallback, type BudgetAlertCallback } from "./budgets/registry";
@@ -119,6 +119,24 @@ export interface SqlDriver extends SqlSession {
   withSession<T>(fn: (session: SqlSession) => Promise<T>): Promise<T>;
 }
 
+/** @internal Statements on one connection, in a transaction of {@link DirectDriver.transaction}. */
+export interface DirectSession {
+  query<T = Record<string, unknown>>(text: string, values: readonly unknown[]): Promise<T[]>;
+}
+
+/**
+ * @internal The driver the Database already holds, without Prisma's client runtime (which costs
+ * more than the statement itself for a single record, and turns a batch's parameters into JSON
+ * and back): the write pool (pinned sessions, `writeTimeoutMs`) on PostgreSQL, PGlite's own
+ * query on PGlite (which waits for a running transaction). A `name` keeps the statement prepared
+ * on each PostgreSQL connection (the text must be fixed for that name).
+ */
+export interface DirectDriver {
+  query<T = Record<string, unknown>>(text: string, values: readonly unknown[], name?: string): Promise<T[]>;
+  /** Runs `fn` in one transaction on one connection: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (session: DirectSession) => Promise<T>): Promise<T>;
+}
+
 /** An open database: a ready Prisma client and a way to close it. */
 export interface Database {
   /** The generated Prisma client, connected through the matching driver adapter. */
@@ -138,6 +156,8 @@ export interface Database {
   readonly reportPrisma: PrismaClient;
   /** @internal */
   readonly driver: SqlDriver;
+  /** @internal Single-record writes (see {@link DirectDriver}); tracked for close() like `prisma`. */
+  readonly direct: DirectDriver;
   /**
    * The same database with every find, sum and report read on the primary: for a read that
    * must see what the caller has just written (a replica may lag). Closing either closes both.
@@ -244,6 +264,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   const db = {
     ...opened,
     prisma,
+    direct: trackedDirect(() => db, opened.direct),
     reportPrisma: opened.reportPrisma === opened.prisma ? prisma : trackedClient(() => db, opened.reportPrisma),
     replicaSet: replicas ? new ReplicaSet(replicas) : null,
     close: () => closeDatabase(db, opened),
@@ -399,6 +420,42 @@ function pinnedPool(url: string, max: number, connectTimeoutMs: number, statemen
   return pool;
 }
 
+/**
+ * Runs `fn` on a connection of `pool`. While it is out, pg reports a lost connection as an
+ * "error" event on it (its query rejects too), which would crash the process without a listener;
+ * a connection that failed so, that failed a statement for another reason than the statement
+ * (see isStatementError), or whose state `fn` marks broken (a failed ROLLBACK), is closed on
+ * release instead of going back to the pool.
+ */
+async function onPooledClient<T>(pool: Pool, fn: (client: PoolClient, broken: (err: unknown) => void) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  const broken = (err: unknown) => {
+    failed ??= err instanceof Error ? err : new Error(String(err));
+  };
+  client.on("error", broken);
+  try {
+    return await fn(client, broken);
+  } catch (err) {
+    // pg may hear of a lost connection only after the query failed: do not wait for its event.
+    if (!isStatementError(err)) broken(err);
+    throw err;
+  } finally {
+    client.removeListener("error", broken);
+    client.release(failed);
+  }
+}
+
+/**
+ * An error the server raised for a statement, after which its connection is fine (a constraint,
+ * a statement timeout): not a lost connection (no SQLSTATE), a FATAL error, nor one of the
+ * classes for connection failures (08) and shut-downs or terminated backends (57P).
+ */
+function isStatementError(err: unknown): boolean {
+  const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
+  return typeof code === "string" && severity === "ERROR" && !code.startsWith("08") && !code.startsWith("57P");
+}
+
 /** A file system error in words, with its code. */
 function fsReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
@@ -525,10 +582,29 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
       }
     },
   };
+  const direct: DirectDriver = {
+    query(text, values, name) {
+      return onPooledClient(pool, async (client) => (await client.query({ name, text, values: [...values] })).rows);
+    },
+    transaction(fn) {
+      return onPooledClient(pool, async (client, broken) => {
+        await client.query("BEGIN");
+        try {
+          const result = await fn({ query: async (text, values) => (await client.query(text, [...values])).rows });
+          await client.query("COMMIT");
+          return result;
+        } catch (err) {
+          await client.query("ROLLBACK").catch(broken);
+          throw err;
+        }
+      });
+    },
+  };
   let closed = false;
   return {
     prisma,
     reportPrisma,
+    direct,
     kind: "postgresql",
     target,
     driver,
@@ -586,10 +662,19 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean):
       return run;
     },
   };
+  const direct: DirectDriver = {
+    async query(text, values) {
+      return (await pglite.query(text, [...values])).rows as never[];
+    },
+    transaction(fn) {
+      return pglite.transaction((tx) => fn({ query: async (text, values) => (await tx.query(text, [...values])).rows as never[] }));
+    },
+  };
   let closed = false;
   return {
     prisma,
     reportPrisma: prisma,
+    direct,
     kind: "pglite",
     target,
     pglite,

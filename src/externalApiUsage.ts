@@ -41,7 +41,8 @@ import {
   BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
-import { writeChecked, type References } from "./ledger/references";
+import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
+import { readStoredKey, recordSingle, singleInsertStatements } from "./ledger/singleInsert";
 
 /** Reference columns of `ps_external_api_usage` and the input fields that fill them. */
 const EXTERNAL_API_USAGE_REFERENCES: References = [
@@ -116,8 +117,18 @@ export async function recordExternalApiUsageAs(
   // Alerts the guard raised in the transaction, delivered after the commit.
   let fired: BudgetAlert[] | undefined;
   try {
-    // The insert (after the reference check where one is needed), both timestamps set at the
-    // write (see eventTimes); with a key, the key row in the same statement.
+    // Nothing to check in a transaction: one statement on the driver (see ledger/singleInsert).
+    // A guarded record needs the guard in the insert's transaction: not this path.
+    if (!enforce && (await planReferenceCheck(db, "ps_external_api_usage", EXTERNAL_API_USAGE_REFERENCES, [input], owner)) === null) {
+      const times = eventTimes(input.createdAt);
+      const values = [data.userId, data.externalApiId, data.callCount, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
+      const row = await recordSingle(db, SINGLE_INSERT, values, toExternalApiUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "external API usage" });
+      await afterRecord(db, [budgetEvent(row)]);
+      return row;
+    }
+    // The insert (after the reference check where one is needed; in a transaction with the budget
+    // guard when guarded), both timestamps set at the write (see eventTimes); with a key, the key
+    // row in the same statement.
     const create = async (key?: string) =>
       writeChecked(
         db,
@@ -136,22 +147,10 @@ export async function recordExternalApiUsageAs(
         },
         enforce,
       );
-    const row = key === undefined ? await create() : await recordOnce(
-      key,
-      input.userId,
-      "external API usage",
-      () => create(key),
-      async () => {
-        const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { externalApiUsage: true } });
-        if (!stored) return null;
-        return {
-          userId: stored.userId,
-          modelUsageId: stored.modelUsageId,
-          externalApiUsageId: stored.externalApiUsageId,
-          row: stored.externalApiUsage ? toExternalApiUsageRecord(stored.externalApiUsage) : null,
-        };
-      },
-    );
+    const row =
+      key === undefined
+        ? await create()
+        : await recordOnce(key, input.userId, "external API usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toExternalApiUsageRecord));
     await afterRecord(db, [budgetEvent(row)], fired);
     return row;
   } catch (err) {
@@ -159,7 +158,20 @@ export async function recordExternalApiUsageAs(
   }
 }
 
-
+/** The columns a single record writes, in the order of its values. */
+const SINGLE_INSERT = singleInsertStatements({
+  table: "ps_external_api_usage",
+  keyColumn: "external_api_usage_id",
+  columns: [
+    ["user_id", "int", "userId"],
+    ["external_api_id", "int", "externalApiId"],
+    ["call_count", "int", "callCount"],
+    ["agent_id", "int", "agentId"],
+    ["connector_id", "int", "connectorId"],
+    ["created_at", "timestamptz", "createdAt"],
+    ["updated_at", "timestamptz", "updatedAt"],
+  ],
+});
 
 function batchChunkSql(items: readonly ExternalApiUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
   const arrays = Prisma.join([

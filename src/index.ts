@@ -20,6 +20,6 @@ export const Decimal = Prisma.Decimal;
 export type Decimal = Prisma.Decimal;
 export { findModelUsageItems, type ModelUsageItemRecord } from "./ledger/findModelUsageItems";
 export { recordProviderUsage, recordProviderUsageBatch, serviceTierOf, type ProviderUsageCall, type RecordProviderUsageOptions, type ProviderUsageRecord } from "./ledger/recordProviderUsage";
-export { rebuildRollups, type RebuildRollupsOptions, type RebuildRollupsResult, type RollupTableCheck, type RollupDifference } from "./reports/rebuildRollups";
+export { rebuildRollups, type RebuildRollupsOptions, type RebuildRollupsResult, type RollupTableCheck, type RollupLevelCheck, type RollupDifference } from "./reports/rebuildRollups";
 export { prune, RollupsDifferError, type PruneOptions, type PruneResult, type PrunedTable } from "./ledger/prune";
 export * from "./budgets";

@@ -7,6 +7,7 @@ import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
   MODEL_USAGE_ALL_COUNTERS,
+  MODEL_USAGE_COUNTERS,
   type BatchRecordOptions,
   type BatchRecordResult,
   type FoundModelUsage,
@@ -47,7 +48,8 @@ import {
   BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
-import { writeChecked, type References } from "./ledger/references";
+import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
+import { readStoredKey, recordSingle, singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
 import { afterRecord, guardEvent, type BudgetEvent } from "./budgets/guard";
 import type { BudgetAlert } from "./budgets/alerts";
 
@@ -158,6 +160,14 @@ export async function recordModelUsageAs(
   // Alerts the guard raised in the transaction, delivered after the commit.
   let fired: BudgetAlert[] | undefined;
   try {
+    // Nothing to check in a transaction and nothing more to write: one statement on the driver.
+    // A guarded record needs the guard in the insert's transaction: not this path.
+    if (alsoWrite === undefined && !enforce && (await planReferenceCheck(db, "ps_model_usage", MODEL_USAGE_REFERENCES, [input], owner)) === null) {
+      const values = singleValues(data, input.createdAt);
+      const row = await recordSingle(db, SINGLE_INSERT, values, toModelUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "model usage" });
+      await afterRecord(db, [budgetEvent(row)]);
+      return row;
+    }
     // The insert (after the reference check where one is needed), both timestamps set at the
     // write (see eventTimes); with a key, the key row in the same statement.
     const create = async (key?: string) =>
@@ -182,22 +192,7 @@ export async function recordModelUsageAs(
     const row =
       key === undefined
         ? await create()
-        : await recordOnce(
-            key,
-            input.userId,
-            "model usage",
-            () => create(key),
-            async () => {
-              const stored = await db.prisma.psUsageIdempotencyKey.findUnique({ where: { key }, include: { modelUsage: true } });
-              if (!stored) return null;
-              return {
-                userId: stored.userId,
-                modelUsageId: stored.modelUsageId,
-                externalApiUsageId: stored.externalApiUsageId,
-                row: stored.modelUsage ? toModelUsageRecord(stored.modelUsage) : null,
-              };
-            },
-          );
+        : await recordOnce(key, input.userId, "model usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toModelUsageRecord));
     await afterRecord(db, [budgetEvent(row)], fired);
     return row;
   } catch (err) {
@@ -205,43 +200,102 @@ export async function recordModelUsageAs(
   }
 }
 
-/** `ps_model_usage` columns a batch fills, in the order of the unnest arrays. */
-const BATCH_COLUMNS = [
-  "user_id",
-  "model_id",
-  "agent_id",
-  "connector_id",
-  "created_at",
-  ...MODEL_USAGE_ALL_COUNTERS.map(([, column]) => column),
-  "service_tier",
-  "regional_processing",
+/** Every column a single record writes, in the order of {@link singleValues}. */
+const SINGLE_INSERT = singleInsertStatements({
+  table: "ps_model_usage",
+  keyColumn: "model_usage_id",
+  columns: [
+    ["user_id", "int", "userId"],
+    ["model_id", "int", "modelId"],
+    ["agent_id", "int", "agentId"],
+    ["connector_id", "int", "connectorId"],
+    ["created_at", "timestamptz", "createdAt"],
+    ["updated_at", "timestamptz", "updatedAt"],
+    ...MODEL_USAGE_ALL_COUNTERS.map(([field, column]): SingleColumn => [column, "int", field]),
+    ["service_tier", "varchar", "serviceTier"],
+    ["regional_processing", "varchar", "regionalProcessing"],
+  ],
+});
+
+/** A single record's values for {@link SINGLE_INSERT}: counters not given are 0 (the columns' default). */
+function singleValues(data: Prisma.PsModelUsageUncheckedCreateInput, createdAt: Date | undefined): unknown[] {
+  const times = eventTimes(createdAt);
+  const values: unknown[] = [data.userId, data.modelId, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
+  for (const [field] of MODEL_USAGE_ALL_COUNTERS) values.push(data[field] ?? 0);
+  values.push(data.serviceTier, data.regionalProcessing);
+  return values;
+}
+
+/** @internal One unnest array of a batch chunk: its column, its array literal and the element type. */
+export type ChunkArray = readonly [column: string, literal: string, type: "int" | "timestamptz" | "text"];
+
+/** One column of a batch chunk: its name, its element type and how its array literal is built. */
+type ChunkColumn = readonly [column: string, type: ChunkArray[2], literal: (items: readonly ModelUsageInput[], start: number, end: number) => string];
+
+/** `ps_model_usage` columns every batch chunk fills, in the order of the unnest arrays. */
+const BATCH_COLUMNS: readonly ChunkColumn[] = [
+  ["user_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "userId", 0)],
+  ["model_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "modelId", 0)],
+  ["agent_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "agentId")],
+  ["connector_id", "int", (items, start, end) => intArrayLiteral(items, start, end, "connectorId")],
+  ["created_at", "timestamptz", (items, start, end) => timestampArrayLiteral(items, start, end)],
+  ...MODEL_USAGE_COUNTERS.map(([field, column]): ChunkColumn => [column, "int", (items, start, end) => intArrayLiteral(items, start, end, field, 0)]),
 ];
 
-// updated_at is not an array: it is the row's created_at (see BATCH_EVENT_TIME_SQL).
-const INSERT_COLUMNS = Prisma.raw([...BATCH_COLUMNS, "updated_at"].join(", "));
-const UNNEST_ALIASES = Prisma.raw(BATCH_COLUMNS.join(", "));
-const SELECT_LIST = Prisma.sql`${Prisma.join(
-  BATCH_COLUMNS.map((c) => (c === "created_at" ? BATCH_EVENT_TIME_SQL : Prisma.raw(`u.${c}`))),
-  ", ",
-)}, ${BATCH_EVENT_TIME_SQL}`;
+/**
+ * Columns a chunk fills only when one of its items gives a value other than the column's default
+ * (0, NULL): most usage has no web search, tier or region, and leaving their arrays out of the
+ * statement saves the server about a tenth of a chunk's insert (bench/profileChunk.ts).
+ */
+const OPTIONAL_BATCH_COLUMNS: readonly (readonly [ChunkColumn, (item: ModelUsageInput) => boolean])[] = [
+  [["web_search_count", "int", (items, start, end) => intArrayLiteral(items, start, end, "webSearchCount", 0)], (item) => !!item.webSearchCount],
+  [
+    ["service_tier", "text", (items, start, end) => textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))],
+    (item) => storedServiceTier(item.serviceTier) !== null,
+  ],
+  [
+    ["regional_processing", "text", (items, start, end) => textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)],
+    (item) => item.regionalProcessing != null,
+  ],
+];
 
 function batchChunkSql(items: readonly ModelUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
-  const arrays = Prisma.join([
-    Prisma.sql`${intArrayLiteral(items, start, end, "userId", 0)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "modelId", 0)}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "agentId")}::int[]`,
-    Prisma.sql`${intArrayLiteral(items, start, end, "connectorId")}::int[]`,
-    Prisma.sql`${timestampArrayLiteral(items, start, end)}::timestamptz[]`,
-    ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => Prisma.sql`${intArrayLiteral(items, start, end, field, 0)}::int[]`),
-    Prisma.sql`${textArrayLiteral(items, start, end, (item) => storedServiceTier(item.serviceTier))}::text[]`,
-    Prisma.sql`${textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null)}::text[]`,
-  ]);
+  const columns = [...BATCH_COLUMNS];
+  for (const [column, given] of OPTIONAL_BATCH_COLUMNS) {
+    for (let i = start; i < end; i++) {
+      if (given(items[i])) {
+        columns.push(column);
+        break;
+      }
+    }
+  }
+  return modelUsageInsertSql(
+    columns.map(([column, type, literal]): ChunkArray => [column, literal(items, start, end), type]),
+    returnIds,
+  );
+}
+
+/**
+ * @internal The one `INSERT … SELECT … FROM unnest(…)` of a batch chunk, from its columns' array
+ * literals (`created_at` among them; columns left out take their defaults): also used by
+ * `recordProviderUsageBatch`, which builds the literals from its calls without an input object per row.
+ */
+export function modelUsageInsertSql(arrays: readonly ChunkArray[], returnIds: boolean): Prisma.Sql {
+  const names = arrays.map(([name]) => name);
+  const unnestArrays = Prisma.join(arrays.map(([, literal, type]) => Prisma.sql`${literal}::${Prisma.raw(type)}[]`));
+  // updated_at is not an array: it is the row's created_at (see BATCH_EVENT_TIME_SQL).
+  const insertColumns = Prisma.raw([...names, "updated_at"].join(", "));
+  const selectList = Prisma.join(
+    [...names.map((c) => (c === "created_at" ? BATCH_EVENT_TIME_SQL : Prisma.raw(`u.${c}`))), BATCH_EVENT_TIME_SQL],
+    ", ",
+  );
+  const aliases = Prisma.raw(names.join(", "));
   if (!returnIds) {
-    return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS}) SELECT ${SELECT_LIST} FROM unnest(${arrays}) AS u(${UNNEST_ALIASES})`;
+    return Prisma.sql`INSERT INTO ps_model_usage (${insertColumns}) SELECT ${selectList} FROM unnest(${unnestArrays}) AS u(${aliases})`;
   }
   // Ordered by position so that ids are handed out, and returned, in input order.
-  return Prisma.sql`INSERT INTO ps_model_usage (${INSERT_COLUMNS})
-    SELECT ${SELECT_LIST} FROM unnest(${arrays}) WITH ORDINALITY AS u(${UNNEST_ALIASES}, ord) ORDER BY u.ord
+  return Prisma.sql`INSERT INTO ps_model_usage (${insertColumns})
+    SELECT ${selectList} FROM unnest(${unnestArrays}) WITH ORDINALITY AS u(${aliases}, ord) ORDER BY u.ord
     RETURNING id`;
 }
 

@@ -5,7 +5,7 @@
  * (which returns `number`) fails with P2023.
  */
 import type { Database } from "./db";
-import { EVENTS_SQL, checkRollupsOption, usageRelationSql } from "./reports/rollups";
+import { EVENTS_SQL, checkRollupsOption, keyColumnsOf, usageRelationSql } from "./reports/rollups";
 import { checkSource, type ModelUsageSource } from "./reports/usageItems";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
@@ -145,6 +145,7 @@ function relation(table: UsageTable, shape: SumShape, where: AnyUsageFilter | un
     bucket: shape.bucket ? { bucket: shape.bucket, timeZone: shape.timeZone } : undefined,
     rollups: shape.rollups,
     source: shape.source,
+    uses: keyColumnsOf(shape.groupBy.map((field) => GROUP_COLUMNS[table][field])),
   });
   return Prisma.sql`${relationSql} AS ${Prisma.raw(USAGE_TABLE_NAMES[table])}`;
 }
@@ -456,19 +457,24 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
 
   const { modelId, externalApiId, ...common } = options.where ?? {};
   const rollups = options.rollups !== false;
-  // The tree's ids are collected first and the usage summed for agent_id = ANY(them): joined to
-  // the recursive walk instead, the scan could not run in parallel (7.5x PolicySynth's own walk
-  // against 19x measured at 10M rows).
-  const inTree = Prisma.sql`agent_id = ANY((SELECT ids FROM tree_ids)::int[])`;
+  // The tree's ids are collected first and the usage summed for agent_id = ANY(them), passed as a
+  // parameter: joined to the recursive walk instead, the scan could not run in parallel (7.5x
+  // PolicySynth's own walk against 19x measured at 10M rows), and from a subquery the array was
+  // scanned whole for every row and its size guessed (bench/SCALE.md).
+  const uses = ["agent_id"] as const;
   const modelSums = Prisma.join(
     MODEL_SUM_FIELDS.map((field) => Prisma.sql`COALESCE(m.${quoted(field)}, 0)::bigint AS ${quoted(field)}`),
     ", ",
   );
-  const modelRows = usageRelationSql({ table: "modelUsage", where: { ...common, modelId }, conditions: [inTree], rollups, source: options.source });
-  const apiRows = usageRelationSql({ table: "externalApiUsage", where: { ...common, externalApiId }, conditions: [inTree], rollups });
-  const rows = await reading(db, (on) => on.reportPrisma.$queryRaw<TreeSqlRow[]>`
+  const rows = await reading(db, async (on) => {
+    const tree = await on.reportPrisma.$queryRaw<{ id: number }[]>`WITH RECURSIVE ${agentTreeCte(agentId)} SELECT id FROM tree`;
+    if (tree.length === 0) return [];
+    const inTree = Prisma.sql`agent_id = ANY(${tree.map((a) => a.id)}::int[])`;
+    const modelRows = usageRelationSql({ table: "modelUsage", where: { ...common, modelId }, conditions: [inTree], rollups, source: options.source, uses });
+    const apiRows = usageRelationSql({ table: "externalApiUsage", where: { ...common, externalApiId }, conditions: [inTree], rollups, uses });
+    // The walk again, for the rows' order and depths (agents only; one added since the first walk shows no usage).
+    return on.reportPrisma.$queryRaw<TreeSqlRow[]>`
     WITH RECURSIVE ${agentTreeCte(agentId)},
-    tree_ids AS (SELECT array_agg(id) AS ids FROM tree),
     model AS (
       SELECT agent_id, ${EVENTS_SQL} AS events, ${modelUsageSumColumnsSql()}
       FROM ${modelRows} AS ps_model_usage GROUP BY agent_id
@@ -480,7 +486,8 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
     SELECT t.id AS "agentId", t.parent_agent_id AS "parentAgentId", t.depth, ${modelSums},
       COALESCE(x.events, 0)::bigint AS "apiEvents", COALESCE(x."callCount", 0)::bigint AS "callCount"
     FROM tree t LEFT JOIN model m ON m.agent_id = t.id LEFT JOIN api x ON x.agent_id = t.id
-    ORDER BY t.path`);
+    ORDER BY t.path`;
+  });
   if (rows.length === 0) throw new UnknownReferenceError("ps_agents", agentId);
 
   const modelTotal = zeroModelTotals();

@@ -5,7 +5,7 @@
  */
 import { setImmediate } from "node:timers/promises";
 import type { Database } from "./db";
-import { closedError, isClosing, trackWork } from "./db/closing";
+import { closedError, isClosing } from "./db/closing";
 import { replicaView } from "./db/replicas";
 import {
   DatabaseConnectionError,
@@ -43,6 +43,7 @@ import {
   type UsageTable,
 } from "./ledger/references";
 import { usageFilterConditions, whereSql } from "./usageSql";
+import { directStatement, writeTransaction, type WriteSession } from "./ledger/writeSession";
 import {
   checkBatchYielding,
   checkBatchOptions,
@@ -68,11 +69,45 @@ interface AdapterCause {
   readonly column?: string;
 }
 
-/** The driver adapter's description of a failed query, if Prisma kept one. */
+/**
+ * The driver adapter's description of a failed query, if Prisma kept one; for an error of a
+ * statement sent to the driver directly (db.direct: pg's or PGlite's DatabaseError), the same
+ * description as @prisma/adapter-pg would have made of it, so both paths map alike.
+ */
 function adapterCause(err: unknown): AdapterCause | undefined {
-  if (!(err instanceof Prisma.PrismaClientKnownRequestError)) return undefined;
+  if (!(err instanceof Prisma.PrismaClientKnownRequestError)) return driverCause(err);
   const adapterError = (err.meta as { driverAdapterError?: { cause?: AdapterCause } } | undefined)?.driverAdapterError;
   return adapterError?.cause;
+}
+
+/** What the server said (a DatabaseError of pg or PGlite: SQLSTATE `code` and `severity`). */
+interface DriverError {
+  readonly code: string;
+  readonly severity: string;
+  readonly message: string;
+  readonly constraint?: string;
+  readonly column?: string;
+}
+
+const DRIVER_KINDS: Readonly<Record<string, string>> = {
+  "23503": "ForeignKeyConstraintViolation",
+  "23505": "UniqueConstraintViolation",
+  "42P01": "TableDoesNotExist",
+  "42703": "ColumnNotFound",
+};
+
+/** A server error of a direct statement as an {@link AdapterCause} (see @prisma/adapter-pg's mapping). */
+function driverCause(err: unknown): AdapterCause | undefined {
+  const e = err as Partial<DriverError> | null;
+  if (typeof e?.code !== "string" || typeof e.severity !== "string" || typeof e.message !== "string") return undefined;
+  return {
+    kind: DRIVER_KINDS[e.code],
+    originalCode: e.code,
+    originalMessage: e.message,
+    constraint: e.constraint === undefined ? undefined : { index: e.constraint },
+    table: e.code === "42P01" ? /relation "([^"]+)"/.exec(e.message)?.[1] : undefined,
+    column: e.code === "42703" ? /^column (.+) does not exist$/.exec(e.message)?.[1]?.replace(/"((?:""|[^"])*)"/g, (_, id: string) => id.replaceAll('""', '"')) : undefined,
+  };
 }
 
 /** True for a foreign key violation (Prisma P2003, or PostgreSQL 23503 from a raw query). */
@@ -136,6 +171,7 @@ export function isConnectionFailure(err: unknown): boolean {
  * or pg's client-side query timeout on a server that stopped answering.
  */
 export function timeoutPhase(err: unknown): DatabaseTimeoutError["phase"] | null {
+  if (isLockNotGranted(err)) return "lock";
   const cause = adapterCause(err);
   const message = `${cause?.originalMessage ?? ""} ${(err as Error)?.message ?? ""}`;
   if ((cause?.originalCode ?? cause?.code) === "57014" && /statement timeout/i.test(message)) return "statement";
@@ -143,6 +179,24 @@ export function timeoutPhase(err: unknown): DatabaseTimeoutError["phase"] | null
   if (/Query read timeout/i.test(message)) return "response";
   if (/timeout exceeded when trying to connect|Connection terminated due to connection timeout/i.test(message)) return "connect";
   return null;
+}
+
+/**
+ * PostgreSQL's lock_not_available (SQLSTATE 55P03): a lock was not granted within the session's
+ * lock_timeout. From the adapter (Prisma) or from a raw driver session alike.
+ */
+export function isLockNotGranted(err: unknown): boolean {
+  const cause = adapterCause(err);
+  return (cause?.originalCode ?? cause?.code ?? (err as { code?: unknown } | null)?.code) === "55P03";
+}
+
+/**
+ * A lock not granted in time as the {@link DatabaseTimeoutError} of phase `"lock"` (`detail`: what
+ * was waited for; default the server's message), or null for any other error.
+ */
+export function lockTimeoutError(target: string, err: unknown, detail?: string): DatabaseTimeoutError | null {
+  if (!isLockNotGranted(err)) return null;
+  return new DatabaseTimeoutError(target, "lock", detail ?? (adapterCause(err)?.originalMessage ?? (err as Error)?.message ?? String(err)).trim(), { cause: err });
 }
 
 /**
@@ -184,6 +238,8 @@ export async function translateDatabaseError(
     const resolved = await resolveReference(violatedReferenceColumn(err));
     return new UnknownReferenceError(resolved.table, resolved.id, { cause: err });
   }
+  const lock = lockTimeoutError(db.target, err);
+  if (lock !== null) return lock;
   const phase = timeoutPhase(err);
   if (phase !== null) {
     const detail = adapterCause(err)?.originalMessage ?? (err as Error)?.message ?? String(err);
@@ -304,9 +360,6 @@ export async function findMissingReference(
   return new UnknownReferenceError(table, null);
 }
 
-/** How long one chunk of a batch may take before the transaction is given up. */
-const TRANSACTION_MS_PER_CHUNK = 60_000;
-
 /** A batch's idempotency key and the batch's one user (null: its items name several users). */
 interface BatchKey {
   readonly key: string;
@@ -315,7 +368,9 @@ interface BatchKey {
 
 /**
  * Runs `chunkCount` statements all or nothing: one statement on its own is already atomic;
- * several run in one interactive transaction. With a `batchKey`, the transaction first claims
+ * several run in one transaction. Both go to the driver the Database holds (db.direct), not
+ * through Prisma's raw query path, which turns every parameter (a chunk's array literals, some
+ * 100 kB each) into JSON and back. With a `batchKey`, the transaction first claims
  * the key in ps_usage_idempotency_keys (a row with neither usage id: a batch's key); when the key
  * is taken it writes nothing and returns null. A concurrent claim of the same key waits for the
  * first transaction: its commit makes this one a replay, its rollback frees the key. `prepare`
@@ -324,38 +379,34 @@ interface BatchKey {
 async function runChunks<T>(
   db: Database,
   chunkCount: number,
-  runChunk: (client: Prisma.TransactionClient, chunk: number) => Promise<T>,
+  runChunk: (session: WriteSession, chunk: number) => Promise<T>,
   batchKey?: BatchKey,
-  prepare?: (tx: Prisma.TransactionClient) => Promise<void>,
+  prepare?: (session: WriteSession) => Promise<void>,
 ): Promise<T[] | null> {
   if (batchKey === undefined && prepare === undefined && chunkCount === 0) return [];
   if (isClosing(db)) throw closedError(db.target);
-  if (batchKey === undefined && prepare === undefined && chunkCount === 1) return [await trackWork(db, runChunk(db.prisma, 0))];
-  return trackWork(db, db.prisma.$transaction(
-    (tx) => chunksInTransaction(db, tx, chunkCount, runChunk, batchKey, prepare),
-    // PGlite runs one transaction at a time, so a batch may wait for another to finish.
-    { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * Math.max(chunkCount, 1) },
-  ));
+  if (batchKey === undefined && prepare === undefined && chunkCount === 1) return [await runChunk(directStatement(db), 0)];
+  return writeTransaction(db, (session) => chunksInTransaction(db, session, chunkCount, runChunk, batchKey, prepare));
 }
 
 /** The body of a batch's transaction (see {@link runChunks}): null when its key was already used. */
 async function chunksInTransaction<T>(
   db: Database,
-  tx: Prisma.TransactionClient,
+  session: WriteSession,
   chunkCount: number,
-  runChunk: (client: Prisma.TransactionClient, chunk: number) => Promise<T>,
+  runChunk: (session: WriteSession, chunk: number) => Promise<T>,
   batchKey?: BatchKey,
-  prepare?: (tx: Prisma.TransactionClient) => Promise<void>,
+  prepare?: (session: WriteSession) => Promise<void>,
 ): Promise<T[] | null> {
-  if (batchKey !== undefined && !(await claimBatchKey(tx, batchKey))) return null;
-  if (prepare !== undefined) await prepare(tx);
+  if (batchKey !== undefined && !(await claimBatchKey(session, batchKey))) return null;
+  if (prepare !== undefined) await prepare(session);
   const results: T[] = [];
   for (let chunk = 0; chunk < chunkCount; chunk++) {
     // A turn of the event loop between statements: on PGlite each one runs on this thread.
     if (chunk > 0) await setImmediate();
     // Closed meanwhile: start no more statements; throwing rolls the batch back.
     if (isClosing(db)) throw closedError(db.target);
-    results.push(await runChunk(tx, chunk));
+    results.push(await runChunk(session, chunk));
   }
   return results;
 }
@@ -369,22 +420,25 @@ const KEY_OF_ANOTHER_USER = "was already used by another user";
  * {@link UsageValidationError}, so that a user never learns of, nor loses usage to, another
  * user's key. A key used for a single record is refused too (after the same user check).
  */
-async function claimBatchKey(tx: Prisma.TransactionClient, batchKey: BatchKey): Promise<boolean> {
+async function claimBatchKey(session: WriteSession, batchKey: BatchKey): Promise<boolean> {
   const { key, userId } = batchKey;
   // A single record's key row can vanish (its usage row deleted) between the conflict and the read.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const claimed = await tx.$queryRaw<unknown[]>`
-      INSERT INTO ps_usage_idempotency_keys (key, user_id) VALUES (${key}, ${userId}::int) ON CONFLICT (key) DO NOTHING RETURNING key`;
+    const claimed = await session.query(Prisma.sql`
+      INSERT INTO ps_usage_idempotency_keys (key, user_id) VALUES (${key}, ${userId}::int) ON CONFLICT (key) DO NOTHING RETURNING key`);
     if (claimed.length > 0) return true;
-    const stored = await tx.psUsageIdempotencyKey.findUnique({
-      where: { key },
-      include: { modelUsage: { select: { userId: true } }, externalApiUsage: { select: { userId: true } } },
-    });
-    if (stored === null) continue;
+    const [stored] = await session.query<{ user_id: number | null; model_usage_id: number | null; external_api_usage_id: number | null; row_user_id: number | null }>(
+      Prisma.sql`SELECT k.user_id, k.model_usage_id, k.external_api_usage_id, COALESCE(m.user_id, e.user_id) AS row_user_id
+        FROM ps_usage_idempotency_keys k
+        LEFT JOIN ps_model_usage m ON m.id = k.model_usage_id
+        LEFT JOIN ps_external_api_usage e ON e.id = k.external_api_usage_id
+        WHERE k.key = ${key}`,
+    );
+    if (stored === undefined) continue;
     // Keys of single records stored before user_id existed: their row's user.
-    const storedUser = stored.userId ?? stored.modelUsage?.userId ?? stored.externalApiUsage?.userId ?? null;
+    const storedUser = stored.user_id ?? stored.row_user_id ?? null;
     if (storedUser !== userId) throw new UsageValidationError([{ field: "options.idempotencyKey", reason: KEY_OF_ANOTHER_USER }]);
-    if (stored.modelUsageId !== null || stored.externalApiUsageId !== null) {
+    if (stored.model_usage_id !== null || stored.external_api_usage_id !== null) {
       throw new UsageValidationError([{ field: "options.idempotencyKey", reason: "was already used to record a single event, not a batch" }]);
     }
     return false;
@@ -507,9 +561,9 @@ export async function recordBatch<I extends { readonly userId: number } & OwnedR
 interface BatchPlan {
   readonly count: number;
   readonly chunkCount: number;
-  runChunk(client: Prisma.TransactionClient, chunk: number): Promise<number[]>;
+  runChunk(session: WriteSession, chunk: number): Promise<number[]>;
   readonly batchKey?: BatchKey;
-  readonly prepare?: (tx: Prisma.TransactionClient) => Promise<void>;
+  readonly prepare?: (session: WriteSession) => Promise<void>;
   translate(err: unknown): Promise<unknown>;
 }
 
@@ -538,17 +592,13 @@ async function planBatch<I extends { readonly userId: number } & OwnedReferences
   return {
     count: inputs.length,
     chunkCount: Math.ceil(inputs.length / chunkSize),
-    async runChunk(client, chunk) {
+    async runChunk(session, chunk) {
       const start = chunk * chunkSize;
-      const sql = spec.chunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds);
-      if (!returnIds) {
-        await client.$executeRaw(sql);
-        return [];
-      }
-      return (await client.$queryRaw<{ id: number }[]>(sql)).map((row) => row.id);
+      const rows = await session.query<{ id: number }>(spec.chunkSql(inputs, start, Math.min(start + chunkSize, inputs.length), returnIds));
+      return returnIds ? rows.map((row) => row.id) : [];
     },
     batchKey: options?.idempotencyKey === undefined ? undefined : { key: options.idempotencyKey, userId: owner ?? batchUser(inputs) },
-    prepare: check === null ? undefined : (tx) => checkReferences(tx, inputs, check, true),
+    prepare: check === null ? undefined : (session) => checkReferences(session, inputs, check, true),
     translate,
   };
 }
@@ -582,21 +632,15 @@ export async function recordBatchesTogether(
   let running = 0;
   try {
     if (isClosing(db)) throw closedError(db.target);
-    return await trackWork(
-      db,
-      db.prisma.$transaction(
-        async (tx) => {
-          const counts: number[] = [];
-          for (const [index, plan] of plans.entries()) {
-            running = index;
-            const done = await chunksInTransaction(db, tx, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
-            counts.push(done === null ? 0 : plan.count);
-          }
-          return counts;
-        },
-        { maxWait: 60_000, timeout: TRANSACTION_MS_PER_CHUNK * Math.max(chunkCount, 1) },
-      ),
-    );
+    return await writeTransaction(db, async (session) => {
+      const counts: number[] = [];
+      for (const [index, plan] of plans.entries()) {
+        running = index;
+        const done = await chunksInTransaction(db, session, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
+        counts.push(done === null ? 0 : plan.count);
+      }
+      return counts;
+    });
   } catch (err) {
     // A typed error of a batch's own checks (its key, its references) is about the batch that ran.
     if (err instanceof PsUsageError) throw new BatchPartFailure(running, err);
@@ -914,28 +958,38 @@ export interface StoredKey<R> {
   readonly row: R | null;
 }
 
+/** What a keyed create returns instead of a row when the key was taken: it wrote nothing. */
+export class KeyTaken<R> {
+  // Only to tell a KeyTaken<R> from an R by type.
+  declare private readonly row?: R;
+}
+
 /**
- * Records once per idempotency key. `create` inserts the usage row together with its key row in
- * one transaction (a Prisma nested create); when the key is already taken (a unique violation,
- * possibly from a concurrent caller whose transaction has just committed), the row the key
- * points at is returned instead. A key taken by another user (checked first, for a batch's key
- * too), or by the other usage table or a batch, is a {@link UsageValidationError} on
- * `options.idempotencyKey`. `create` stores `userId` on the key row.
+ * Records once per idempotency key. `create` inserts the usage row together with its key row,
+ * all or nothing (one statement, or a Prisma nested create in one transaction); when the key is
+ * already taken (possibly by a concurrent caller whose transaction has just committed) it returns
+ * {@link KeyTaken} (a unique violation of the key counts as one), and the row the key points at,
+ * read by `readKey`, is returned instead. A key taken by another user
+ * (checked first, for a batch's key too), or by the other usage table or a batch, is a
+ * {@link UsageValidationError} on `options.idempotencyKey`. `create` stores `userId` on the key row.
  */
 export async function recordOnce<R extends { readonly userId: number }>(
   key: string,
   userId: number,
   tableLabel: string,
-  create: () => Promise<R>,
+  create: () => Promise<R | KeyTaken<R>>,
   readKey: () => Promise<StoredKey<R> | null>,
 ): Promise<R> {
   // A key row can vanish between the conflict and the read (its usage row deleted): try again.
   for (let attempt = 0; attempt < 3; attempt++) {
+    let created: R | KeyTaken<R>;
     try {
-      return await create();
+      created = await create();
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
+      created = new KeyTaken<R>();
     }
+    if (!(created instanceof KeyTaken)) return created;
     const stored = await readKey();
     if (stored === null) continue;
     // A batch's key without a user is a batch of several users (or older than user_id).

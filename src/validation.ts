@@ -34,6 +34,8 @@ const enum Kind {
   ServiceTier,
   /** An optional regional processing code (see {@link regionalProcessingProblem}). */
   Region,
+  /** A known field checked by its own reader (a provider's usage object and what comes with it). */
+  CheckedElsewhere,
 }
 
 type FieldSpec = readonly (readonly [field: string, kind: Kind])[];
@@ -71,6 +73,18 @@ export const MODEL_USAGE_INPUT = shape("ModelUsageInput", [
   ...REFERENCE_FIELDS,
   ...MODEL_USAGE_ALL_COUNTERS.map(([field]) => [field, Kind.Count] as const),
   ...PRICING_FIELDS,
+]);
+
+/**
+ * `ProviderUsageCall` (recordProviderUsage): ids, createdAt and regional processing as for a
+ * `ModelUsageInput`; the provider, its usage object, the API, the tier it reports and the web
+ * searches are read by the provider's mapper.
+ */
+export const PROVIDER_USAGE_CALL = shape("ProviderUsageCall", [
+  ["modelId", Kind.Id],
+  ...REFERENCE_FIELDS,
+  ["regionalProcessing", Kind.Region],
+  ...(["provider", "usage", "api", "serviceTier", "webSearchCalls"] as const).map((field) => [field, Kind.CheckedElsewhere] as const),
 ]);
 
 /** `ExternalApiUsageInput`: ids, createdAt and the required call count. */

@@ -19,6 +19,26 @@ const TIMESTAMPS = [
 const serialId = (table: string) => `id integer NOT NULL DEFAULT nextval('${table}_id_seq'::regclass)`;
 const counter = (name: string) => `${name} integer NOT NULL DEFAULT 0`;
 
+/** The event count and the sums of every model usage rollup level, in table order. */
+const MODEL_ROLLUP_SUMS = [
+    "event_count bigint NOT NULL",
+    "token_in_count bigint NOT NULL",
+    "token_in_cached_context_count bigint NOT NULL",
+    "token_in_cache_write_count bigint NOT NULL",
+    "long_context_token_in_count bigint NOT NULL",
+    "long_context_token_in_cached_context_count bigint NOT NULL",
+    "long_context_token_in_cache_write_count bigint NOT NULL",
+    "token_out_count bigint NOT NULL",
+    "token_out_reasoning_count bigint NOT NULL",
+    "token_out_audio_count bigint NOT NULL",
+    "token_out_image_count bigint NOT NULL",
+    "long_context_token_out_count bigint NOT NULL",
+    "long_context_token_out_reasoning_count bigint NOT NULL",
+    "long_context_token_out_audio_count bigint NOT NULL",
+    "long_context_token_out_image_count bigint NOT NULL",
+    "web_search_count bigint NOT NULL",
+];
+
 /** Every column, in table order: `name type [NOT NULL] [DEFAULT expr]`. */
 const EXPECTED_COLUMNS: Record<string, string[]> = {
   ps_ai_models: [
@@ -163,22 +183,7 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "connector_id integer NOT NULL",
     "service_tier character varying(17) NOT NULL",
     "regional_processing character varying(17) NOT NULL",
-    "event_count bigint NOT NULL",
-    "token_in_count bigint NOT NULL",
-    "token_in_cached_context_count bigint NOT NULL",
-    "token_in_cache_write_count bigint NOT NULL",
-    "long_context_token_in_count bigint NOT NULL",
-    "long_context_token_in_cached_context_count bigint NOT NULL",
-    "long_context_token_in_cache_write_count bigint NOT NULL",
-    "token_out_count bigint NOT NULL",
-    "token_out_reasoning_count bigint NOT NULL",
-    "token_out_audio_count bigint NOT NULL",
-    "token_out_image_count bigint NOT NULL",
-    "long_context_token_out_count bigint NOT NULL",
-    "long_context_token_out_reasoning_count bigint NOT NULL",
-    "long_context_token_out_audio_count bigint NOT NULL",
-    "long_context_token_out_image_count bigint NOT NULL",
-    "web_search_count bigint NOT NULL",
+    ...MODEL_ROLLUP_SUMS,
   ],
   ps_external_api_usage_rollup: [
     `slot_start ${TIMESTAMPTZ} NOT NULL`,
@@ -186,6 +191,29 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "external_api_id integer NOT NULL",
     "agent_id integer NOT NULL",
     "connector_id integer NOT NULL",
+    "event_count bigint NOT NULL",
+    "call_count bigint NOT NULL",
+  ],
+  // Migration 7: coarser rollup levels (per slot and model; per UTC day and agent), same triggers.
+  ps_model_usage_model_rollup: [
+    `slot_start ${TIMESTAMPTZ} NOT NULL`,
+    "model_id integer NOT NULL",
+    "service_tier character varying(17) NOT NULL",
+    "regional_processing character varying(17) NOT NULL",
+    ...MODEL_ROLLUP_SUMS,
+  ],
+  ps_model_usage_agent_day_rollup: [
+    `day_start ${TIMESTAMPTZ} NOT NULL`,
+    "agent_id integer NOT NULL",
+    "model_id integer NOT NULL",
+    "service_tier character varying(17) NOT NULL",
+    "regional_processing character varying(17) NOT NULL",
+    ...MODEL_ROLLUP_SUMS,
+  ],
+  ps_external_api_usage_agent_day_rollup: [
+    `day_start ${TIMESTAMPTZ} NOT NULL`,
+    "agent_id integer NOT NULL",
+    "external_api_id integer NOT NULL",
     "event_count bigint NOT NULL",
     "call_count bigint NOT NULL",
   ],
@@ -278,6 +306,9 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
     "ps_external_api_usage_rollup_agent_id_slot_start (agent_id, slot_start)",
     "UNIQUE ps_external_api_usage_rollup_pkey (slot_start, user_id, external_api_id, agent_id, connector_id)",
   ],
+  ps_model_usage_model_rollup: ["UNIQUE ps_model_usage_model_rollup_pkey (slot_start, model_id, service_tier, regional_processing)"],
+  ps_model_usage_agent_day_rollup: ["UNIQUE ps_model_usage_agent_day_rollup_pkey (day_start, agent_id, model_id, service_tier, regional_processing)"],
+  ps_external_api_usage_agent_day_rollup: ["UNIQUE ps_external_api_usage_agent_day_rollup_pkey (day_start, agent_id, external_api_id)"],
   ps_usage_prune_state: ["UNIQUE ps_usage_prune_state_pkey (table_name)"],
   ps_usage_budgets: ["ps_usage_budgets_user_id (user_id)", "UNIQUE ps_usage_budgets_name (name)", "UNIQUE ps_usage_budgets_pkey (id)"],
   ps_usage_budget_alerts: [
@@ -362,6 +393,9 @@ test("primary keys are on id (key for idempotency keys, the slot and key columns
     ps_usage_idempotency_keys: "key",
     ps_model_usage_rollup: "slot_start, user_id, model_id, agent_id, connector_id, service_tier, regional_processing",
     ps_external_api_usage_rollup: "slot_start, user_id, external_api_id, agent_id, connector_id",
+    ps_model_usage_model_rollup: "slot_start, model_id, service_tier, regional_processing",
+    ps_model_usage_agent_day_rollup: "day_start, agent_id, model_id, service_tier, regional_processing",
+    ps_external_api_usage_agent_day_rollup: "day_start, agent_id, external_api_id",
     ps_usage_prune_state: "table_name",
   };
   const expected = Object.keys(EXPECTED_COLUMNS)

@@ -11,6 +11,7 @@ import {
   UsageValidationError,
   UnknownReferenceError,
   type Database,
+  type ProviderUsageCall,
 } from "../src";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
 
@@ -136,6 +137,35 @@ test("a batch of mixed providers is one all-or-nothing batch; a bad call is name
     [40, 0, 4, 0, 0],
     [0, 0, 0, 0, 300_000],
   ]);
+});
+
+test("a misspelt call field is refused by name, single or batch, and nothing is written", async () => {
+  const before = await count("psModelUsage");
+  const misspelt = { provider: "anthropic" as const, usage: { input_tokens: 5, output_tokens: 1 }, userId: 1, modelId, agentID: agentId } as unknown as ProviderUsageCall;
+  const reason = "is not a field of ProviderUsageCall (did you mean agentId?)";
+  await expect(recordProviderUsage(db, misspelt)).rejects.toMatchObject({ issues: [{ field: "agentID", reason }] });
+  const good = { provider: "gemini" as const, usage: { promptTokenCount: 3, candidatesTokenCount: 1 }, userId: 1, modelId };
+  await expect(recordProviderUsageBatch(db, [good, misspelt])).rejects.toMatchObject({ issues: [{ field: "agentID", reason, index: 1 }] });
+  expect(await count("psModelUsage")).toBe(before);
+});
+
+test("a batch count too large for its INTEGER counter is named by the counter it would go to, and nothing is written", async () => {
+  const before = await count("psModelUsage");
+  const huge = 3_000_000_000;
+  const calls: ProviderUsageCall[] = [
+    { provider: "openai", usage: { prompt_tokens: 10, completion_tokens: huge }, userId: 1, modelId, createdAt: at },
+    // Whole input above the model's 200,000 threshold: long context.
+    { provider: "anthropic", usage: { input_tokens: huge, output_tokens: 1 }, userId: 1, modelId, createdAt: at },
+    { provider: "anthropic", usage: { input_tokens: 1, output_tokens: 1, server_tool_use: { web_search_requests: huge } }, userId: 1, modelId, createdAt: at },
+  ];
+  const bad = await recordProviderUsageBatch(db, calls).catch((e: unknown) => e);
+  expect(bad).toBeInstanceOf(UsageValidationError);
+  expect((bad as UsageValidationError).issues).toEqual([
+    { field: "tokenOutCount", reason: `must be at most 2147483647 (PostgreSQL INTEGER), got ${huge}`, index: 0 },
+    { field: "longContextTokenInCount", reason: `must be at most 2147483647 (PostgreSQL INTEGER), got ${huge}`, index: 1 },
+    { field: "webSearchCount", reason: `must be at most 2147483647 (PostgreSQL INTEGER), got ${huge}`, index: 2 },
+  ]);
+  expect(await count("psModelUsage")).toBe(before);
 });
 
 test("reports read the ledger or the items, never both: on rows written with items both agree", async () => {

@@ -272,8 +272,10 @@ test("rebuildRollups finds a rollup that went wrong, names the slot, and rewrite
   await t.db.prisma.$executeRaw`UPDATE ps_model_usage_rollup SET token_out_count = token_out_count + 5
     WHERE (slot_start, user_id, model_id) = (${victim.slot_start}::timestamptz, ${victim.user_id}, ${victim.model_id})`;
   await t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage_rollup WHERE slot_start = (SELECT max(slot_start) FROM ps_external_api_usage_rollup)`;
-  const wrongTotal = (await sumModelUsage(t.db))[0].tokenOutCount;
-  const rightTotal = (await sumModelUsage(t.db, { rollups: false }))[0].tokenOutCount;
+  // By user: a report the 15-minute level answers (a total reads the per-model level, which the corruption did not touch).
+  const ofVictim = { where: { userId: victim.user_id } };
+  const wrongTotal = (await sumModelUsage(t.db, ofVictim))[0].tokenOutCount;
+  const rightTotal = (await sumModelUsage(t.db, { ...ofVictim, rollups: false }))[0].tokenOutCount;
   expect(wrongTotal).not.toBe(rightTotal);
 
   const check = await rebuildRollups(t.db, { dryRun: true });
@@ -282,12 +284,12 @@ test("rebuildRollups finds a rollup that went wrong, names the slot, and rewrite
   expect(check.externalApiUsage.differences).toBeGreaterThanOrEqual(1);
   expect(check.externalApiUsage.samples[0].rollupEvents).toBe(0n);
   expect(check.rebuilt).toBe(false);
-  expect((await sumModelUsage(t.db))[0].tokenOutCount).toBe(wrongTotal); // the dry run changed nothing
+  expect((await sumModelUsage(t.db, ofVictim))[0].tokenOutCount).toBe(wrongTotal); // the dry run changed nothing
 
   const fixed = await rebuildRollups(t.db);
   expect(fixed.rebuilt).toBe(true);
   expect(fixed.modelUsage.differences).toBe(check.modelUsage.differences);
-  expect((await sumModelUsage(t.db))[0].tokenOutCount).toBe(rightTotal);
+  expect((await sumModelUsage(t.db, ofVictim))[0].tokenOutCount).toBe(rightTotal);
   const after = await rebuildRollups(t.db, { dryRun: true });
   expect([after.modelUsage.differences, after.externalApiUsage.differences]).toEqual([0, 0]);
 });
@@ -341,7 +343,7 @@ test("the migration fills the rollups from the rows already in the ledger", asyn
     await fresh.db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, token_in_count, token_out_count, created_at, updated_at)
       SELECT 1 + g % 3, ${model}, g, 2 * g, timestamptz '2026-05-01 00:00:00+00' + g * interval '7 minutes', now() FROM generate_series(1, 500) g`;
     const status = await migrate(fresh.db);
-    expect(status.applied).toEqual(["20261125200000_usage_rollups"]);
+    expect(status.applied.slice(0, 2)).toEqual(["20261125200000_usage_rollups", "20261207100000_usage_rollup_levels"]);
     const check = await rebuildRollups(fresh.db, { dryRun: true });
     expect(check.modelUsage).toMatchObject({ differences: 0 });
     const [sum] = await sumModelUsage(fresh.db, { where: { from: new Date("2026-05-01T10:00:00Z") } });
@@ -352,6 +354,86 @@ test("the migration fills the rollups from the rows already in the ledger", asyn
   } finally {
     await fresh.dispose();
   }
+});
+
+/** Rows a plan's scans of `table` read (returned or filtered out), over all loops. */
+function rowsRead(node: Record<string, unknown>, table: string): number {
+  const own =
+    node["Relation Name"] === table
+      ? ((node["Actual Rows"] as number) + ((node["Rows Removed by Filter"] as number) ?? 0) + ((node["Rows Removed by Index Recheck"] as number) ?? 0)) *
+        (node["Actual Loops"] as number)
+      : 0;
+  return own + ((node.Plans as Record<string, unknown>[] | undefined) ?? []).reduce((sum, child) => sum + rowsRead(child, table), 0);
+}
+
+test("reports that need no user or connector read the per-model and per-agent-day levels, not a row per slot and key", async () => {
+  // Its own database: 20 agents under one root, 2 models, one call a minute for 14 days (20,160
+  // calls in about 20,000 15-minute rollup rows: every slot has its own agents), a price change
+  // 7.5 minutes into a slot of model 1.
+  const own = await openTestDatabase();
+  try {
+    const db = own.db;
+    const m = [await createModel(db, "a"), await createModel(db, "b")];
+    const root = await createAgent(db);
+    const tree = [root];
+    for (let i = 0; i < 19; i++) tree.push(await createAgent(db, tree[Math.floor(i / 3)]));
+    await setModelPrice(db, m[0], { currency: "USD", costInTokensPerMillion: 1, costOutTokensPerMillion: 1 }, new Date("2026-01-01T00:00:00Z"));
+    await setModelPrice(db, m[0], { currency: "USD", costInTokensPerMillion: 2, costOutTokensPerMillion: 2 }, new Date("2026-03-04T12:07:30Z"));
+    await setModelPrice(db, m[1], { currency: "USD", costInTokensPerMillion: 3, costOutTokensPerMillion: 3 }, new Date("2026-01-01T00:00:00Z"));
+    await db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, agent_id, token_in_count, created_at, updated_at)
+      SELECT 1 + g % 7, (${m}::int[])[1 + g % 2], (${tree}::int[])[1 + (g * 7) % 20], 1000 + g % 10, t, t
+      FROM generate_series(0, 20159) g, LATERAL (SELECT timestamptz '2026-02-25 00:00:00+00' + g * interval '1 minute' AS t) s`;
+    await db.prisma.$executeRaw`ANALYZE`;
+    const explain = async (relation: Prisma.Sql) => {
+      const [row] = await db.prisma.$queryRaw<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }[]>`
+        EXPLAIN (ANALYZE, FORMAT JSON) SELECT agent_id, sum(event_count) FROM ${relation} AS u GROUP BY 1`;
+      const plan = row["QUERY PLAN"][0].Plan;
+      return ["ps_model_usage", "ps_model_usage_rollup", "ps_model_usage_model_rollup", "ps_model_usage_agent_day_rollup"].map((table) => rowsRead(plan, table));
+    };
+    // By agent over all time: 15 days x 20 agents x 2 models from the daily level, nothing else.
+    const [ledger, slots, , days] = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: ["agent_id"] }));
+    expect([ledger, slots]).toEqual([0, 0]);
+    expect(days).toBeLessThanOrEqual(15 * 20 * 2);
+    // Priced, the day of the price change is read from the 15-minute level (at most that day's
+    // 1,440 rows, not the table's 20,000) and the cut slot from the ledger (its 15 minutes).
+    const priced = await explain(usageRelationSql({ table: "modelUsage", rollups: true, priced: true, uses: ["agent_id"] }));
+    expect(priced[0]).toBe(15);
+    expect(priced[1]).toBeGreaterThan(0);
+    expect(priced[1]).toBeLessThanOrEqual(1440);
+    // No agent: the per-model level, one row a slot and model.
+    const [l2, s2, models2] = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: [] }));
+    expect([l2, s2]).toEqual([0, 0]);
+    expect(models2).toBeLessThanOrEqual(14 * 96 * 2 + 2);
+    // And the reports agree with the ledger.
+    expect(await agentTreeCostReport(db, root)).toEqual(await agentTreeCostReport(db, root, { rollups: false }));
+    expect(await sumAgentTreeUsage(db, root)).toEqual(await sumAgentTreeUsage(db, root, { rollups: false }));
+    const kolkata = { where: { from: new Date("2026-02-26T00:00:00Z"), to: new Date("2026-03-08T00:00:00Z") }, groupBy: ["modelId" as const], bucket: "day" as const, timeZone: "Asia/Kolkata" };
+    expect(await sumModelUsage(db, kolkata)).toEqual(await sumModelUsage(db, { ...kolkata, rollups: false }));
+    const byAgent = { where: { from: new Date("2026-02-26T05:30:00Z"), to: new Date("2026-03-08T17:07:00Z") }, groupBy: ["agentId" as const] };
+    expect(await sumModelUsage(db, byAgent)).toEqual(await sumModelUsage(db, { ...byAgent, rollups: false }));
+  } finally {
+    await own.dispose();
+  }
+}, 120_000);
+
+test("rebuildRollups checks the per-model and per-agent-day levels against the 15-minute rollups and rewrites one that went wrong", async () => {
+  const clean = await rebuildRollups(t.db, { dryRun: true });
+  expect(clean.levels.map((l) => [l.table, l.differences])).toEqual([
+    ["ps_model_usage_model_rollup", 0],
+    ["ps_model_usage_agent_day_rollup", 0],
+    ["ps_external_api_usage_agent_day_rollup", 0],
+  ]);
+  expect(clean.levels.every((l) => l.rows > 0)).toBe(true);
+  const right = await sumModelUsage(t.db, { groupBy: ["agentId"] });
+  await t.db.prisma.$executeRaw`UPDATE ps_model_usage_agent_day_rollup SET token_in_count = token_in_count + 1000 WHERE day_start = (SELECT min(day_start) FROM ps_model_usage_agent_day_rollup)`;
+  await t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage_agent_day_rollup WHERE day_start = (SELECT max(day_start) FROM ps_external_api_usage_agent_day_rollup)`;
+  expect(await sumModelUsage(t.db, { groupBy: ["agentId"] })).not.toEqual(right);
+  const check = await rebuildRollups(t.db, { dryRun: true });
+  expect(check.levels.map((l) => l.differences > 0)).toEqual([false, true, true]);
+  const fixed = await rebuildRollups(t.db);
+  expect(fixed.rebuilt).toBe(true);
+  expect(await sumModelUsage(t.db, { groupBy: ["agentId"] })).toEqual(right);
+  expect((await rebuildRollups(t.db, { dryRun: true })).levels.map((l) => l.differences)).toEqual([0, 0, 0]);
 });
 
 test("rebuildRollups gives up on a write lock it cannot get, as a DatabaseTimeoutError, changing nothing", async () => {
@@ -389,7 +471,12 @@ test("ps-usage rebuild-rollups: a dry run exits 1 on a difference and names it, 
     const done = await runCli(["rebuild-rollups", "--db", target.arg]);
     expect([done.code, done.stdout.trim().split("\n").pop()]).toEqual([0, "Rebuilt from the ledger."]);
     const again = await runCli(["rebuild-rollups", "--dry-run", "--db", target.arg]);
-    expect([again.code, again.stdout]).toEqual([0, "ps_model_usage_rollup: 3 rows, equal to the ledger\nps_external_api_usage_rollup: 0 rows, equal to the ledger\nNothing to rebuild.\n"]);
+    expect([again.code, again.stdout]).toEqual([
+      0,
+      "ps_model_usage_rollup: 3 rows, equal to the ledger\nps_external_api_usage_rollup: 0 rows, equal to the ledger\n" +
+        "ps_model_usage_model_rollup: 3 rows, equal to the 15-minute rollups\nps_model_usage_agent_day_rollup: 1 rows, equal to the 15-minute rollups\n" +
+        "ps_external_api_usage_agent_day_rollup: 0 rows, equal to the 15-minute rollups\nNothing to rebuild.\n",
+    ]);
   } finally {
     await target.drop();
   }

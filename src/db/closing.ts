@@ -1,5 +1,6 @@
 import { DatabaseConnectionError } from "../errors";
 import type { PrismaClient } from "../generated/prisma/client";
+import type { DirectDriver } from "../db";
 
 /**
  * Which databases `close()` has been called on. A call still running when its database is closed
@@ -84,4 +85,17 @@ export function trackedClient(db: () => { readonly target: string }, prisma: Pri
       },
     },
   }) as unknown as PrismaClient;
+}
+
+/** {@link trackedClient} for the direct driver: refused after `close()`, waited for by it. */
+export function trackedDirect(db: () => { readonly target: string }, direct: DirectDriver): DirectDriver {
+  const tracked = <T>(run: () => Promise<T>): Promise<T> => {
+    const owner = db();
+    if (isClosing(owner)) return Promise.reject(closedError(owner.target));
+    return trackWork(owner, run());
+  };
+  return {
+    query: (text, values, name) => tracked(() => direct.query(text, values, name)),
+    transaction: (fn) => tracked(() => direct.transaction(fn)),
+  };
 }

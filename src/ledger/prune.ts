@@ -4,7 +4,8 @@
  * reports over the pruned time stay what they were.
  */
 import type { Database, SqlSession } from "../db";
-import { DatabaseTimeoutError, PsUsageError, UsageValidationError, type FieldIssue } from "../errors";
+import { PsUsageError, UsageValidationError, type FieldIssue } from "../errors";
+import { lockTimeoutError } from "../usageShared";
 import { ROLLUP_SLOT_MS, pricedCutSlotsSql, slotOfSql } from "../reports/rollups";
 import { rollupDifferencesBefore } from "../reports/rebuildRollups";
 import { checkOptionNames } from "../usageSql";
@@ -158,8 +159,7 @@ export async function prune(db: Database, options: PruneOptions): Promise<PruneR
             if (n < batchSize) break;
           } catch (err) {
             await session.exec("ROLLBACK").catch(() => undefined);
-            if ((err as { code?: string }).code === "55P03") throw new DatabaseTimeoutError(db.target, "lock", (err as Error).message, { cause: err });
-            throw err;
+            throw lockTimeoutError(db.target, err) ?? err;
           }
         }
       }

@@ -7,12 +7,25 @@
 import type { Database } from "../db";
 import { UsageValidationError, type FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
-import { isLongContextCall, recordModelUsageAs, recordModelUsageBatch } from "../modelUsage";
+import { MODEL_USAGE_BATCH, isLongContextCall, modelUsageInsertSql, recordModelUsageAs, type ChunkArray } from "../modelUsage";
 import { mapAnthropic } from "../providers/anthropic";
 import { mapGemini } from "../providers/gemini";
 import { mapOpenAI, type OpenAIUsageApi } from "../providers/openai";
 import { tokenCountProblem, type ProviderUsage, type UsageProvider } from "../providers/shared";
-import { MODEL_USAGE_COUNTERS, type BatchRecordOptions, type BatchRecordResult, type ModelUsageInput, type ModelUsageRecord, type RecordOptions } from "../types";
+import {
+  MAX_INT32,
+  MODEL_USAGE_ALL_COUNTERS,
+  MODEL_USAGE_COUNTERS,
+  type BatchRecordOptions,
+  type BatchRecordResult,
+  type ModelUsageAnyCounter,
+  type ModelUsageInput,
+  type ModelUsageRecord,
+  type RecordOptions,
+  type ServiceTier,
+} from "../types";
+import { intArrayLiteral, recordBatch, textArrayLiteral, timestampArrayLiteral } from "../usageShared";
+import { PROVIDER_USAGE_CALL, checkInput, countProblem } from "../validation";
 
 /** One model call as the provider returned it. */
 export interface ProviderUsageCall {
@@ -108,32 +121,12 @@ async function pricingAt(db: Database, modelId: number, at: Date | undefined): P
 
 function toInput(call: ProviderUsageCall, u: ProviderUsage, threshold: number | null | undefined): ModelUsageInput {
   // The counts come from this package's own mappers (already checked); their range against the
-  // INTEGER columns is checked with the rest of the input by the record functions. The split is
-  // PolicySynth's rule (isLongContextCall), written out here into one object of one shape with no
-  // intermediate: a batch maps thousands of calls, and every object built per call costs time in
-  // the collector.
+  // INTEGER columns is checked with the rest of the input by recordModelUsage.
   const lc = isLongContextCall(u.inputTokens, u.cachedInputTokens, u.cacheWriteInputTokens, threshold);
-  const input: Record<string, unknown> = {
-    userId: call.userId,
-    modelId: call.modelId,
-    tokenInCount: lc ? 0 : u.inputTokens,
-    tokenInCachedContextCount: lc ? 0 : u.cachedInputTokens,
-    tokenInCacheWriteCount: lc ? 0 : u.cacheWriteInputTokens,
-    longContextTokenInCount: lc ? u.inputTokens : 0,
-    longContextTokenInCachedContextCount: lc ? u.cachedInputTokens : 0,
-    longContextTokenInCacheWriteCount: lc ? u.cacheWriteInputTokens : 0,
-    tokenOutCount: lc ? 0 : u.outputTokens,
-    tokenOutReasoningCount: lc ? 0 : u.reasoningTokens,
-    tokenOutAudioCount: lc ? 0 : u.audioOutputTokens,
-    tokenOutImageCount: lc ? 0 : u.imageOutputTokens,
-    longContextTokenOutCount: lc ? u.outputTokens : 0,
-    longContextTokenOutReasoningCount: lc ? u.reasoningTokens : 0,
-    longContextTokenOutAudioCount: lc ? u.audioOutputTokens : 0,
-    longContextTokenOutImageCount: lc ? u.imageOutputTokens : 0,
-    webSearchCount: u.webSearchCalls,
-    serviceTier: serviceTierOf(u.provider, u.serviceTier),
-    regionalProcessing: call.regionalProcessing ?? null,
-  };
+  const input: Record<string, unknown> = { userId: call.userId, modelId: call.modelId };
+  for (const source of COUNTER_SOURCES) input[source.field] = written(source, lc) ? u[STAGED[source.count]] : 0;
+  input.serviceTier = serviceTierOf(u.provider, u.serviceTier);
+  input.regionalProcessing = call.regionalProcessing ?? null;
   if (call.agentId !== undefined) input.agentId = call.agentId;
   if (call.connectorId !== undefined) input.connectorId = call.connectorId;
   if (call.createdAt !== undefined) input.createdAt = call.createdAt;
@@ -157,14 +150,22 @@ function toInput(call: ProviderUsageCall, u: ProviderUsage, threshold: number | 
  */
 export async function recordProviderUsage(db: Database, call: ProviderUsageCall, options: RecordProviderUsageOptions = {}): Promise<ProviderUsageRecord> {
   checkCall(call, undefined);
-  const normalized = normalize(call);
-  const wantsItem = options.item !== undefined && options.item !== false;
   const issues: FieldIssue[] = [];
+  let normalized: ProviderUsage | undefined;
+  try {
+    normalized = normalize(call);
+  } catch (err) {
+    if (!(err instanceof UsageValidationError)) throw err;
+    issues.push(...err.issues);
+  }
+  // A field the call does not have (a misspelt agentId) is refused, not dropped.
+  checkInput(call, PROVIDER_USAGE_CALL, issues);
+  const wantsItem = options.item !== undefined && options.item !== false;
   checkThreshold(options.longContextTokenThreshold, issues);
   if (wantsItem && (call.agentId === undefined || call.agentId === null)) {
     issues.push({ field: "agentId", reason: "is required with item: ps_model_usage_item.agent_id is NOT NULL in PolicySynth's table" });
   }
-  if (issues.length > 0) throw new UsageValidationError(issues);
+  if (issues.length > 0 || normalized === undefined) throw new UsageValidationError(issues);
   const pricing = await pricingAt(db, call.modelId, call.createdAt);
   const threshold = options.longContextTokenThreshold !== undefined ? options.longContextTokenThreshold : pricing.threshold;
   const input = toInput(call, normalized, threshold);
@@ -255,9 +256,9 @@ function checkCall(call: unknown, index: number | undefined): void {
 
 /**
  * {@link recordProviderUsage} for many calls: each mapped and split at its model's threshold in
- * force at its time (one query for the batch), then recorded as one `recordModelUsageBatch`, all
- * or nothing. Items are not written by batches (use `recordProviderUsage` with `item`). A bad
- * usage object is refused with the call's `index`.
+ * force at its time (one query for the batch), then written as `recordModelUsageBatch` writes,
+ * all or nothing. Items are not written by batches (use `recordProviderUsage` with `item`). A bad
+ * usage object or call field is refused with the call's `index`.
  *
  * @example
  * await recordProviderUsageBatch(db, responses.map((r) => ({ provider: "anthropic", usage: r.usage, userId: 42, modelId: 5 })));
@@ -281,15 +282,13 @@ export async function recordProviderUsageBatch(
     // loop puts it on the wire, where it runs while this thread maps the calls.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  // Each call's normalized usage is replaced by its input in the same array, so the normalized
-  // objects are garbage before the write's await (the collector never copies them).
-  const staged: (ProviderUsage | ModelUsageInput)[] = new Array(calls.length);
+  const rows = new StagedRows(calls.length);
   for (let i = 0; i < calls.length; i++) {
     const call = calls[i];
     try {
       checkCall(call, i);
       // No item is written from a batch: its raw usage is not copied.
-      staged[i] = normalize(call, false);
+      rows.set(i, normalize(call, false));
     } catch (err) {
       if (!(err instanceof UsageValidationError)) throw err;
       for (const issue of err.issues) issues.push({ ...issue, index: i });
@@ -298,9 +297,118 @@ export async function recordProviderUsageBatch(
   if (issues.length > 0) throw new UsageValidationError(issues);
   const thresholdOf = lookup === null ? null : await lookup;
   for (let i = 0; i < calls.length; i++) {
-    staged[i] = toInput(calls[i], staged[i] as ProviderUsage, thresholdOf === null ? longContextTokenThreshold : thresholdOf(calls[i]));
+    rows.split(i, thresholdOf === null ? longContextTokenThreshold : thresholdOf(calls[i]), issues);
   }
-  return recordModelUsageBatch(db, staged as ModelUsageInput[], batchOptions);
+  if (issues.length > 0) throw new UsageValidationError(issues);
+  // The calls themselves are the batch's items: their ids, createdAt and regional processing are
+  // checked and written as a ModelUsageInput's; the counters and tier come from the staged columns.
+  return recordBatch(db, calls, batchOptions, {
+    shape: PROVIDER_USAGE_CALL,
+    table: "ps_model_usage",
+    references: MODEL_USAGE_BATCH.references,
+    chunkSql: (items, start, end, returnIds) =>
+      modelUsageInsertSql(
+        [
+          ["user_id", intArrayLiteral(items, start, end, "userId", 0), "int"],
+          ["model_id", intArrayLiteral(items, start, end, "modelId", 0), "int"],
+          ["agent_id", intArrayLiteral(items, start, end, "agentId"), "int"],
+          ["connector_id", intArrayLiteral(items, start, end, "connectorId"), "int"],
+          ["created_at", timestampArrayLiteral(items, start, end), "timestamptz"],
+          ...COUNTER_SOURCES.map((source, i): ChunkArray => [MODEL_USAGE_ALL_COUNTERS[i][1], rows.counterLiteral(source, start, end), "int"]),
+          ["service_tier", rows.tierLiteral(start, end), "text"],
+          ["regional_processing", textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null), "text"],
+        ],
+        returnIds,
+      ),
+  });
+}
+
+/** The normalized counts a batch keeps per call, in {@link StagedRows}' columns. */
+const STAGED = ["inputTokens", "cachedInputTokens", "cacheWriteInputTokens", "outputTokens", "reasoningTokens", "audioOutputTokens", "imageOutputTokens", "webSearchCalls"] as const;
+type StagedCount = (typeof STAGED)[number];
+
+/**
+ * Where each `ps_model_usage` counter comes from, in MODEL_USAGE_ALL_COUNTERS order: a normalized
+ * count, on one side of PolicySynth's long-context split (`longContext`: written only when the
+ * call is long context; false: only when it is not; null: either way).
+ */
+const COUNTER_SOURCES: readonly { readonly field: ModelUsageAnyCounter; readonly count: number; readonly longContext: boolean | null }[] = (() => {
+  const sources: Record<ModelUsageAnyCounter, readonly [StagedCount, boolean | null]> = {
+    tokenInCount: ["inputTokens", false],
+    tokenInCachedContextCount: ["cachedInputTokens", false],
+    tokenInCacheWriteCount: ["cacheWriteInputTokens", false],
+    longContextTokenInCount: ["inputTokens", true],
+    longContextTokenInCachedContextCount: ["cachedInputTokens", true],
+    longContextTokenInCacheWriteCount: ["cacheWriteInputTokens", true],
+    tokenOutCount: ["outputTokens", false],
+    tokenOutReasoningCount: ["reasoningTokens", false],
+    tokenOutAudioCount: ["audioOutputTokens", false],
+    tokenOutImageCount: ["imageOutputTokens", false],
+    longContextTokenOutCount: ["outputTokens", true],
+    longContextTokenOutReasoningCount: ["reasoningTokens", true],
+    longContextTokenOutAudioCount: ["audioOutputTokens", true],
+    longContextTokenOutImageCount: ["imageOutputTokens", true],
+    webSearchCount: ["webSearchCalls", null],
+  };
+  return MODEL_USAGE_ALL_COUNTERS.map(([field]) => ({ field, count: STAGED.indexOf(sources[field][0]), longContext: sources[field][1] }));
+})();
+
+/** Whether a counter of `source` gets the count of a call that is (or is not) long context. */
+function written(source: (typeof COUNTER_SOURCES)[number], longContext: boolean): boolean {
+  return source.longContext === null || source.longContext === longContext;
+}
+
+/**
+ * A batch's mapped calls column by column: the normalized counts, whether each call is long
+ * context, and its stored tier. No object per call outlives its mapping, so a batch of thousands
+ * leaves the collector nothing to copy, and the array literals are read straight from the columns.
+ */
+class StagedRows {
+  private readonly counts: Float64Array[];
+  private readonly longContext: Uint8Array;
+  private readonly tiers: (ServiceTier | null)[];
+
+  constructor(length: number) {
+    this.counts = STAGED.map(() => new Float64Array(length));
+    this.longContext = new Uint8Array(length);
+    this.tiers = new Array<ServiceTier | null>(length).fill(null);
+  }
+
+  set(i: number, u: ProviderUsage): void {
+    for (let c = 0; c < STAGED.length; c++) this.counts[c][i] = u[STAGED[c]];
+    this.tiers[i] = serviceTierOf(u.provider, u.serviceTier);
+  }
+
+  /**
+   * Splits call `i` at `threshold` (PolicySynth's rule, isLongContextCall) and checks that each
+   * count fits the INTEGER column it goes to (the mappers allow any safe integer), with the
+   * counter's name, as `recordModelUsageBatch` would name it.
+   */
+  split(i: number, threshold: number | null | undefined, issues: FieldIssue[]): void {
+    const [input, cached, cacheWrite] = this.counts;
+    const lc = isLongContextCall(input[i], cached[i], cacheWrite[i], threshold);
+    this.longContext[i] = lc ? 1 : 0;
+    for (const source of COUNTER_SOURCES) {
+      const value = this.counts[source.count][i];
+      if (value > MAX_INT32 && written(source, lc)) {
+        issues.push({ field: source.field, reason: countProblem(value)!, index: i });
+      }
+    }
+  }
+
+  /** A counter's `int[]` literal for calls `start..end` (see intArrayLiteral). */
+  counterLiteral(source: (typeof COUNTER_SOURCES)[number], start: number, end: number): string {
+    const values = this.counts[source.count];
+    const parts = new Array<number>(end - start);
+    // Checked by split to fit an INTEGER: `| 0` is exact and gives small integers, which join fastest.
+    for (let i = start; i < end; i++) parts[i - start] = written(source, this.longContext[i] === 1) ? values[i] | 0 : 0;
+    return `{${parts.join(",")}}`;
+  }
+
+  /** The stored tiers' `text[]` literal for calls `start..end` (see textArrayLiteral). */
+  tierLiteral(start: number, end: number): string {
+    return textArrayLiteral(this.tiers, start, end, (tier) => tier);
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ import type { Database } from "../db";
 import { UnknownReferenceError } from "../errors";
 import { closedError, isClosing } from "../db/closing";
 import { Prisma } from "../generated/prisma/client";
+import { prismaSession, type WriteSession } from "./writeSession";
 import { namesAgentOrConnector, refuseOthersReferences, type OwnedReferences, type Owner } from "../scope/ownership";
 
 /** A usage column that references another table, and that table. */
@@ -142,7 +143,7 @@ const FIELDS: Record<ReferenceColumn, string> = { model_id: "modelId", external_
  * {@link UnknownReferenceError} naming its table and id, as the foreign key path names it.
  */
 export async function checkReferences(
-  tx: Prisma.TransactionClient,
+  session: WriteSession,
   items: readonly OwnedReferences[],
   check: ReferenceCheck,
   batch: boolean,
@@ -171,7 +172,7 @@ export async function checkReferences(
     reads.map((_, i) => Prisma.sql`SELECT ${i}::int AS read, id, user_id FROM ${Prisma.raw(`r${i}`)}`),
     " UNION ALL ",
   );
-  const rows = await tx.$queryRaw<{ read: number; id: number; user_id: number }[]>`WITH ${ctes} ${selects}`;
+  const rows = await session.query<{ read: number; id: number; user_id: number }>(Prisma.sql`WITH ${ctes} ${selects}`);
   const found = new Map<ReferenceColumn, Map<number, number>>(reads.map((read) => [read.column, new Map()]));
   for (const row of rows) found.get(reads[row.read].column)!.set(row.id, row.user_id);
 
@@ -209,7 +210,7 @@ export async function writeChecked<T>(
   if (isClosing(db)) throw closedError(db.target);
   return db.prisma.$transaction(
     async (tx) => {
-      if (check !== null) await checkReferences(tx, [input], check, false);
+      if (check !== null) await checkReferences(prismaSession(tx), [input], check, false);
       return write(tx);
     },
     // PGlite runs one transaction at a time: wait for a running batch as a batch would.

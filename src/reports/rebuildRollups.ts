@@ -6,10 +6,11 @@
  * fixed.
  */
 import type { Database, SqlSession } from "../db";
-import { DatabaseTimeoutError, UsageValidationError, type FieldIssue } from "../errors";
+import { UsageValidationError, type FieldIssue } from "../errors";
 import { MODEL_USAGE_ALL_COUNTERS } from "../types";
+import { lockTimeoutError } from "../usageShared";
 import { checkOptionNames } from "../usageSql";
-import { slotOfSql } from "./rollups";
+import { dayOfSql, slotOfSql } from "./rollups";
 
 /** One slot and key where the rollup and the ledger disagree. */
 export interface RollupDifference {
@@ -41,10 +42,24 @@ export interface RollupTableCheck {
   readonly samples: readonly RollupDifference[];
 }
 
+/**
+ * The check of one coarser level (per model, per agent and day: see src/reports/rollups.ts)
+ * against the 15-minute rollups it sums (which, before a prune point, are the only record).
+ */
+export interface RollupLevelCheck {
+  readonly table: "ps_model_usage_model_rollup" | "ps_model_usage_agent_day_rollup" | "ps_external_api_usage_agent_day_rollup";
+  /** Rows (after a rebuild: the rebuilt ones). */
+  readonly rows: number;
+  /** Keys where any sum differed from the 15-minute rollups (before a rebuild). */
+  readonly differences: number;
+}
+
 /** What {@link rebuildRollups} found and did. */
 export interface RebuildRollupsResult {
   readonly modelUsage: RollupTableCheck;
   readonly externalApiUsage: RollupTableCheck;
+  /** The coarser levels, each checked against the 15-minute rollups as they are after any rebuild of those. */
+  readonly levels: readonly RollupLevelCheck[];
   /** True when the rollups were rewritten (some difference, and not `dryRun`). */
   readonly rebuilt: boolean;
 }
@@ -90,6 +105,58 @@ const SPEC = {
 };
 
 type Spec = (typeof SPEC)[keyof typeof SPEC];
+
+/** The coarser levels, each the 15-minute rollup (`r`) summed by fewer keys, as the triggers of the usage_rollup_levels migration keep them. */
+const LEVELS: readonly { table: RollupLevelCheck["table"]; from: string; keys: readonly string[]; keyExpressions: readonly string[]; sums: readonly string[] }[] = [
+  {
+    table: "ps_model_usage_model_rollup",
+    from: SPEC.modelUsage.rollup,
+    keys: ["slot_start", "model_id", "service_tier", "regional_processing"],
+    keyExpressions: ["r.slot_start", "r.model_id", "r.service_tier", "r.regional_processing"],
+    sums: SPEC.modelUsage.sums,
+  },
+  {
+    table: "ps_model_usage_agent_day_rollup",
+    from: SPEC.modelUsage.rollup,
+    keys: ["day_start", "agent_id", "model_id", "service_tier", "regional_processing"],
+    keyExpressions: [dayOfSql("r.slot_start"), "r.agent_id", "r.model_id", "r.service_tier", "r.regional_processing"],
+    sums: SPEC.modelUsage.sums,
+  },
+  {
+    table: "ps_external_api_usage_agent_day_rollup",
+    from: SPEC.externalApiUsage.rollup,
+    keys: ["day_start", "agent_id", "external_api_id"],
+    keyExpressions: [dayOfSql("r.slot_start"), "r.agent_id", "r.external_api_id"],
+    sums: SPEC.externalApiUsage.sums,
+  },
+];
+
+/** A level as the 15-minute rollup gives it. */
+function levelExpectedSql(level: (typeof LEVELS)[number]): string {
+  const keys = level.keyExpressions.map((e, i) => `${e} AS ${level.keys[i]}`);
+  const sums = ["event_count", ...level.sums].map((c) => `sum(r.${c})::bigint AS ${c}`);
+  return `SELECT ${[...keys, ...sums].join(", ")} FROM ${level.from} r GROUP BY ${level.keys.map((_, i) => i + 1).join(", ")}`;
+}
+
+/** Compares each coarser level with the 15-minute rollups and, when `rewrite`, rewrites the ones that differ. */
+async function checkLevels(session: SqlSession, rewrite: boolean): Promise<{ checks: RollupLevelCheck[]; rebuilt: boolean }> {
+  const checks: RollupLevelCheck[] = [];
+  let rebuilt = false;
+  for (const level of LEVELS) {
+    const on = level.keys.map((k) => `e.${k} = r.${k}`).join(" AND ");
+    const differs = ["event_count", ...level.sums].map((c) => `e.${c} IS DISTINCT FROM r.${c}`).join(" OR ");
+    const [row] = await session.query<{ n: number }>(`SELECT count(*)::int AS n FROM (${levelExpectedSql(level)}) e FULL JOIN ${level.table} r ON ${on} WHERE ${differs}`);
+    const differences = Number(row.n);
+    if (rewrite && differences > 0) {
+      await session.query(`DELETE FROM ${level.table}`);
+      await session.query(`INSERT INTO ${level.table} (${[...level.keys, "event_count", ...level.sums].join(", ")}) ${levelExpectedSql(level)}`);
+      rebuilt = true;
+    }
+    const [count] = await session.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${level.table}`);
+    checks.push({ table: level.table, rows: Number(count.n), differences });
+  }
+  return { checks, rebuilt };
+}
 
 /** SQL bounds on the slots compared: `from` (inclusive) and `before` (exclusive), as parameter references. */
 interface SlotRange {
@@ -222,7 +289,11 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
           rebuilt = true;
         }
       }
+      // The coarser levels, from the 15-minute rollups as they now are.
+      const levels = await checkLevels(session, !dryRun);
+      rebuilt ||= levels.rebuilt;
       const result = {
+        levels: levels.checks,
         modelUsage: { table: SPEC.modelUsage.rollup, rows: await rowCount(session, SPEC.modelUsage), prunedBefore: from.modelUsage, ...found.modelUsage },
         externalApiUsage: { table: SPEC.externalApiUsage.rollup, rows: await rowCount(session, SPEC.externalApiUsage), prunedBefore: from.externalApiUsage, ...found.externalApiUsage },
         rebuilt,
@@ -231,10 +302,13 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
       return result;
     } catch (err) {
       await session.exec("ROLLBACK").catch(() => undefined);
-      if ((err as { code?: string }).code === "55P03") {
-        throw new DatabaseTimeoutError(db.target, "lock", `the write lock on ps_model_usage and ps_external_api_usage was not granted within ${lockTimeoutMs} ms (a long transaction holds them; retry, or raise lockTimeoutMs); nothing changed`, { cause: err });
-      }
-      throw err;
+      throw (
+        lockTimeoutError(
+          db.target,
+          err,
+          `the write lock on ps_model_usage and ps_external_api_usage was not granted within ${lockTimeoutMs} ms (a long transaction holds them; retry, or raise lockTimeoutMs); nothing changed`,
+        ) ?? err
+      );
     }
   });
 }

@@ -14,6 +14,18 @@
  * not cut) and the same price period (none starts inside it), so grouping and pricing it as one
  * row at its slot's start gives what the ledger rows would. Results are the same as reading the
  * ledger alone (`rollups: false`), which tests/rollups.test.ts checks on random data.
+ *
+ * Two narrower levels (the usage_rollup_levels migration, same triggers) keep reports that do not
+ * need every key from reading a row per slot and key, which with many agents is about a row per
+ * event (bench/SCALE.md):
+ *
+ * - per 15-minute slot and model only (`ps_model_usage_model_rollup`), for model usage reports
+ *   that neither filter nor group by user, agent or connector; the same slot rules as above;
+ * - per UTC day, agent and model or API (`…_agent_day_rollup`), for reports by agent or agent tree
+ *   that neither filter nor group by user or connector: a day is read from it when the range holds
+ *   all of it, no bucket cuts it and no price period of its model starts inside it; the other days
+ *   of the range (and the parts of the range's first and last day) are read from the 15-minute
+ *   rollups by the rules above (one index range per cut day and model).
  */
 import type { FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
@@ -23,6 +35,8 @@ import { isUtcZone, timeBucketKeySql, usageFilterConditions, whereSql, type AnyU
 
 /** The rollup slot, in milliseconds (15 minutes). */
 export const ROLLUP_SLOT_MS = 15 * 60 * 1000;
+/** The daily level's unit (a UTC day), in milliseconds. */
+const DAY_MS = 86_400_000;
 
 const SLOT = Prisma.raw("interval '15 minutes'");
 
@@ -43,16 +57,24 @@ const COLUMNS: Readonly<Record<UsageTable, readonly string[]>> = {
 
 const LEDGER = { modelUsage: "ps_model_usage", externalApiUsage: "ps_external_api_usage" } as const;
 const ROLLUP = { modelUsage: "ps_model_usage_rollup", externalApiUsage: "ps_external_api_usage_rollup" } as const;
+/** The narrower levels (see the top of this file); external API usage has no per-model one. */
+const MODEL_LEVEL = { modelUsage: "ps_model_usage_model_rollup", externalApiUsage: null } as const;
+const AGENT_DAY_LEVEL = { modelUsage: "ps_model_usage_agent_day_rollup", externalApiUsage: "ps_external_api_usage_agent_day_rollup" } as const;
+/** The key columns each narrower level lacks (read back as NULL: the report does not use them). */
+const LACKS = { model: ["user_id", "agent_id", "connector_id"], agentDay: ["user_id", "connector_id"], full: [] } as const;
+
+type Level = keyof typeof LACKS;
 const PERIODS = {
   modelUsage: { table: "ps_ai_model_price_periods", key: "model_id" },
   externalApiUsage: { table: "ps_external_api_price_periods", key: "external_api_id" },
 } as const;
 
 /** A rollup column read back as the ledger's value (see the rollup models in prisma/schema.prisma). */
-function rollupColumn(column: string): string {
+function rollupColumn(column: string, level: Level = "full"): string {
+  if ((LACKS[level] as readonly string[]).includes(column)) return `NULL::integer AS ${column}`;
   switch (column) {
     case "created_at":
-      return "r.slot_start AS created_at";
+      return `r.${level === "agentDay" ? "day_start" : "slot_start"} AS created_at`;
     case "agent_id":
     case "connector_id":
       return `NULLIF(r.${column}, 0) AS ${column}`;
@@ -73,13 +95,19 @@ export function slotOfSql(column: string): string {
   return `date_bin('15 minutes', ${column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
 }
 
+/** @internal The UTC day holding `column` (SQL text), as the triggers of the usage_rollup_levels migration compute it. */
+export function dayOfSql(column: string): string {
+  return `date_bin('1 day', ${column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
+}
+
 /**
  * @internal The (model or API id, slot) pairs in which a price period starts inside the slot (SQL
- * text): reports read those slots from the ledger, and prune keeps their rows.
+ * text): reports read those slots from the ledger, and prune keeps their rows. With `unitOf`
+ * ({@link dayOfSql}), the same for days.
  */
-export function pricedCutSlotsSql(table: UsageTable): string {
+export function pricedCutSlotsSql(table: UsageTable, unitOf: (column: string) => string = slotOfSql): string {
   const { key, table: periods } = PERIODS[table];
-  return `SELECT ${key}, ${slotOfSql("effective_from")} FROM ${periods} WHERE effective_from <> ${slotOfSql("effective_from")}`;
+  return `SELECT ${key}, ${unitOf("effective_from")} FROM ${periods} WHERE effective_from <> ${unitOf("effective_from")}`;
 }
 
 /** What a report reads: the filter, and what must be whole in a rollup slot. */
@@ -97,6 +125,31 @@ export interface UsageRelationPlan {
   readonly rollups: boolean;
   /** Model usage from PolicySynth's items instead of the ledger (no rollups: see src/reports/usageItems.ts). */
   readonly source?: ModelUsageSource;
+  /**
+   * The key columns the report reads from the relation (groups by or selects) besides the model
+   * or API id, created_at, the counters and the tier and region, e.g. `["agent_id"]`; `conditions`
+   * may reference only these. Undefined: all of them. A narrower level is read when it has them all.
+   */
+  readonly uses?: readonly ("user_id" | "agent_id" | "connector_id")[];
+}
+
+type KeyColumn = NonNullable<UsageRelationPlan["uses"]>[number];
+
+/** @internal The user, agent and connector columns among `columns` (a report's group columns), for {@link UsageRelationPlan.uses}. */
+export function keyColumnsOf(columns: readonly string[]): KeyColumn[] {
+  return columns.filter((c): c is KeyColumn => c === "user_id" || c === "agent_id" || c === "connector_id");
+}
+
+/** The narrowest level that has every key column the plan filters or groups by. */
+function levelOf(plan: UsageRelationPlan): Level {
+  const where = (plan.where ?? {}) as Readonly<Record<string, unknown>>;
+  const uses = new Set<string>(plan.uses ?? ["user_id", "agent_id", "connector_id"]);
+  if (where.userId !== undefined) uses.add("user_id");
+  if (where.agentId !== undefined) uses.add("agent_id");
+  if (where.connectorId !== undefined) uses.add("connector_id");
+  if (uses.has("user_id") || uses.has("connector_id")) return "full";
+  if (uses.has("agent_id") || MODEL_LEVEL[plan.table] === null) return "agentDay";
+  return "model";
 }
 
 /**
@@ -118,16 +171,12 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   if (!plan.rollups) {
     return Prisma.sql`(SELECT ${ledgerColumns} FROM ${ledger} u ${whereSql([...usageFilterConditions(plan.where), ...(plan.conditions ?? [])])})`;
   }
+  const level = levelOf(plan);
   const from = plan.where?.from?.getTime();
   const to = plan.where?.to?.getTime();
   // Whole slots in range: [first, last); the ledger answers [from, first) and [last, to).
   const first = from === undefined ? undefined : new Date(Math.ceil(from / ROLLUP_SLOT_MS) * ROLLUP_SLOT_MS);
   const last = to === undefined ? undefined : new Date(Math.floor(to / ROLLUP_SLOT_MS) * ROLLUP_SLOT_MS);
-  const slotRange: Prisma.Sql[] = [];
-  if (first) slotRange.push(Prisma.sql`slot_start >= ${first}::timestamptz`);
-  if (last) slotRange.push(Prisma.sql`slot_start < ${last}::timestamptz`);
-  const rollupColumns = Prisma.raw([...columns.map(rollupColumn), "r.event_count"].join(", "));
-
   const branches: Prisma.Sql[] = [];
   const edges: Prisma.Sql[] = [];
   if (first && first.getTime() !== from) edges.push(Prisma.sql`created_at < ${first}::timestamptz`);
@@ -137,46 +186,109 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
     branches.push(Prisma.sql`SELECT ${ledgerColumns} FROM ${ledger} u
       ${whereSql([...ids, ...range, Prisma.sql`(${Prisma.join(edges, " OR ")})`])}`);
   }
-
-  const whole = wholeSlotSql(plan);
-  if (whole === null) {
-    branches.unshift(Prisma.sql`SELECT ${rollupColumns} FROM ${Prisma.raw(ROLLUP[plan.table])} r ${whereSql([...ids, ...slotRange])}`);
-    return Prisma.sql`(${Prisma.join(branches, " UNION ALL ")})`;
+  const slotRange = (lo: Date | undefined, hi: Date | undefined): Prisma.Sql[] => [
+    ...(lo ? [Prisma.sql`slot_start >= ${lo}::timestamptz`] : []),
+    ...(hi ? [Prisma.sql`slot_start < ${hi}::timestamptz`] : []),
+  ];
+  if (level !== "agentDay") {
+    const table = Prisma.raw(level === "model" ? MODEL_LEVEL[plan.table]! : ROLLUP[plan.table]);
+    return slotLevelSql(plan, level, Prisma.sql`SELECT * FROM ${table} r ${whereSql([...ids, ...slotRange(first, last)])}`, [], branches);
   }
-  // The slots in range, each marked whole or not once; the rows of the others come from the ledger.
-  const rollupAll = Prisma.raw([...columns.map((c) => (c === "created_at" ? "r.slot_start" : `r.${c}`)), "r.event_count"].join(", "));
-  branches.unshift(Prisma.sql`SELECT ${rollupColumns} FROM slots r WHERE r.whole`);
-  // Whether a slot is whole depends on the slot and the model (or API) alone: the ledger rows of
-  // exactly the rollup rows left out are those of the same slot and model.
+
+  // Whole days in range: [firstDay, lastDay); the 15-minute level answers the rest of [first, last).
+  const firstDay = first === undefined ? undefined : new Date(Math.ceil(first.getTime() / DAY_MS) * DAY_MS);
+  const lastDay = last === undefined ? undefined : new Date(Math.floor(last.getTime() / DAY_MS) * DAY_MS);
+  const dayRange = [
+    ...(firstDay ? [Prisma.sql`day_start >= ${firstDay}::timestamptz`] : []),
+    ...(lastDay ? [Prisma.sql`day_start < ${lastDay}::timestamptz`] : []),
+  ];
+  const daySource = Prisma.sql`SELECT * FROM ${Prisma.raw(AGENT_DAY_LEVEL[plan.table])} r ${whereSql([...ids, ...dayRange])}`;
+  const days = splitUnits(plan, "agentDay", "day", daySource);
+  branches.unshift(days.whole);
+  // The slots of [first, last) outside the whole-day range, and of every cut day (by model or API).
+  const mid1 = firstDay && last && last < firstDay ? last : firstDay;
+  const mid2 = lastDay && mid1 && mid1 > lastDay ? mid1 : lastDay;
+  const full = Prisma.raw(ROLLUP[plan.table]);
+  const slotSources: Prisma.Sql[] = [];
+  if (mid1) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(first, mid1)])}`);
+  if (mid2) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(mid2, last)])}`);
+  if (days.cut) {
+    const key = Prisma.raw(PERIODS[plan.table].key);
+    // One index range of the slot level per cut day and model, in a nested loop (as for the ledger below).
+    slotSources.push(Prisma.sql`SELECT r.* FROM ${Prisma.raw(days.cut)} c
+      CROSS JOIN LATERAL (SELECT * FROM ${full} r
+        ${whereSql([Prisma.sql`r.slot_start >= c.cut_start`, Prisma.sql`r.slot_start < c.cut_start + interval '1 day'`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
+  }
+  if (slotSources.length === 0) return Prisma.sql`(${withCtes(days.ctes)} ${Prisma.join(branches, " UNION ALL ")})`;
+  return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), days.ctes, branches);
+}
+
+const UNITS = {
+  slot: { start: "slot_start", length: SLOT, unitOf: slotOfSql },
+  day: { start: "day_start", length: Prisma.raw("interval '1 day'"), unitOf: dayOfSql },
+} as const;
+
+function withCtes(ctes: readonly Prisma.Sql[]): Prisma.Sql {
+  return ctes.length === 0 ? Prisma.empty : Prisma.sql`WITH ${Prisma.join(ctes, ", ")}`;
+}
+
+/**
+ * Splits the rows of a rollup level (`source`: `SELECT * FROM <level> r …`, units of `unit`) into
+ * the whole units' rows (`whole`: the ledger's columns and `event_count`) and the cut (unit start,
+ * model or API id) pairs (`cut`: the name of a CTE with `cut_start`, `cut_key`; null when no unit
+ * can be cut). Whether a unit is whole depends on the unit and the model (or API) alone, so it is
+ * decided once per distinct unit start (a bucket's cuts: a few thousand slots in 90 days, however
+ * many rows) and per price period starting inside a unit, then looked up by hash per row; deciding
+ * it per row took 0.3-10 s at 3M rows (bench/SCALE.md).
+ */
+function splitUnits(plan: UsageRelationPlan, level: Level, unit: keyof typeof UNITS, source: Prisma.Sql): { ctes: Prisma.Sql[]; whole: Prisma.Sql; cut: string | null } {
+  const columns = Prisma.raw([...COLUMNS[plan.table].map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
+  const { start, length, unitOf } = UNITS[unit];
+  const startColumn = Prisma.raw(`r.${start}`);
+  const key = Prisma.raw(`r.${PERIODS[plan.table].key}`);
+  const ctes: Prisma.Sql[] = [];
+  const cutConditions: Prisma.Sql[] = [];
+  // A UTC day or coarser bucket never cuts a UTC slot or day; a UTC hour cuts every day.
+  const utcWhole = isUtcZone(plan.bucket?.timeZone ?? "UTC") && !(plan.bucket?.bucket === "hour" && unit === "day");
+  if (plan.bucket && !utcWhole) {
+    const bucketKey = (t: Prisma.Sql) => timeBucketKeySql(plan.bucket!.bucket, plan.bucket!.timeZone, t).key;
+    ctes.push(Prisma.sql`${Prisma.raw(`${unit}_bucket_cut`)} AS MATERIALIZED (
+      SELECT u FROM (SELECT DISTINCT ${startColumn} AS u FROM (${source}) r) d
+      WHERE ${bucketKey(Prisma.raw("d.u"))} <> ${bucketKey(Prisma.sql`(d.u + ${length} - interval '1 microsecond')`)})`);
+    cutConditions.push(Prisma.sql`${startColumn} IN (SELECT u FROM ${Prisma.raw(`${unit}_bucket_cut`)})`);
+  }
+  // Periods that start inside a unit are few: one hashed lookup per row.
+  if (plan.priced) cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
+  if (cutConditions.length === 0) return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r`, cut: null };
+  const isCut = Prisma.join(cutConditions, " OR ");
+  const cut = `${unit}_cut`;
+  ctes.push(Prisma.sql`${Prisma.raw(cut)} AS MATERIALIZED (SELECT DISTINCT ${startColumn} AS cut_start, ${key} AS cut_key FROM (${source}) r WHERE ${isCut})`);
+  return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r WHERE NOT (${isCut})`, cut };
+}
+
+/**
+ * The relation from rows of a 15-minute level (`source`: `SELECT * FROM <level> r …`), whole slots
+ * from it and cut slots from the ledger, after `ctes` and with `branches` (ledger edges, days) beside.
+ */
+function slotLevelSql(plan: UsageRelationPlan, level: Level, source: Prisma.Sql, ctes: readonly Prisma.Sql[], branches: readonly Prisma.Sql[]): Prisma.Sql {
+  const columns = COLUMNS[plan.table];
+  const ledger = Prisma.raw(LEDGER[plan.table]);
+  const ids = [...usageFilterConditions({ ...plan.where, from: undefined, to: undefined } as AnyUsageFilter), ...(plan.conditions ?? [])];
+  const ledgerColumns = Prisma.raw([...columns.map((c) => `u.${c}`), "1::bigint AS event_count"].join(", "));
+  const slots = splitUnits(plan, level, "slot", source);
+  if (!slots.cut) return Prisma.sql`(${withCtes([...ctes, ...slots.ctes])} ${Prisma.join([slots.whole, ...branches], " UNION ALL ")})`;
+  // The ledger rows of exactly the rollup rows left out are those of the same slot and model.
   const key = Prisma.raw(PERIODS[plan.table].key);
   // Each cut slot's 15 minutes of the ledger through the created_at index, in a nested loop over
   // the (few) cut slots. As a plain join, the planner, unable to tell how many slots are cut,
   // hashed or merged every ledger row the filter allows instead (all of a tree's rows: seconds at
   // 30M rows). OFFSET 0 keeps the subquery from being flattened back into such a join.
-  const cutSlot = [Prisma.sql`u.created_at >= c.cut_slot`, Prisma.sql`u.created_at < c.cut_slot + ${SLOT}`, Prisma.sql`u.${key} = c.cut_key`];
-  branches.push(Prisma.sql`SELECT ${ledgerColumns}
-    FROM (SELECT DISTINCT slot_start AS cut_slot, ${key} AS cut_key FROM slots WHERE NOT whole) c
-    CROSS JOIN LATERAL (SELECT * FROM ${ledger} u ${whereSql([...cutSlot, ...ids])} OFFSET 0) u`);
-  return Prisma.sql`(WITH slots AS MATERIALIZED (
-      SELECT ${rollupAll}, ${whole} AS whole FROM ${Prisma.raw(ROLLUP[plan.table])} r ${whereSql([...ids, ...slotRange])})
-    ${Prisma.join(branches, " UNION ALL ")})`;
-}
-
-/**
- * The condition that a rollup row's slot is whole for this report (`r.slot_start`, `r.model_id`
- * or `r.external_api_id`), or null when every slot is (a UTC bucket or none, and no prices).
- */
-function wholeSlotSql(plan: UsageRelationPlan): Prisma.Sql | null {
-  const parts: Prisma.Sql[] = [];
-  if (plan.bucket && !isUtcZone(plan.bucket.timeZone)) {
-    const key = (t: Prisma.Sql) => timeBucketKeySql(plan.bucket!.bucket, plan.bucket!.timeZone, t).key;
-    parts.push(Prisma.sql`${key(Prisma.raw("r.slot_start"))} = ${key(Prisma.sql`r.slot_start + ${SLOT} - interval '1 microsecond'`)}`);
-  }
-  if (plan.priced) {
-    // Periods that start inside a slot are few; NOT IN over them is one hashed lookup per row.
-    parts.push(Prisma.sql`(r.${Prisma.raw(PERIODS[plan.table].key)}, r.slot_start) NOT IN (${Prisma.raw(pricedCutSlotsSql(plan.table))})`);
-  }
-  return parts.length === 0 ? null : Prisma.join(parts, " AND ");
+  const cutSlot = [Prisma.sql`u.created_at >= c.cut_start`, Prisma.sql`u.created_at < c.cut_start + ${SLOT}`, Prisma.sql`u.${key} = c.cut_key`];
+  const cut = Prisma.sql`SELECT ${ledgerColumns}
+    FROM ${Prisma.raw(slots.cut)} c
+    CROSS JOIN LATERAL (SELECT * FROM ${ledger} u ${whereSql([...cutSlot, ...ids])} OFFSET 0) u`;
+  return Prisma.sql`(${withCtes([...ctes, ...slots.ctes])}
+    ${Prisma.join([slots.whole, cut, ...branches], " UNION ALL ")})`;
 }
 
 /** @internal Checks a `rollups` option (the one place it is checked, for sums and cost reports). */

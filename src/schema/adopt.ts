@@ -13,6 +13,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import type { Database, SqlSession } from "../db";
 import { MigrationError, PsUsageError } from "../errors";
 import { forgetGuardedReferences } from "../ledger/references";
+import { isLockNotGranted } from "../usageShared";
 import { readCatalog, currentSchema, type Catalog, type CatalogColumn } from "./catalog";
 import {
   applyPending,
@@ -498,8 +499,7 @@ async function takeOver(session: SqlSession, db: Database, file: MigrationFile, 
     await session.exec("COMMIT");
   } catch (err) {
     await session.exec("ROLLBACK").catch(() => undefined);
-    const code = (err as { code?: string }).code;
-    const why = code === "55P03" ? `a table lock was not granted within ${lockTimeoutMs} ms (a long transaction holds the table; retry when it is done, or raise lockTimeoutMs)` : (err as Error).message;
+    const why = isLockNotGranted(err) ? `a table lock was not granted within ${lockTimeoutMs} ms (a long transaction holds the table; retry when it is done, or raise lockTimeoutMs)` : (err as Error).message;
     throw new MigrationError(`Adopting ${db.target} failed and its transaction was rolled back: ${why}. Indexes built concurrently before it stay; running adopt again continues.`, file.name, { cause: err });
   }
   // The foreign keys just added guard new rows: the record functions rely on them from now on.
