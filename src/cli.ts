@@ -17,6 +17,9 @@ import { prune } from "./ledger/prune";
 import { migrate, migrationStatus } from "./schema/migrate";
 import { importPriceCatalog, readPriceCatalog, type PriceCatalogImportResult } from "./prices/catalog";
 import { formatAdoption, formatDoctor } from "./cli/schemaOutput";
+import { addBudgetCommands, formatStatuses } from "./cli/budgets";
+import { listBudgets } from "./budgets/define";
+import { budgetStatus } from "./budgets/status";
 import { recordModelUsage } from "./modelUsage";
 import { recordNdjson } from "./ndjson";
 import { formatReportCsv, formatReportJson, formatReportTable, loadReportNames } from "./reportFormat";
@@ -324,6 +327,15 @@ export function buildProgram(): Command {
     await withDb(opts, (db) => withFlagNames(RECORD_FLAGS, () => prepared(db)));
   });
 
+  addBudgetCommands(program.command("budgets"), {
+    dbOption,
+    withDb: (opts, fn) => withDb(opts, fn),
+    withFlagNames: (flags, fn) => withFlagNames(flags, fn),
+    parseDate,
+    checkTimeZone,
+    usageError: (message) => new UsageError(message),
+  });
+
   const prices = program.command("prices").description("price catalogs: import prices from LiteLLM's model_prices_and_context_window.json");
   prices
     .command("import")
@@ -408,7 +420,7 @@ function integer(flag: string) {
 }
 
 /** Strict ISO 8601 (see cli/dates); a wall time without an offset is placed in --tz later. */
-function parseDate(flag: string) {
+export function parseDate(flag: string) {
   return (value: string): IsoDateTime => {
     const parsed = parseIsoDateTime(value);
     if (typeof parsed === "string") throw new InvalidArgumentError(`${flag} ${parsed}.`);
@@ -685,7 +697,15 @@ async function runMain(db: Database): Promise<void> {
   }
   out.write("\nCost per month:\n");
   out.write(await renderReport(db, { bucket: "month", from, to, tz: "UTC" }));
-  out.write("\nMore: npx ps-usage report --help, npx ps-usage studio\n");
+  const budgets = await listBudgets(db);
+  if (budgets.length > 0) {
+    const at = new Date(to.getTime() - 1);
+    out.write(`\nBudgets, in the periods holding ${at.toISOString().slice(0, 10)} (ps-usage budgets status):\n`);
+    const statuses = [];
+    for (const b of budgets) statuses.push(await budgetStatus(db, b.name, { at }));
+    out.write(formatStatuses(statuses, "table"));
+  }
+  out.write("\nMore: npx ps-usage report --help, npx ps-usage budgets --help, npx ps-usage studio\n");
 }
 
 /** What rebuild-rollups found and did, as lines of text. */

@@ -489,8 +489,28 @@ function read<T>(db: Database, fn: (on: Database) => Promise<T>): Promise<T> {
 }
 
 /** Runs the report's one statement on `on` (a database or replica view already routed). */
-async function runReport(on: Database, p: ReportPlan, treeIds?: readonly number[]): Promise<CostReport> {
-  const raw = await on.reportPrisma.$queryRaw<RawRow[]>(buildQuery(p, treeIds));
+function runReport(on: Database, p: ReportPlan, treeIds?: readonly number[]): Promise<CostReport> {
+  return runReportOn(on.reportPrisma, p, treeIds);
+}
+
+/**
+ * @internal The totals (per currency) of the usage `where` selects, and with `rootAgentId` only
+ * that agent's tree, run on `client`: a transaction's client sees its own uncommitted rows (the
+ * budget guard). `where` must be valid already (ids, dates); read from the rollups.
+ */
+export async function costTotalsOn(client: Prisma.TransactionClient, where: CostReportFilter, rootAgentId?: number): Promise<CostReport> {
+  const hasModel = where.modelId !== undefined;
+  const hasApi = where.externalApiId !== undefined;
+  const sides: Side[] = hasModel === hasApi ? ["model", "externalApi"] : hasModel ? ["model"] : ["externalApi"];
+  const treeIds =
+    rootAgentId === undefined
+      ? undefined
+      : (await client.$queryRaw<{ id: number }[]>`WITH RECURSIVE ${agentTreeCte(rootAgentId)} SELECT id FROM tree`).map((a) => a.id);
+  return runReportOn(client, { groupBy: [], timeZone: "UTC", where, sides, rollups: true }, treeIds);
+}
+
+async function runReportOn(client: Prisma.TransactionClient, p: ReportPlan, treeIds?: readonly number[]): Promise<CostReport> {
+  const raw = await client.$queryRaw<RawRow[]>(buildQuery(p, treeIds));
   const names = keyNames(p);
   const rows: CostReportRow[] = [];
   const totals: CostAmounts[] = [];

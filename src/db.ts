@@ -11,6 +11,9 @@ import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
 import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
 import { PrismaClient } from "./generated/prisma/client";
+import { setAlertCallback, type BudgetAlertCallback } from "./budgets/registry";
+import { deliverPendingAlerts } from "./budgets/alerts";
+import { budgetChecksEnded } from "./budgets/thresholdChecks";
 
 /** Where a database lives: a PostgreSQL server, or an embedded PGlite directory. */
 export type DatabaseKind = "postgresql" | "pglite";
@@ -80,6 +83,13 @@ export interface OpenDatabaseOptions {
    * {@link DatabaseConnectionError}. Default: 0 (do not wait).
    */
   readonly lockWaitMs?: number;
+  /**
+   * Called with each budget alert (a threshold crossed, see `setBudget`) after the write that
+   * raised it has committed, and, once the database is open, with alerts raised meanwhile by
+   * processes that had no callback or died before delivering theirs (the alerts table is an
+   * outbox). At least once per alert; a callback that throws gets it again a minute later.
+   */
+  readonly onBudgetAlert?: BudgetAlertCallback;
 }
 
 /** Defaults of the PostgreSQL limits in {@link OpenDatabaseOptions}. */
@@ -243,6 +253,9 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
     throw new DatabaseConnectionError(redactUrl(dataDir), `dataDir is neither a directory path nor memory:// (accepted: ${DATABASE_TARGET_FORMS})`);
   }
   const replicaUrls = checkReplicaUrls(options, env, fromEnv, url);
+  if (options.onBudgetAlert !== undefined && typeof options.onBudgetAlert !== "function") {
+    throw new UsageValidationError([{ field: "onBudgetAlert", reason: "must be a function" }]);
+  }
   const opened = url
     ? await openPostgres(url, poolLimits(options), replicaUrls)
     : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true);
@@ -265,17 +278,24 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
       throw err;
     }
   }
+  if (options.onBudgetAlert) {
+    setAlertCallback(db, options.onBudgetAlert);
+    // Alerts nobody delivered; a database without the budget tables (not migrated) has none.
+    await deliverPendingAlerts(db).catch(() => undefined);
+  }
   return db;
 }
 
 /**
- * `close()`: marks the database closing first, so that calls still running end as a lost
+ * `close()`: lets the background threshold checks of records already made finish, then marks the database closing, so that calls still running end as a lost
  * connection (a batch between chunks stops and rolls back, writing nothing), lets a running
  * batch's statement or transaction end, then disconnects.
  * A statement already running is not interrupted: a batch that commits before the close resolves
  * with all its rows. Closing again is a no-op; a failure to close is a DatabaseConnectionError.
  */
 async function closeDatabase(db: Database, opened: Opened): Promise<void> {
+  // Threshold checks of records already made finish first, with the pools still open.
+  await budgetChecksEnded(db);
   markClosing(db);
   try {
     await workEnded(db);

@@ -6,6 +6,9 @@ import { recordModelUsageBatch } from "./modelUsage";
 import { seededRandom } from "./random";
 import { setExternalApiPrice, setModelPrice, type ModelPriceInput } from "./prices";
 import type { ExternalApiUsageInput, ModelUsageInput } from "./types";
+import { setBudget } from "./budgets/define";
+import { budgetStatus } from "./budgets/status";
+import { Prisma } from "./generated/prisma/client";
 
 /** Options for {@link seedDemo}. */
 export interface DemoOptions {
@@ -34,6 +37,8 @@ export interface DemoSummary {
   readonly externalApiUsageEvents: number;
   /** When the one price change in the period takes effect. */
   readonly priceChangeAt: Date;
+  /** The demo's budgets (see {@link setDemoBudgets}). */
+  readonly budgetNames: readonly string[];
 }
 
 
@@ -254,6 +259,7 @@ async function seedDemoRows(db: Database, options: DemoOptions): Promise<DemoSum
     options.onProgress?.(done, total);
   }
 
+  const budgetNames = await setDemoBudgets(db, rootAgentId, until);
   return {
     modelIds,
     externalApiIds,
@@ -263,5 +269,28 @@ async function seedDemoRows(db: Database, options: DemoOptions): Promise<DemoSum
     modelUsageEvents: modelEvents,
     externalApiUsageEvents: apiEvents,
     priceChangeAt,
+    budgetNames,
   };
+}
+
+/**
+ * The demo's budgets, sized from its own usage in the period holding `until`: the root agent's
+ * tree per month at about 92 % of its limit (past the 50 % and 80 % thresholds, a hard limit),
+ * user 1 per week at about 60 %, and user 2 per day at about 30 %.
+ */
+async function setDemoBudgets(db: Database, rootAgentId: number, until: Date): Promise<string[]> {
+  const budgets = [
+    { name: "demo-agent-tree-month", scope: { agentId: rootAgentId }, period: "month" as const, used: "0.92", hardLimit: true },
+    { name: "demo-user-1-week", scope: { userId: 1 }, period: "week" as const, used: "0.6", hardLimit: false },
+    { name: "demo-user-2-day", scope: { userId: 2 }, period: "day" as const, used: "0.3", hardLimit: false },
+  ];
+  const at = new Date(until.getTime() - 1);
+  for (const b of budgets) {
+    // Measured with a placeholder amount, then set to what makes it `used` full (at least 1 USD).
+    await setBudget(db, { name: b.name, scope: b.scope, period: b.period, amount: 1, currency: "USD" });
+    const { spent } = await budgetStatus(db, b.name, { at });
+    const amount = Prisma.Decimal.max(new Prisma.Decimal(spent).div(b.used).toDecimalPlaces(2, Prisma.Decimal.ROUND_UP), 1);
+    await setBudget(db, { name: b.name, scope: b.scope, period: b.period, amount: amount.toFixed(), currency: "USD", thresholds: [0.5, 0.8, 1], hardLimit: b.hardLimit });
+  }
+  return budgets.map((b) => b.name);
 }

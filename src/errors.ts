@@ -141,3 +141,35 @@ export class DatabaseNotMigratedError extends PsUsageError {
     this.target = target;
   }
 }
+
+/**
+ * A record call made with `{ enforceBudgets: true }` was refused: the event would take a budget
+ * with a hard limit past its amount (`reason: "limit"`), or the guard cannot price it in the
+ * budget's currency (`"unpriced"`: no price period in force at its time; `"currency"`: priced in
+ * another currency). Nothing was written.
+ */
+export class BudgetExceededError extends PsUsageError {
+  readonly budgetId: number;
+  readonly budgetName: string;
+  readonly reason: "limit" | "unpriced" | "currency";
+  /** The budget's amount and currency. */
+  readonly amount: string;
+  readonly currency: string;
+  /** What the period's spending would have been with the event (`reason: "limit"`), else what it is. */
+  readonly spent: string;
+  constructor(budget: { id: number; name: string; amount: string; currency: string }, reason: BudgetExceededError["reason"], spent: string) {
+    const why =
+      reason === "limit"
+        ? `it would bring the period's spending to ${spent} ${budget.currency}, over the limit of ${budget.amount}`
+        : reason === "unpriced"
+          ? "the event has no price in force at its time, so the guard cannot count it"
+          : `the event is priced in another currency than the budget's ${budget.currency}`;
+    super("PS_USAGE_BUDGET_EXCEEDED", `Refused by budget "${budget.name}" (id ${budget.id}): ${why}. Nothing was written.`);
+    this.budgetId = budget.id;
+    this.budgetName = budget.name;
+    this.reason = reason;
+    this.amount = budget.amount;
+    this.currency = budget.currency;
+    this.spent = spent;
+  }
+}

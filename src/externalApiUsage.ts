@@ -3,6 +3,8 @@
  * them page by page.
  */
 import type { Database } from "./db";
+import { afterRecord, guardEvent, type BudgetEvent } from "./budgets/guard";
+import type { BudgetAlert } from "./budgets/alerts";
 import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
@@ -111,25 +113,46 @@ export async function recordExternalApiUsageAs(
     connectorId: input.connectorId ?? null,
   };
   const key = options?.idempotencyKey;
+  const enforce = options?.enforceBudgets === true;
+  // Alerts the guard raised in the transaction, delivered after the commit.
+  let fired: BudgetAlert[] | undefined;
   try {
     // Nothing to check in a transaction: one statement on the driver (see ledger/singleInsert).
-    if ((await planReferenceCheck(db, "ps_external_api_usage", EXTERNAL_API_USAGE_REFERENCES, [input], owner)) === null) {
+    // A guarded record needs the guard in the insert's transaction: not this path.
+    if (!enforce && (await planReferenceCheck(db, "ps_external_api_usage", EXTERNAL_API_USAGE_REFERENCES, [input], owner)) === null) {
       const times = eventTimes(input.createdAt);
       const values = [data.userId, data.externalApiId, data.callCount, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
-      return await recordSingle(db, SINGLE_INSERT, values, toExternalApiUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "external API usage" });
+      const row = await recordSingle(db, SINGLE_INSERT, values, toExternalApiUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "external API usage" });
+      await afterRecord(db, [budgetEvent(row)]);
+      return row;
     }
-    // The insert after the reference check, both timestamps set at the write (see eventTimes);
-    // with a key, the key row in the same statement.
+    // The insert (after the reference check where one is needed; in a transaction with the budget
+    // guard when guarded), both timestamps set at the write (see eventTimes); with a key, the key
+    // row in the same statement.
     const create = async (key?: string) =>
-      toExternalApiUsageRecord(
-        await writeChecked(db, "ps_external_api_usage", EXTERNAL_API_USAGE_REFERENCES, input, owner, (client) =>
-          client.psExternalApiUsage.create({
-            data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
-          }),
-        ),
+      writeChecked(
+        db,
+        "ps_external_api_usage",
+        EXTERNAL_API_USAGE_REFERENCES,
+        input,
+        owner,
+        async (client) => {
+          const row = toExternalApiUsageRecord(
+            await client.psExternalApiUsage.create({
+              data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
+            }),
+          );
+          if (enforce) fired = await guardEvent(db, client, budgetEvent(row));
+          return row;
+        },
+        enforce,
       );
-    if (key === undefined) return await create();
-    return await recordOnce(key, input.userId, "external API usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toExternalApiUsageRecord));
+    const row =
+      key === undefined
+        ? await create()
+        : await recordOnce(key, input.userId, "external API usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toExternalApiUsageRecord));
+    await afterRecord(db, [budgetEvent(row)], fired);
+    return row;
   } catch (err) {
     throw await translateDatabaseError(db, err, singleReferenceError(input, EXTERNAL_API_USAGE_REFERENCES));
   }
@@ -199,7 +222,21 @@ export async function recordExternalApiUsageBatchAs(
   options: BatchRecordOptions | undefined,
   owner: Owner,
 ): Promise<BatchRecordResult> {
-  return recordBatch(db, inputs, options, EXTERNAL_API_USAGE_BATCH, owner);
+  const result = await recordBatch(db, inputs, options, EXTERNAL_API_USAGE_BATCH, owner);
+  if (result.count > 0) await afterRecord(db, inputs.map(budgetEvent));
+  return result;
+}
+
+/** An external API usage row as the budgets see it. */
+function budgetEvent(row: { userId: number; agentId?: number | null; connectorId?: number | null; externalApiId: number; createdAt?: Date }): BudgetEvent {
+  return {
+    userId: row.userId,
+    agentId: row.agentId ?? null,
+    connectorId: row.connectorId ?? null,
+    modelId: null,
+    externalApiId: row.externalApiId,
+    createdAt: row.createdAt ?? new Date(),
+  };
 }
 
 /** @internal How a batch of external API usage is validated and written (for {@link recordBatchesTogether}). */

@@ -22,3 +22,4 @@ export { findModelUsageItems, type ModelUsageItemRecord } from "./ledger/findMod
 export { recordProviderUsage, recordProviderUsageBatch, serviceTierOf, type ProviderUsageCall, type RecordProviderUsageOptions, type ProviderUsageRecord } from "./ledger/recordProviderUsage";
 export { rebuildRollups, type RebuildRollupsOptions, type RebuildRollupsResult, type RollupTableCheck, type RollupLevelCheck, type RollupDifference } from "./reports/rebuildRollups";
 export { prune, RollupsDifferError, type PruneOptions, type PruneResult, type PrunedTable } from "./ledger/prune";
+export * from "./budgets";

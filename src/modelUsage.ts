@@ -50,6 +50,18 @@ import {
 import { visibleTo, type Owner } from "./scope/ownership";
 import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
 import { readStoredKey, recordSingle, singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
+import { afterRecord, guardEvent, type BudgetEvent } from "./budgets/guard";
+import type { BudgetAlert } from "./budgets/alerts";
+
+/** A model usage row as the budgets see it. */
+const budgetEvent = (row: { userId: number; agentId?: number | null; connectorId?: number | null; modelId: number; createdAt?: Date }): BudgetEvent => ({
+  userId: row.userId,
+  agentId: row.agentId ?? null,
+  connectorId: row.connectorId ?? null,
+  modelId: row.modelId,
+  externalApiId: null,
+  createdAt: row.createdAt ?? new Date(),
+});
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
 const MODEL_USAGE_REFERENCES: References = [
@@ -144,11 +156,17 @@ export async function recordModelUsageAs(
     if (value !== undefined) data[field] = value;
   }
   const key = options?.idempotencyKey;
+  const enforce = options?.enforceBudgets === true;
+  // Alerts the guard raised in the transaction, delivered after the commit.
+  let fired: BudgetAlert[] | undefined;
   try {
     // Nothing to check in a transaction and nothing more to write: one statement on the driver.
-    if (alsoWrite === undefined && (await planReferenceCheck(db, "ps_model_usage", MODEL_USAGE_REFERENCES, [input], owner)) === null) {
+    // A guarded record needs the guard in the insert's transaction: not this path.
+    if (alsoWrite === undefined && !enforce && (await planReferenceCheck(db, "ps_model_usage", MODEL_USAGE_REFERENCES, [input], owner)) === null) {
       const values = singleValues(data, input.createdAt);
-      return await recordSingle(db, SINGLE_INSERT, values, toModelUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "model usage" });
+      const row = await recordSingle(db, SINGLE_INSERT, values, toModelUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "model usage" });
+      await afterRecord(db, [budgetEvent(row)]);
+      return row;
     }
     // The insert (after the reference check where one is needed), both timestamps set at the
     // write (see eventTimes); with a key, the key row in the same statement.
@@ -166,12 +184,17 @@ export async function recordModelUsageAs(
             }),
           );
           if (alsoWrite) await alsoWrite(client, row);
+          if (enforce) fired = await guardEvent(db, client, budgetEvent(row));
           return row;
         },
-        alsoWrite !== undefined,
+        alsoWrite !== undefined || enforce,
       );
-    if (key === undefined) return await create();
-    return await recordOnce(key, input.userId, "model usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toModelUsageRecord));
+    const row =
+      key === undefined
+        ? await create()
+        : await recordOnce(key, input.userId, "model usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toModelUsageRecord));
+    await afterRecord(db, [budgetEvent(row)], fired);
+    return row;
   } catch (err) {
     throw await translateDatabaseError(db, err, singleReferenceError(input, MODEL_USAGE_REFERENCES));
   }
@@ -308,7 +331,9 @@ export async function recordModelUsageBatchAs(
   options: BatchRecordOptions | undefined,
   owner: Owner,
 ): Promise<BatchRecordResult> {
-  return recordBatch(db, inputs, options, MODEL_USAGE_BATCH, owner);
+  const result = await recordBatch(db, inputs, options, MODEL_USAGE_BATCH, owner);
+  if (result.count > 0) await afterRecord(db, inputs.map(budgetEvent));
+  return result;
 }
 
 /** @internal How a batch of model usage is validated and written (for {@link recordBatchesTogether}). */
@@ -426,7 +451,14 @@ export async function recordModelCallAs(
   checkModelCallOptions(options, issues);
   throwIfIssues(issues);
   const usage = modelCallToUsage(call, options?.longContextTokenThreshold);
-  return recordModelUsageAs(db, usage, options?.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey }, owner);
+  return recordModelUsageAs(
+    db,
+    usage,
+    options?.idempotencyKey === undefined && options?.enforceBudgets === undefined
+      ? undefined
+      : { ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }), ...(options.enforceBudgets === undefined ? {} : { enforceBudgets: options.enforceBudgets }) },
+    owner,
+  );
 }
 
 /**

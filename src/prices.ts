@@ -207,7 +207,8 @@ interface ExternalApiPriceRow {
  * (its shortest round-trip text), a string is checked against a decimal pattern. With `min`, a
  * negative value down to `min` is accepted too (`minReason` says why not lower).
  */
-function parseDecimal(value: unknown, field: string, issues: FieldIssue[], min?: Prisma.Decimal, minReason?: string): string | undefined {
+/** @internal */
+export function parseDecimal(value: unknown, field: string, issues: FieldIssue[], min?: Prisma.Decimal, minReason?: string): string | undefined {
   let text: string;
   if (typeof value === "number") {
     if (Number.isNaN(value)) {
@@ -246,7 +247,8 @@ function parseDecimal(value: unknown, field: string, issues: FieldIssue[], min?:
   return d.isZero() ? "0" : d.toFixed();
 }
 
-function parseCurrency(value: unknown, field: string, issues: FieldIssue[]): string | undefined {
+/** @internal Upper-cased currency code (1-16 letters or digits). */
+export function parseCurrency(value: unknown, field: string, issues: FieldIssue[]): string | undefined {
   if (value === undefined || value === null || (typeof value === "string" && value.trim() === "")) {
     issues.push({ field, reason: "is missing" });
     return undefined;

@@ -123,6 +123,13 @@ export interface RecordOptions {
    * row the first call stored (also between concurrent callers).
    */
   readonly idempotencyKey?: string;
+  /**
+   * Refuse the event with {@link BudgetExceededError} (nothing written) when it would take a
+   * budget with a hard limit past its amount, or cannot be priced in that budget's currency. Guarded
+   * calls of one budget take turns, so together they never pass its amount (README "Budgets").
+   * Default false: the event is recorded and only the budgets' thresholds are checked.
+   */
+  readonly enforceBudgets?: boolean;
 }
 
 /**

@@ -4,6 +4,8 @@
  */
 import { agentTreeCostReport, costReport, type AgentTreeCostReport, type AgentTreeCostReportOptions, type CostReport, type CostReportOptions } from "./costs";
 import type { Database } from "./db";
+import { listBudgetsAs, removeBudgetAs, setBudgetAs, type Budget, type BudgetInput, type BudgetScope } from "./budgets/define";
+import { budgetStatusAs, type BudgetStatus, type BudgetStatusOptions } from "./budgets/status";
 import { UsageValidationError, type FieldIssue } from "./errors";
 import { findExternalApiUsageAs, recordExternalApiUsageAs, recordExternalApiUsageBatchAs } from "./externalApiUsage";
 import { findModelUsageAs, recordModelCallAs, recordModelUsageAs, recordModelUsageBatchAs } from "./modelUsage";
@@ -67,6 +69,14 @@ export interface UserUsageScope {
   costReport(options?: CostReportOptions): Promise<CostReport>;
   /** This user's costs in an agent's tree. */
   agentTreeCostReport(agentId: number, options?: AgentTreeCostReportOptions): Promise<AgentTreeCostReport>;
+  /** A budget of this user's usage (`scope.userId` is filled in; another user's is refused). */
+  setBudget(input: Omit<BudgetInput, "scope"> & { readonly scope?: BudgetScope }): Promise<Budget>;
+  /** This user's budgets only. */
+  listBudgets(): Promise<Budget[]>;
+  /** Removes one of this user's budgets; false when this user has none of that name. */
+  removeBudget(name: string): Promise<boolean>;
+  /** The status of one of this user's budgets (another user's is unknown here). */
+  budgetStatus(name: string, options?: BudgetStatusOptions): Promise<BudgetStatus>;
 }
 
 type Shape = typeof MODEL_USAGE_INPUT;
@@ -113,6 +123,14 @@ function scopeFilter<F extends { readonly userId?: number }>(userId: number, fil
 function scopeSumOptions<O extends { readonly where?: { readonly userId?: number } }>(userId: number, options: O | undefined): O {
   if (options !== undefined && (typeof options !== "object" || options === null || Array.isArray(options))) return options;
   return { ...(options ?? ({} as O)), where: scopeFilter(userId, options?.where, "where") };
+}
+
+/** A budget input with the view's user in its scope (a scope naming another user is left for setBudgetAs to refuse). */
+function scopeBudget(userId: number, input: BudgetInput): BudgetInput {
+  if (typeof input !== "object" || input === null) return input;
+  const scope = input.scope;
+  if (scope !== undefined && (typeof scope !== "object" || scope === null || Array.isArray(scope))) return input;
+  return { ...input, scope: { userId, ...(scope ?? {}) } };
 }
 
 /**
@@ -183,5 +201,9 @@ export function forUser(db: Database, userId: number): UserUsageScope {
     sumAgentTreeUsage: async (agentId, options) => sumAgentTreeUsage(db, agentId, scopeSumOptions(userId, options)),
     costReport: async (options) => costReport(db, scopeSumOptions(userId, options)),
     agentTreeCostReport: async (agentId, options) => agentTreeCostReport(db, agentId, scopeSumOptions(userId, options)),
+    setBudget: async (input) => setBudgetAs(db, scopeBudget(userId, input), userId),
+    listBudgets: async () => listBudgetsAs(db, userId),
+    removeBudget: async (name) => removeBudgetAs(db, name, userId),
+    budgetStatus: async (name, options) => budgetStatusAs(db, name, options, userId),
   };
 }

@@ -405,12 +405,14 @@ export function idempotencyKeyProblem(key: unknown): string | null {
 
 /** Checks `RecordOptions` (`{ idempotencyKey? }`), plus any extra option names the caller allows. */
 export function checkRecordOptions(options: unknown, issues: FieldIssue[], extraKeys: readonly string[] = []): void {
-  if (!checkOptionsObject(options, "options", ["idempotencyKey", ...extraKeys], issues) || options === undefined) return;
+  if (!checkOptionsObject(options, "options", ["idempotencyKey", "enforceBudgets", ...extraKeys], issues) || options === undefined) return;
   const key = options.idempotencyKey;
   if (key !== undefined) {
     const problem = idempotencyKeyProblem(key);
     if (problem) push(issues, "options.idempotencyKey", problem, undefined);
   }
+  const enforce = options.enforceBudgets;
+  if (enforce !== undefined && typeof enforce !== "boolean") push(issues, "options.enforceBudgets", `must be a boolean, got ${describeValue(enforce)}`, undefined);
 }
 
 /** Checks `ModelCallOptions`. */

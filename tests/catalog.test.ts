@@ -222,6 +222,37 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     `pruned_before ${TIMESTAMPTZ} NOT NULL`,
     `pruned_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
   ],
+  ps_usage_budgets: [
+    serialId("ps_usage_budgets"),
+    "name character varying(255) NOT NULL",
+    "user_id integer",
+    "agent_id integer",
+    "connector_id integer",
+    "model_id integer",
+    "external_api_id integer",
+    "period character varying(16) NOT NULL",
+    "time_zone character varying(64) NOT NULL",
+    `range_from ${TIMESTAMPTZ}`,
+    `range_to ${TIMESTAMPTZ}`,
+    "amount numeric(24,12) NOT NULL",
+    "currency character varying(16) NOT NULL",
+    "thresholds numeric(8,4)[]",
+    "hard_limit boolean NOT NULL DEFAULT false",
+    ...TIMESTAMPS,
+  ],
+  ps_usage_budget_alerts: [
+    serialId("ps_usage_budget_alerts"),
+    "budget_id integer NOT NULL",
+    `period_start ${TIMESTAMPTZ} NOT NULL`,
+    `period_end ${TIMESTAMPTZ} NOT NULL`,
+    "threshold numeric(8,4) NOT NULL",
+    "amount numeric(24,12) NOT NULL",
+    "currency character varying(16) NOT NULL",
+    "spent numeric(65,30) NOT NULL",
+    `fired_at ${TIMESTAMPTZ} NOT NULL DEFAULT CURRENT_TIMESTAMP`,
+    `claimed_at ${TIMESTAMPTZ}`,
+    `delivered_at ${TIMESTAMPTZ}`,
+  ],
 };
 
 /** Every index: `[UNIQUE ]name (columns)`, grouped by table. Sequelize names: `<table>_<column>`. */
@@ -279,6 +310,12 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
   ps_model_usage_agent_day_rollup: ["UNIQUE ps_model_usage_agent_day_rollup_pkey (day_start, agent_id, model_id, service_tier, regional_processing)"],
   ps_external_api_usage_agent_day_rollup: ["UNIQUE ps_external_api_usage_agent_day_rollup_pkey (day_start, agent_id, external_api_id)"],
   ps_usage_prune_state: ["UNIQUE ps_usage_prune_state_pkey (table_name)"],
+  ps_usage_budgets: ["ps_usage_budgets_user_id (user_id)", "UNIQUE ps_usage_budgets_name (name)", "UNIQUE ps_usage_budgets_pkey (id)"],
+  ps_usage_budget_alerts: [
+    "ps_usage_budget_alerts_delivered_at (delivered_at)",
+    "UNIQUE ps_usage_budget_alerts_budget_id_period_start_threshold (budget_id, period_start, threshold)",
+    "UNIQUE ps_usage_budget_alerts_pkey (id)",
+  ],
 };
 
 /** Every foreign key: `table.column -> table.column ON DELETE x ON UPDATE y`. */
@@ -298,6 +335,7 @@ const EXPECTED_FOREIGN_KEYS = [
   "ps_usage_idempotency_keys.external_api_usage_id -> ps_external_api_usage.id ON DELETE CASCADE ON UPDATE CASCADE (ps_usage_idempotency_keys_external_api_usage_id_fkey)",
   "ps_ai_model_price_periods.model_id -> ps_ai_models.id ON DELETE CASCADE ON UPDATE CASCADE (ps_ai_model_price_periods_model_id_fkey)",
   "ps_external_api_price_periods.external_api_id -> ps_external_apis.id ON DELETE CASCADE ON UPDATE CASCADE (ps_external_api_price_periods_external_api_id_fkey)",
+  "ps_usage_budget_alerts.budget_id -> ps_usage_budgets.id ON DELETE CASCADE ON UPDATE CASCADE (ps_usage_budget_alerts_budget_id_fkey)",
 ].sort();
 
 test("the public schema holds exactly the mirrored tables, ps-usage's own tables and _prisma_migrations", async () => {

@@ -11,6 +11,9 @@ import {
   recordModelUsageBatch,
   sumExternalApiUsage,
   sumModelUsage,
+  setBudget,
+  budgetStatus,
+  listBudgets,
 } from "../src";
 import { createExternalApi, createModel } from "./support/fixtures";
 import { backend, createScratchDatabase } from "./support/testDatabase";
@@ -33,6 +36,10 @@ test("every record, find and sum on a closed Database rejects with DatabaseConne
       ["findModelUsage", () => findModelUsage(db)],
       ["sumModelUsage", () => sumModelUsage(db)],
       ["sumExternalApiUsage", () => sumExternalApiUsage(db)],
+      ["setBudget", () => setBudget(db, { name: "b", period: "day", amount: 1, currency: "USD" })],
+      ["listBudgets", () => listBudgets(db)],
+      ["budgetStatus", () => budgetStatus(db, "b")],
+      ["recordModelUsage with enforceBudgets", () => recordModelUsage(db, { userId: 1, modelId }, { enforceBudgets: true })],
     ];
     for (const [name, call] of calls) {
       const error = await call().then(

@@ -1,41 +1,20 @@
 // Separate processes (as several app instances or deploy jobs would be) migrating one
 // PostgreSQL database at the same moment: each migration is applied and recorded once.
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { migrate, openDatabase, readMigrations, type Database } from "../src";
 import { createScratchDatabase } from "./support/testDatabase";
+import { startChild } from "./support/children";
 
 const CHILD = path.join(__dirname, "support", "migrateChild.js");
 const SHIPPED = readMigrations().map((m) => m.name);
 
-interface ChildOutcome {
-  code: number | null;
-  result: { applied?: string[]; error?: string; migration?: string; message?: string } | undefined;
-  stderr: string;
-}
+type MigrateResult = { applied?: string[]; error?: string; migration?: string; message?: string };
 
 /** Starts a migrating child; resolves `ready` once it has opened the database. */
-function startChild(url: string, migrationsDir?: string) {
-  const child = spawn(process.execPath, [CHILD, url, ...(migrationsDir ? [migrationsDir] : [])], { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  let markReady: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => (markReady = resolve));
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-    if (stdout.startsWith("ready\n")) markReady();
-  });
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const done = new Promise<ChildOutcome>((resolve) =>
-    child.on("close", (code) => {
-      markReady(); // a child that died before "ready" must not hang the test
-      const line = stdout.split("\n").find((l) => l.startsWith("{"));
-      resolve({ code, result: line ? JSON.parse(line) : undefined, stderr });
-    }),
-  );
-  return { ready, go: () => child.stdin.write("go\n"), done };
+function startMigrator(url: string, migrationsDir?: string) {
+  return startChild<MigrateResult>(CHILD, [url, ...(migrationsDir ? [migrationsDir] : [])]);
 }
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -57,7 +36,7 @@ async function recordedCounts(db: Database): Promise<{ migration_name: string; n
 
 test("four processes migrating one empty database at once all succeed, and each migration is recorded once", async () => {
   const { db, url } = await emptyDatabase();
-  const children = [1, 2, 3, 4].map(() => startChild(url));
+  const children = [1, 2, 3, 4].map(() => startMigrator(url));
   await Promise.all(children.map((c) => c.ready));
   for (const c of children) c.go();
   const outcomes = await Promise.all(children.map((c) => c.done));
@@ -78,7 +57,7 @@ test("a process given a tampered applied migration exits non-zero with a Migrati
   const before = await db.prisma.$queryRaw`SELECT * FROM _prisma_migrations ORDER BY migration_name`;
 
   fs.appendFileSync(path.join(dir, SHIPPED[0], "migration.sql"), "\nDROP TABLE ps_model_usage CASCADE;\n");
-  const child = startChild(url, dir);
+  const child = startMigrator(url, dir);
   await child.ready;
   child.go();
   const outcome = await child.done;

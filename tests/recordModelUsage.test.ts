@@ -145,7 +145,7 @@ describe("validation", () => {
       { field: "options.idempotencyKey", reason: "must be at most 255 characters, got 256" },
     ]);
     expect(await issuesOf(recordModelUsage(t.db, { userId: 1, modelId }, { idemKey: "x" } as never))).toEqual([
-      { field: "options.idemKey", reason: "is not an option (known: idempotencyKey)" },
+      { field: "options.idemKey", reason: "is not an option (known: idempotencyKey, enforceBudgets)" },
     ]);
   });
 

@@ -32,6 +32,11 @@ import {
   sumModelUsage,
   syncPricesFromConfiguration,
   type Database,
+  setBudget,
+  listBudgets,
+  removeBudget,
+  budgetStatus,
+  checkBudgets,
 } from "../src";
 import { issuesOf } from "./support/errors";
 import { createExternalApi, createModel } from "./support/fixtures";
@@ -289,6 +294,13 @@ describe("on a database that was never migrated", () => {
       ["listExternalApiPrices", () => listExternalApiPrices(db)],
       ["recordNdjson", () => recordNdjson(db, Readable.from(['{"userId":1,"modelId":1}\n']))],
       ["seedDemo", () => seedDemo(db, { events: 10 })],
+      ["setBudget", () => setBudget(db, { name: "b", period: "day", amount: 1, currency: "USD" })],
+      ["listBudgets", () => listBudgets(db)],
+      ["removeBudget", () => removeBudget(db, "b")],
+      ["budgetStatus", () => budgetStatus(db, "b")],
+      ["checkBudgets", () => checkBudgets(db)],
+      ["recordModelUsage with enforceBudgets", () => recordModelUsage(db, { userId: 1, modelId: 1 }, { enforceBudgets: true })],
+      ["forUser().setBudget", () => scoped.setBudget({ name: "b", period: "day", amount: 1, currency: "USD" })],
       ["forUser().recordModelUsage", () => scoped.recordModelUsage({ modelId: 1 })],
       ["forUser().findModelUsage", () => scoped.findModelUsage()],
       ["forUser().sumModelUsage", () => scoped.sumModelUsage()],

@@ -22,7 +22,8 @@ export function viewOf<T extends object>(view: T, db: object): T {
   return view;
 }
 
-function owner(db: object): object {
+/** The database `db` is, or views. */
+export function owner(db: object): object {
   return viewed.get(db) ?? db;
 }
 

@@ -8,6 +8,7 @@
  */
 import type { Database } from "../db";
 import { UnknownReferenceError } from "../errors";
+import { closedError, isClosing } from "../db/closing";
 import { Prisma } from "../generated/prisma/client";
 import { prismaSession, type WriteSession } from "./writeSession";
 import { namesAgentOrConnector, refuseOthersReferences, type OwnedReferences, type Owner } from "../scope/ownership";
@@ -205,6 +206,8 @@ export async function writeChecked<T>(
 ): Promise<T> {
   const check = await planReferenceCheck(db, table, references, [input], owner);
   if (check === null && !transaction) return write(db.prisma);
+  // Closed: refused as a plain write is (a transaction would first fail in the driver).
+  if (isClosing(db)) throw closedError(db.target);
   return db.prisma.$transaction(
     async (tx) => {
       if (check !== null) await checkReferences(prismaSession(tx), [input], check, false);

@@ -1,0 +1,43 @@
+// A separate process racing other workers for a budget's last remaining amount, for
+// tests/budgetsConcurrency.pg.test.ts.
+//   node budgetWorker.js <postgres url> <userId> <modelId> <costs as comma-separated micro-dollars>
+// It opens the database with an onBudgetAlert callback, prints "ready", waits for a line on
+// stdin (so that every worker starts at once), records one guarded model usage event per cost,
+// all at the same time over its pool, and prints one JSON line: which costs were recorded and
+// refused, other errors, and the alerts its callback received.
+require("./tsRegister");
+const readline = require("node:readline");
+const { openDatabase } = require("../../src/db");
+const { recordModelUsage } = require("../../src/modelUsage");
+const { BudgetExceededError } = require("../../src/errors");
+
+async function main() {
+  const [url, userId, modelId, costsText] = process.argv.slice(2);
+  const costs = costsText.split(",").map(Number);
+  const alerts = [];
+  const db = await openDatabase({ url, poolSize: 4, connectTimeoutMs: 300_000, onBudgetAlert: (a) => void alerts.push({ id: a.id, threshold: a.threshold }) });
+  try {
+    process.stdout.write("ready\n");
+    await new Promise((resolve) => readline.createInterface({ input: process.stdin }).once("line", resolve));
+    const recorded = [];
+    const refused = [];
+    const errors = [];
+    await Promise.all(
+      costs.map((cost) =>
+        recordModelUsage(db, { userId: Number(userId), modelId: Number(modelId), tokenInCount: cost }, { enforceBudgets: true }).then(
+          () => recorded.push(cost),
+          (err) => (err instanceof BudgetExceededError && err.reason === "limit" ? refused.push(cost) : errors.push(String(err && err.message))),
+        ),
+      ),
+    );
+    process.stdout.write(`${JSON.stringify({ recorded, refused, errors, alerts })}\n`);
+  } finally {
+    await db.close();
+    process.stdin.destroy();
+  }
+}
+
+main().catch((err) => {
+  process.stdout.write(`${JSON.stringify({ fatal: String(err && err.stack) })}\n`);
+  process.exitCode = 1;
+});
