@@ -186,8 +186,8 @@ describe("a database built and filled the way PolicySynth does", () => {
     expect(fill.externalApiUsage.total).toEqual({ events: 10n, callCount: expect.any(BigInt) });
 
     // The package's own sums over this (not adopted) database: external API usage read from the
-    // ledger alone agrees with the fill; with the rollups (the default) the sums name the rollup
-    // table, which only migrating after adoption adds; model usage sums web_search_count too, a
+    // ledger alone agrees with the fill; with the rollups (the default) the sums name a rollup
+    // table (the 15-minute one or a level the report reads), which only migrating after adoption adds; model usage sums web_search_count too, a
     // column only adoption adds, so they name it (tests/adoptPolicySynth.pg.test.ts compares them
     // with the fill after adoption, per agent too).
     const db = await openDatabase({ url });
@@ -196,10 +196,10 @@ describe("a database built and filled the way PolicySynth does", () => {
       expect(new Map(perApi.map((r) => [r.externalApiId, { events: r.events, callCount: r.callCount }]))).toEqual(fill.externalApiUsage.byExternalApi);
       const noRollups = await sumExternalApiUsage(db, { groupBy: ["externalApiId"] }).catch((e: unknown) => e);
       expect(noRollups).toBeInstanceOf(DatabaseNotMigratedError);
-      expect((noRollups as Error).message).toContain("table ps_external_api_usage_rollup does not exist");
+      expect((noRollups as Error).message).toMatch(/table ps_external_api_usage(_agent_day)?_rollup does not exist/);
       const notAdopted = await sumModelUsage(db, { groupBy: ["agentId"] }).catch((e: unknown) => e);
       expect(notAdopted).toBeInstanceOf(DatabaseNotMigratedError);
-      expect((notAdopted as Error).message).toContain("table ps_model_usage_rollup does not exist");
+      expect((notAdopted as Error).message).toMatch(/table ps_model_usage(_model|_agent_day)?_rollup does not exist/);
       expect((notAdopted as Error).message).toContain("ps-usage adopt");
     } finally {
       await db.close();
