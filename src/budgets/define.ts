@@ -78,7 +78,7 @@ export interface Budget {
   readonly updatedAt: Date;
 }
 
-/** @internal A `ps_usage_budgets` row as Prisma returns it. */
+/** A `ps_usage_budgets` row as Prisma returns it (not exported from the package; other modules' declarations name it, so it stays in the .d.ts). */
 export type BudgetRow = Prisma.PsUsageBudgetGetPayload<object>;
 
 const SCOPE_KEYS = ["userId", "agentId", "connectorId", "modelId", "externalApiId"] as const;
