@@ -446,6 +446,27 @@ async function onPooledClient<T>(pool: Pool, fn: (client: PoolClient, broken: (e
   }
 }
 
+/** How many times a write the server chose as a deadlock's victim is run again. */
+const DEADLOCK_RETRIES = 5;
+
+/**
+ * Runs `attempt` again when PostgreSQL aborted it as a deadlock's victim (40P01). The rollup
+ * triggers upsert several rollup tables in key order within each statement, but a batch of several
+ * chunks takes its locks statement by statement, so it can hold a row that a concurrent record
+ * waits for while waiting for one that record holds. The server then rolls the victim's whole
+ * transaction (or statement) back, so running it again writes it once: nothing is lost or doubled.
+ */
+async function retryDeadlocks<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "40P01" || tries > DEADLOCK_RETRIES) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * tries));
+    }
+  }
+}
+
 /**
  * An error the server raised for a statement, after which its connection is fine (a constraint,
  * a statement timeout): not a lost connection (no SQLSTATE), a FATAL error, nor one of the
@@ -584,10 +605,10 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
   };
   const direct: DirectDriver = {
     query(text, values, name) {
-      return onPooledClient(pool, async (client) => (await client.query({ name, text, values: [...values] })).rows);
+      return retryDeadlocks(() => onPooledClient(pool, async (client) => (await client.query({ name, text, values: [...values] })).rows));
     },
     transaction(fn) {
-      return onPooledClient(pool, async (client, broken) => {
+      return retryDeadlocks(() => onPooledClient(pool, async (client, broken) => {
         await client.query("BEGIN");
         try {
           const result = await fn({ query: async (text, values) => (await client.query(text, [...values])).rows });
@@ -597,7 +618,7 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
           await client.query("ROLLBACK").catch(broken);
           throw err;
         }
-      });
+      }));
     },
   };
   let closed = false;
