@@ -314,7 +314,7 @@ export async function recordProviderUsageBatch(
           ["agent_id", intArrayLiteral(items, start, end, "agentId"), "int"],
           ["connector_id", intArrayLiteral(items, start, end, "connectorId"), "int"],
           ["created_at", timestampArrayLiteral(items, start, end), "timestamptz"],
-          ...COUNTER_SOURCES.map((source, i): ChunkArray => [MODEL_USAGE_ALL_COUNTERS[i][1], rows.counterLiteral(source, start, end), "int"]),
+          ...COUNTER_SOURCES.map((source): ChunkArray => [source.column, rows.counterLiteral(source, start, end), "int"]),
           ["service_tier", rows.tierLiteral(start, end), "text"],
           ["regional_processing", textArrayLiteral(items, start, end, (item) => item.regionalProcessing ?? null), "text"],
         ],
@@ -332,7 +332,7 @@ type StagedCount = (typeof STAGED)[number];
  * count, on one side of PolicySynth's long-context split (`longContext`: written only when the
  * call is long context; false: only when it is not; null: either way).
  */
-const COUNTER_SOURCES: readonly { readonly field: ModelUsageAnyCounter; readonly count: number; readonly longContext: boolean | null }[] = (() => {
+const COUNTER_SOURCES: readonly { readonly field: ModelUsageAnyCounter; readonly column: string; readonly count: number; readonly longContext: boolean | null }[] = (() => {
   const sources: Record<ModelUsageAnyCounter, readonly [StagedCount, boolean | null]> = {
     tokenInCount: ["inputTokens", false],
     tokenInCachedContextCount: ["cachedInputTokens", false],
@@ -350,7 +350,7 @@ const COUNTER_SOURCES: readonly { readonly field: ModelUsageAnyCounter; readonly
     longContextTokenOutImageCount: ["imageOutputTokens", true],
     webSearchCount: ["webSearchCalls", null],
   };
-  return MODEL_USAGE_ALL_COUNTERS.map(([field]) => ({ field, count: STAGED.indexOf(sources[field][0]), longContext: sources[field][1] }));
+  return MODEL_USAGE_ALL_COUNTERS.map(([field, column]) => ({ field, column, count: STAGED.indexOf(sources[field][0]), longContext: sources[field][1] }));
 })();
 
 /** Whether a counter of `source` gets the count of a call that is (or is not) long context. */
