@@ -4,7 +4,7 @@
 // foreign key on model_id / external_api_id, no created_at index, indexes of its own), so the
 // same file runs on PGlite and PostgreSQL. tests/adoptPolicySynth.pg.test.ts adopts a database
 // that Sequelize itself built.
-import { adopt, migrate, migrationStatus, readMigrations, recordModelUsage, recordExternalApiUsage, MigrationError, SchemaMismatchError, UnknownReferenceError, type Database } from "../src";
+import { adopt, migrate, migrationStatus, readMigrations, recordModelUsage, recordExternalApiUsage, MigrationError, SchemaMismatchError, UnknownReferenceError, UsageValidationError, type Database } from "../src";
 import { openTestDatabase, type TestDatabase } from "./support/testDatabase";
 import { createCliDatabase, runCli } from "./support/cli";
 import { doctor } from "../src";
@@ -96,6 +96,25 @@ test("migrate refuses a database that holds the tables without a history, naming
   const status = await migrationStatus(db);
   expect(status.unmanagedTables).toEqual(["ps_agent_connectors", "ps_agents", "ps_ai_models", "ps_external_api_usage", "ps_external_apis", "ps_model_usage"]);
   expect(status.pending).toEqual([init.name, ...later.map((m) => m.name)]);
+});
+
+test("bad options are refused, naming each field, before anything is read or changed", async () => {
+  await policySynthLikeTables();
+  const before = await catalogText();
+  // lock_timeout is spliced into SET LOCAL: anything but a whole number of milliseconds must never reach it.
+  const bad = { lockTimeoutMs: "1ms'; DROP TABLE ps_agents; --", dryRun: "yes", lockTimeout: 5 } as unknown as Parameters<typeof adopt>[1];
+  const err = await adopt(db, bad).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(UsageValidationError);
+  const issues = (err as UsageValidationError).issues.map((i) => i.field).sort();
+  expect(issues).toEqual(["dryRun", "lockTimeout", "lockTimeoutMs"]);
+  expect((err as Error).message).toContain("whole number of milliseconds");
+  for (const lockTimeoutMs of [0, -5, 1.5, Number.NaN, 2 ** 31]) {
+    const e = await adopt(db, { lockTimeoutMs }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(UsageValidationError);
+    expect((e as UsageValidationError).issues.map((i) => i.field)).toEqual(["lockTimeoutMs"]);
+  }
+  expect(await catalogText()).toBe(before);
+  expect(await one<{ t: string | null }>(`SELECT to_regclass('_prisma_migrations')::text AS t`)).toEqual({ t: null });
 });
 
 test("a dry run reports the differences and the SQL, and changes nothing", async () => {

@@ -10,6 +10,7 @@ import { UsageValidationError, type FieldIssue } from "../errors";
 import { MODEL_USAGE_ALL_COUNTERS } from "../types";
 import { lockTimeoutError } from "../usageShared";
 import { checkOptionNames } from "../usageSql";
+import { checkLockTimeoutMs } from "../db/sessionSettings";
 import { dayOfSql, slotOfSql } from "./rollups";
 
 /** One slot and key where the rollup and the ledger disagree. */
@@ -258,10 +259,7 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
   checkOptionNames(options, ["dryRun", "lockTimeoutMs"], issues);
   const dryRun = options?.dryRun ?? false;
   if (typeof dryRun !== "boolean") issues.push({ field: "dryRun", reason: `must be true or false, got ${String(dryRun)}` });
-  const lockTimeoutMs = options?.lockTimeoutMs ?? 10_000;
-  if (typeof lockTimeoutMs !== "number" || !Number.isInteger(lockTimeoutMs) || lockTimeoutMs < 1 || lockTimeoutMs > 2_147_483_647) {
-    issues.push({ field: "lockTimeoutMs", reason: `must be a whole number of milliseconds from 1, got ${String(lockTimeoutMs)}` });
-  }
+  const lockTimeoutMs = checkLockTimeoutMs(options?.lockTimeoutMs, 10_000, issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
 
   return db.driver.withSession(async (session) => {

@@ -11,7 +11,9 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Database, SqlSession } from "../db";
-import { MigrationError, PsUsageError } from "../errors";
+import { MigrationError, PsUsageError, UsageValidationError, type FieldIssue } from "../errors";
+import { checkLockTimeoutMs } from "../db/sessionSettings";
+import { checkOptionNames } from "../usageSql";
 import { forgetGuardedReferences } from "../ledger/references";
 import { isLockNotGranted } from "../usageShared";
 import { readCatalog, currentSchema, type Catalog, type CatalogColumn } from "./catalog";
@@ -411,8 +413,13 @@ async function planAdoption(session: SqlSession, upTo: readonly MigrationFile[])
 export async function adopt(db: Database, options: AdoptOptions = {}): Promise<AdoptionResult> {
   const files = readMigrations(options.migrationsDir);
   if (files.length === 0) throw new MigrationError(`No migrations to adopt with in ${options.migrationsDir ?? "the package"}.`);
+  // Checked before anything is read: lockTimeoutMs is spliced into SET LOCAL below.
+  const issues: FieldIssue[] = [];
+  checkOptionNames(options, ["dryRun", "lockTimeoutMs", "migrationsDir"], issues);
+  if (options.dryRun !== undefined && typeof options.dryRun !== "boolean") issues.push({ field: "dryRun", reason: `must be true or false, got ${JSON.stringify(options.dryRun)}` });
+  const lockTimeoutMs = checkLockTimeoutMs(options.lockTimeoutMs, 10_000, issues);
+  if (issues.length > 0) throw new UsageValidationError(issues);
   const dryRun = options.dryRun === true;
-  const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
   return db.driver.withSession((session) =>
     withMigrationLock(session, async () => {
       const status = await statusOn(session, db.target, files);
