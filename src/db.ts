@@ -8,6 +8,7 @@ import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "
 import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
+import { retryDeadlocks } from "./db/retryDeadlocks";
 import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
 import { PrismaClient } from "./generated/prisma/client";
@@ -443,27 +444,6 @@ async function onPooledClient<T>(pool: Pool, fn: (client: PoolClient, broken: (e
   } finally {
     client.removeListener("error", broken);
     client.release(failed);
-  }
-}
-
-/** How many times a write the server chose as a deadlock's victim is run again. */
-const DEADLOCK_RETRIES = 5;
-
-/**
- * Runs `attempt` again when PostgreSQL aborted it as a deadlock's victim (40P01). The rollup
- * triggers upsert several rollup tables in key order within each statement, but a batch of several
- * chunks takes its locks statement by statement, so it can hold a row that a concurrent record
- * waits for while waiting for one that record holds. The server then rolls the victim's whole
- * transaction (or statement) back, so running it again writes it once: nothing is lost or doubled.
- */
-async function retryDeadlocks<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let tries = 1; ; tries++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== "40P01" || tries > DEADLOCK_RETRIES) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * tries));
-    }
   }
 }
 
