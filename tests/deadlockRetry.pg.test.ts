@@ -4,45 +4,25 @@
 // retried since 05af378; here the writes that run through Prisma's transaction (a guarded record,
 // keyed or not) are made a deadlock's victim on purpose.
 import { Client } from "pg";
-import { openDatabase, rebuildRollups, recordModelUsage, sumModelUsage, type Database, type ModelUsageRecord } from "../src";
+import { rebuildRollups, recordModelUsage, sumModelUsage, type Database, type ModelUsageRecord } from "../src";
 import { createAgent, createModel } from "./support/fixtures";
-import { createScratchDatabase } from "./support/testDatabase";
+import { openScratchPostgres, waitingStatements, type ScratchPostgres } from "./support/testDatabase";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const AT = new Date("2026-03-02T10:07:00Z");
 
-let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
+let scratch: ScratchPostgres;
 let db: Database;
 let admin: Client;
 let modelId: number;
 let agentId: number;
 
 beforeAll(async () => {
-  scratch = await createScratchDatabase();
-  db = await openDatabase({ url: scratch.url, migrate: true });
-  admin = new Client({ connectionString: scratch.url });
-  await admin.connect();
+  scratch = await openScratchPostgres();
+  ({ db, admin } = scratch);
   modelId = await createModel(db);
   agentId = await createAgent(db);
 });
-afterAll(async () => {
-  await admin.end();
-  await db.close();
-  await scratch.drop();
-});
-
-/** Waits until a statement other than `except`'s is waiting for a lock in the scratch database. */
-async function someoneWaits(except: number[]): Promise<void> {
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const { rows } = await admin.query(
-      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND state = 'active' AND NOT (pid = ANY($1::int[]))`,
-      [except],
-    );
-    if (rows.length > 0) return;
-    await sleep(20);
-  }
-  throw new Error("no statement ever waited for a lock");
-}
+afterAll(() => scratch?.close());
 
 /**
  * Makes `write` a deadlock's victim: another session inserts a row with the same keys and slot
@@ -63,7 +43,7 @@ async function asDeadlockVictim(write: () => Promise<ModelUsageRecord>): Promise
     await other.query(insert, [1, modelId, agentId, null, AT]);
     const written = write();
     written.catch(() => undefined);
-    await someoneWaits([pid]);
+    await waitingStatements(admin, 1, [pid]);
     // The write's row holds the sequence's last value; a second row with that id waits for it.
     const { rows } = await other.query<{ last: string }>("SELECT last_value::text AS last FROM ps_model_usage_id_seq");
     const collide = other.query(insert, [1, modelId, agentId, Number(rows[0].last), AT]);
@@ -71,7 +51,7 @@ async function asDeadlockVictim(write: () => Promise<ModelUsageRecord>): Promise
     // The victim rolls back (its row and id go), the colliding insert goes through, and the retry waits again.
     const otherId = (await collide).rows[0].id as number;
     // A write that is not retried has failed by now: commit and show its error.
-    await Promise.race([someoneWaits([pid]), written.then(() => undefined, () => undefined)]);
+    await Promise.race([waitingStatements(admin, 1, [pid]), written.then(() => undefined, () => undefined)]);
     await other.query("COMMIT");
     return { row: await written, otherId };
   } finally {

@@ -15,11 +15,11 @@ import {
 import { createAgent, createExternalApi, createModel } from "./support/fixtures";
 import { settlesWithin } from "./support/settles";
 import { lockAgentRow } from "./support/rowLock";
-import { createScratchDatabase } from "./support/testDatabase";
+import { openScratchPostgres, waitingStatements, type ScratchPostgres } from "./support/testDatabase";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
+let scratch: ScratchPostgres;
 let db: Database;
 let admin: Client;
 let modelId: number;
@@ -27,35 +27,16 @@ let apiId: number;
 let agentId: number;
 
 beforeAll(async () => {
-  scratch = await createScratchDatabase();
-  db = await openDatabase({ url: scratch.url, migrate: true });
-  admin = new Client({ connectionString: scratch.url });
-  await admin.connect();
+  scratch = await openScratchPostgres();
+  ({ db, admin } = scratch);
   modelId = await createModel(db);
   apiId = await createExternalApi(db);
   agentId = await createAgent(db);
 });
-afterAll(async () => {
-  await admin.end();
-  await db.close();
-  await scratch.drop();
-});
+afterAll(() => scratch?.close());
 
 /** A session holding `FOR UPDATE` on the agent: an insert naming it waits at its foreign key check. */
 const lockAgent = () => lockAgentRow(scratch.url, agentId);
-
-/** The statements of the scratch database waiting for a lock, once there are `count` of them. */
-async function waitingStatements(count: number): Promise<string[]> {
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const { rows } = await admin.query<{ query: string }>(
-      `SELECT query FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock' AND state = 'active' AND pid <> pg_backend_pid()`,
-    );
-    if (rows.length >= count) return rows.map((r) => r.query);
-    await sleep(20);
-  }
-  throw new Error(`fewer than ${count} statements ever waited for a lock`);
-}
 
 const counts = async () => {
   const { rows } = await admin.query<{ model: number; api: number; keys: number }>(
@@ -74,7 +55,7 @@ test.each([
   try {
     call = record();
     // The statement waiting at the row's foreign key check is the one that also claims the key.
-    const [waiting] = await waitingStatements(1);
+    const [waiting] = await waitingStatements(admin, 1);
     expect(waiting).toContain("INSERT INTO ps_usage_idempotency_keys");
     expect(waiting).toContain(`INSERT INTO ${table}`);
   } finally {
@@ -123,10 +104,10 @@ test("a replay sent while the first call is still uncommitted waits for it and r
   let replay: Promise<{ id: number }>;
   try {
     first = recordModelUsage(db, input, { idempotencyKey: "replay-while-uncommitted" });
-    await waitingStatements(1);
+    await waitingStatements(admin, 1);
     // The replay's claim of the key waits for the first call's transaction.
     replay = recordModelUsage(db, input, { idempotencyKey: "replay-while-uncommitted" });
-    await waitingStatements(2);
+    await waitingStatements(admin, 2);
   } finally {
     await lock.release();
   }
@@ -172,7 +153,7 @@ test("a batch chunk leaves out the web search, tier and region arrays when none 
     let call: Promise<unknown>;
     try {
       call = batch(extra);
-      const [waiting] = await waitingStatements(1);
+      const [waiting] = await waitingStatements(admin, 1);
       for (const column of ["web_search_count", "service_tier", "regional_processing"]) {
         expect([column, waiting.includes(column)]).toEqual([column, (sent as readonly string[]).includes(column)]);
       }

@@ -18,7 +18,7 @@ import { createAgent, createExternalApi, createModel } from "./support/fixtures"
 import { startPrivatePostgres, type PrivatePostgres } from "./support/privatePostgres";
 import { settlesWithin } from "./support/settles";
 import { lockAgentRow } from "./support/rowLock";
-import { createScratchDatabase } from "./support/testDatabase";
+import { openScratchPostgres, type ScratchPostgres } from "./support/testDatabase";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -49,7 +49,7 @@ async function terminate(admin: Client, pid: number): Promise<void> {
 }
 
 describe("a connection killed mid-statement (pg_terminate_backend)", () => {
-  let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
+  let scratch: ScratchPostgres;
   let db: Database;
   let admin: Client;
   let modelId: number;
@@ -58,20 +58,14 @@ describe("a connection killed mid-statement (pg_terminate_backend)", () => {
   let lockedAgent: number;
 
   beforeAll(async () => {
-    scratch = await createScratchDatabase();
-    db = await openDatabase({ url: scratch.url, migrate: true, poolSize: 4 });
-    admin = new Client({ connectionString: scratch.url });
-    await admin.connect();
+    scratch = await openScratchPostgres({ poolSize: 4 });
+    ({ db, admin } = scratch);
     modelId = await createModel(db);
     apiId = await createExternalApi(db);
     freeAgent = await createAgent(db);
     lockedAgent = await createAgent(db);
   });
-  afterAll(async () => {
-    await admin?.end();
-    await db?.close();
-    await scratch?.drop();
-  });
+  afterAll(() => scratch?.close());
 
   const rowCounts = async () => ({ model: await db.prisma.psModelUsage.count(), api: await db.prisma.psExternalApiUsage.count() });
 

@@ -14,7 +14,7 @@ import {
   type Database,
 } from "../src";
 import { createAgent, createExternalApi, createModel } from "./support/fixtures";
-import { createScratchDatabase } from "./support/testDatabase";
+import { openScratchPostgres, type ScratchPostgres } from "./support/testDatabase";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,7 +23,7 @@ function withClientTimeout<T>(call: Promise<T>, ms: number): Promise<T | "timeou
   return Promise.race([call, sleep(ms).then(() => "timeout" as const)]);
 }
 
-let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
+let scratch: ScratchPostgres;
 let db: Database;
 /** A second Database on the same server: the retry may come from another process. */
 let otherProcess: Database;
@@ -33,20 +33,16 @@ let apiId: number;
 let agentId: number;
 
 beforeAll(async () => {
-  scratch = await createScratchDatabase();
-  db = await openDatabase({ url: scratch.url, migrate: true, poolSize: 6 });
+  scratch = await openScratchPostgres({ poolSize: 6 });
+  ({ db, admin } = scratch);
   otherProcess = await openDatabase({ url: scratch.url, poolSize: 6 });
-  admin = new Client({ connectionString: scratch.url });
-  await admin.connect();
   modelId = await createModel(db);
   apiId = await createExternalApi(db);
   agentId = await createAgent(db);
 });
 afterAll(async () => {
-  await admin?.end();
   await otherProcess?.close();
-  await db?.close();
-  await scratch?.drop();
+  await scratch?.close();
 });
 
 /** Holds FOR UPDATE on the agent row: every insert referencing it waits at its foreign key check. */

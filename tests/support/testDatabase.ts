@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Client } from "pg";
-import { openDatabase, type Database } from "../../src";
+import { openDatabase, type Database, type OpenDatabaseOptions } from "../../src";
 
 /** Which backend this jest project runs on (set by tests/support/backend-*.js). */
 export const backend: "pglite" | "postgres" =
@@ -74,4 +74,51 @@ export async function openTestDatabase(options: { migrate?: boolean; writeTimeou
       await scratch.drop();
     },
   };
+}
+
+/** A migrated scratch PostgreSQL database opened by the package, and a plain `pg` session on it. */
+export interface ScratchPostgres {
+  readonly url: string;
+  readonly name: string;
+  readonly db: Database;
+  /** A session of its own: to look at pg_stat_activity, count rows, or hold locks. */
+  readonly admin: Client;
+  close(): Promise<void>;
+}
+
+/** Creates a scratch database, migrates and opens it (with `options`), and connects an admin session. */
+export async function openScratchPostgres(options: Omit<OpenDatabaseOptions, "url" | "migrate"> = {}): Promise<ScratchPostgres> {
+  const scratch = await createScratchDatabase();
+  const db = await openDatabase({ ...options, url: scratch.url, migrate: true });
+  const adminClient = new Client({ connectionString: scratch.url });
+  await adminClient.connect();
+  return {
+    url: scratch.url,
+    name: scratch.name,
+    db,
+    admin: adminClient,
+    async close() {
+      await adminClient.end().catch(() => undefined);
+      await db.close();
+      await scratch.drop();
+    },
+  };
+}
+
+/**
+ * The queries of the sessions of `admin`'s database waiting for a lock (all but `except`'s pids
+ * and its own), once there are at least `count`; throws if that never happens within 10 s.
+ */
+export async function waitingStatements(admin: Client, count = 1, except: readonly number[] = []): Promise<string[]> {
+  for (let attempt = 0; attempt < 500; attempt++) {
+    const { rows } = await admin.query<{ query: string }>(
+      `SELECT query FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND state = 'active'
+          AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int[]))`,
+      [except],
+    );
+    if (rows.length >= count) return rows.map((r) => r.query);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`fewer than ${count} statements ever waited for a lock`);
 }
