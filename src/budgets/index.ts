@@ -4,4 +4,4 @@ export { budgetStatus, type BudgetSelector, type BudgetStatus, type BudgetStatus
 export { BUDGET_ALERT_CHANNEL, ALERT_CLAIM_MS, type BudgetAlert } from "./alerts";
 export { checkBudgets } from "./guard";
 export { budgetChecksSettled } from "./thresholdChecks";
-export { BUDGET_CACHE_MS, type BudgetAlertCallback } from "./registry";
+export { BUDGET_CACHE_MS, type BudgetAlertCallback, type BudgetErrorCallback, type BudgetFailure } from "./registry";
