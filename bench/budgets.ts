@@ -132,7 +132,7 @@ async function main(): Promise<void> {
       const [s, r, l] = [median(status), median(report), LEDGER ? median(ledger) : NaN];
       console.log(
         `budgetStatus ${c.name}: ${s.toFixed(1)} ms (spent ${spent} USD); costReport with rollups ${r.toFixed(1)} ms (${(s / r).toFixed(2)}x); ` +
-          `from the ledger alone ${l.toFixed(1)} ms (${(s / l).toFixed(2)}x); load ${load().join(" ")}`,
+          `${LEDGER ? `from the ledger alone ${l.toFixed(1)} ms (${(s / l).toFixed(2)}x)` : "from the ledger alone: skipped (BENCH_BUDGETS_LEDGER=0)"}; load ${load().join(" ")}`,
       );
     }
 
