@@ -98,7 +98,9 @@ async function eventCurrencies(tx: Prisma.TransactionClient, events: readonly Bu
  */
 export async function guardEvents(db: Database, tx: Prisma.TransactionClient, events: readonly BudgetEvent[]): Promise<BudgetAlert[]> {
   if (events.length === 0) return [];
-  const all = await tx.psUsageBudget.findMany({ orderBy: { id: "asc" } });
+  // Budgets of every user, and of the events' users (not the other users' budgets: there may be many).
+  const users = [...new Set(events.map((e) => e.userId))];
+  const all = await tx.psUsageBudget.findMany({ where: { OR: [{ userId: null }, { userId: { in: users } }] }, orderBy: { id: "asc" } });
   if (all.length === 0) return [];
   const ancestors = all.some((b) => b.agentId !== null) ? await ancestorsOf(tx, events) : new Map<number, Set<number>>();
   // Budget id -> the instants of its events (each picks a period); for hard limits, the events.
