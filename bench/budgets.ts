@@ -19,6 +19,7 @@ import {
   openDatabase,
   rebuildRollups,
   recordModelUsage,
+  recordModelUsageBatch,
   removeBudget,
   setBudget,
   setExternalApiPrice,
@@ -32,7 +33,13 @@ import { admin, urlFor } from "./setup";
 const DB_NAME = process.env.BENCH_BUDGETS_DB ?? "ps_usage_bench_budgets";
 const ROWS = Number(process.env.BENCH_BUDGETS_ROWS ?? 1_000_000);
 const REPEAT = Number(process.env.BENCH_BUDGETS_REPEAT ?? 7);
+/** Set to 0: skip the reports from the ledger alone (tens of seconds each at 10M). */
+const LEDGER = process.env.BENCH_BUDGETS_LEDGER !== "0";
+/** Events per batch of the guarded-batch measurement. */
+const BATCH = Number(process.env.BENCH_BUDGETS_BATCH ?? 1_000);
 const RECORDS = Number(process.env.BENCH_BUDGETS_RECORDS ?? 20);
+/** Set: generate (or grow) the ledger and stop, timing nothing (so it needs no benchmark lock). */
+const GENERATE_ONLY = process.env.BENCH_BUDGETS_GENERATE_ONLY === "1";
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const load = () => os.loadavg().map((l) => Number(l.toFixed(2)));
@@ -81,6 +88,10 @@ async function main(): Promise<void> {
       await rebuildRollups(db, { lockTimeoutMs: 60_000 });
       log(`  rebuilt in ${((Date.now() - t1) / 1000).toFixed(0)} s`);
     }
+    if (GENERATE_ONLY) {
+      await pool.query(`VACUUM ANALYZE`);
+      return;
+    }
     const rows = Number((await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ps_model_usage`)).rows[0].n);
     const apiRows = Number((await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ps_external_api_usage`)).rows[0].n);
     // Bench records of earlier runs are removed; the generated ledger stays.
@@ -113,13 +124,15 @@ async function main(): Promise<void> {
       for (let i = 0; i < REPEAT; i++) {
         status.push(await time(async () => (spent = (await budgetStatus(db, `bench ${c.name}`, { at: c.at ?? at })).spent)));
         report.push(await time(async () => (reported = (await c.report(true)).totals.find((t) => t.currency === "USD")?.cost ?? "0")));
-        ledger.push(await time(() => c.report(false)));
+        if (LEDGER) ledger.push(await time(() => c.report(false)));
       }
       if (spent !== reported) throw new Error(`${c.name}: budgetStatus spent ${spent}, the cost report ${reported}`);
-      const [s, r, l] = [median(status), median(report), median(ledger)];
+      const byScope = await budgetStatus(db, { scope: c.scope, period: c.period, timeZone: c.timeZone ?? "UTC" }, { at: c.at ?? at });
+      if (byScope.spent !== spent) throw new Error(`${c.name}: budgetStatus by scope spent ${byScope.spent}, by name ${spent}`);
+      const [s, r, l] = [median(status), median(report), LEDGER ? median(ledger) : NaN];
       console.log(
         `budgetStatus ${c.name}: ${s.toFixed(1)} ms (spent ${spent} USD); costReport with rollups ${r.toFixed(1)} ms (${(s / r).toFixed(2)}x); ` +
-          `from the ledger alone ${l.toFixed(1)} ms (${(s / l).toFixed(2)}x); load ${load().join(" ")}`,
+          `${LEDGER ? `from the ledger alone ${l.toFixed(1)} ms (${(s / l).toFixed(2)}x)` : "from the ledger alone: skipped (BENCH_BUDGETS_LEDGER=0)"}; load ${load().join(" ")}`,
       );
     }
 
@@ -132,7 +145,17 @@ async function main(): Promise<void> {
     const agentInTree = universe.agentIds[500];
     const event = { userId: 9999, modelId: universe.modelIds[0], agentId: agentInTree, tokenInCount: 10, tokenOutCount: 5, createdAt: at };
     for (const c of cases) await removeBudget(db, `bench ${c.name}`);
-    const runs: Record<string, number[]> = { plain: [], cachedCheck: [], guardedSmall: [], guardedTree: [], thresholdTree: [], thresholdTreeSettled: [] };
+    const runs: Record<string, number[]> = {
+      plain: [],
+      cachedCheck: [],
+      guardedSmall: [],
+      guardedTree: [],
+      thresholdTree: [],
+      thresholdTreeSettled: [],
+      batchPlain: [],
+      batchGuardedTree: [],
+    };
+    const batch = Array.from({ length: BATCH }, (_, i) => ({ ...event, agentId: universe.agentIds[i % 1000], tokenInCount: 10 + (i % 7) }));
     const base = { currency: "USD", amount: "1000000000" };
     for (let round = 0; round < RECORDS / 5; round++) {
       const five = async (name: string, options?: { enforceBudgets: true }) => {
@@ -146,6 +169,11 @@ async function main(): Promise<void> {
       await five("guardedSmall", { enforceBudgets: true });
       await setBudget(db, { ...base, name: "bench cap", scope: { agentId: root }, period: "month", thresholds: [0.99] });
       await five("thresholdTree");
+      // A batch of BATCH events in the tree, guarded by a hard limit on it, against the same batch unguarded with no budget.
+      await setBudget(db, { ...base, name: "bench cap", scope: { agentId: root }, period: "month", hardLimit: true });
+      runs.batchGuardedTree.push(await time(() => recordModelUsageBatch(db, batch, { enforceBudgets: true })));
+      await removeBudget(db, "bench cap");
+      runs.batchPlain.push(await time(() => recordModelUsageBatch(db, batch)));
       // The background checks those five records started, to the last one: off the record path.
       runs.thresholdTreeSettled.push(await time(() => budgetChecksSettled(db)));
       await removeBudget(db, "bench cap");
@@ -156,7 +184,9 @@ async function main(): Promise<void> {
       `record, no budget: ${m("plain").toFixed(2)} ms median; under a hard-limit budget, unguarded (cached check only): ${ratio("cachedCheck")}; ` +
         `guarded, budget of the recording user per day: ${ratio("guardedSmall")}; guarded, budget of the 1,000-agent tree per month: ${ratio("guardedTree")}; ` +
         `unguarded under a threshold budget on the tree (checked in the background): ${ratio("thresholdTree")}, ` +
-        `then its background checks settled in ${m("thresholdTreeSettled").toFixed(1)} ms per 5 records; ${RECORDS} each; load ${load().join(" ")}`,
+        `then its background checks settled in ${m("thresholdTreeSettled").toFixed(1)} ms per 5 records; ${RECORDS} each; ` +
+        `batch of ${BATCH} events in the tree, no budget: ${m("batchPlain").toFixed(1)} ms; guarded by a hard limit on the tree: ${m("batchGuardedTree").toFixed(1)} ms ` +
+        `(${(m("batchGuardedTree") / m("batchPlain")).toFixed(2)}x, ${runs.batchPlain.length} each); load ${load().join(" ")}`,
     );
     await pool.query(`DELETE FROM ps_model_usage WHERE user_id = 9999`);
   } finally {

@@ -317,7 +317,8 @@ export function buildProgram(): Command {
     .option("--connector <id>", "connector id", integer("--connector"))
     .option("--at <date>", "when it happened (ISO 8601; without an offset a wall time in --tz; default now)", parseDate("--at"))
     .option("--tz <zone>", "IANA time zone of an --at without an offset", "UTC")
-    .option("--idempotency-key <key>", "a retry with the same key records nothing new (with --ndjson: per batch, so a re-run skips what was recorded)");
+    .option("--idempotency-key <key>", "a retry with the same key records nothing new (with --ndjson: per batch, so a re-run skips what was recorded)")
+    .option("--enforce-budgets", "refuse the event (with --ndjson: the batch) when it would take a hard-limit budget past its amount; nothing of it is written");
   for (const [field] of MODEL_USAGE_ALL_COUNTERS) record.option(`--${kebab(field)} <n>`, `${field} (model usage)`, integer(`--${kebab(field)}`));
   record
     .option("--service-tier <tier>", "the service tier the provider applied: flex, priority or fast (model usage; default standard)")
@@ -622,7 +623,7 @@ function prepareRecord(opts: Record<string, unknown>): (db: Database) => Promise
     dbTarget(opts as DbOptions);
     return async (db) => {
       limitHeapGrowthForImport();
-      const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number, idempotencyKey: key });
+      const result = await recordNdjson(db, process.stdin, { batchSize: opts.batchSize as number, idempotencyKey: key, enforceBudgets: opts.enforceBudgets === true });
       const skipped = result.skippedLines ? ` Skipped ${plural(result.skippedLines, "line")} already recorded under this key.` : "";
       const none = result.skippedLines && result.modelUsage + result.externalApiUsage === 0 ? `Nothing new recorded: key "${key}" was already used for all of it. ` : "";
       process.stdout.write(
@@ -639,7 +640,7 @@ function prepareRecord(opts: Record<string, unknown>): (db: Database) => Promise
     ...(opts.connector !== undefined ? { connectorId: opts.connector } : {}),
     ...(opts.at !== undefined ? { createdAt: toInstant(opts.at as IsoDateTime, opts.tz as string) } : {}),
   };
-  const options = key === undefined ? undefined : { idempotencyKey: key };
+  const options = key === undefined && !opts.enforceBudgets ? undefined : { ...(key === undefined ? {} : { idempotencyKey: key }), ...(opts.enforceBudgets ? { enforceBudgets: true } : {}) };
   const counters = [...MODEL_USAGE_ALL_COUNTERS.map(([f]) => f), ...MODEL_PRICING_FLAGS].filter((f) => opts[f] !== undefined);
   let write: (db: Database) => Promise<object>;
   if (opts.externalApi !== undefined) {

@@ -12,7 +12,7 @@ import { retryDeadlocks } from "./db/retryDeadlocks";
 import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
 import { PrismaClient } from "./generated/prisma/client";
-import { setAlertCallback, type BudgetAlertCallback } from "./budgets/registry";
+import { setAlertCallback, setErrorCallback, type BudgetAlertCallback, type BudgetErrorCallback } from "./budgets/registry";
 import { deliverPendingAlerts } from "./budgets/alerts";
 import { budgetChecksEnded } from "./budgets/thresholdChecks";
 
@@ -91,7 +91,29 @@ export interface OpenDatabaseOptions {
    * outbox). At least once per alert; a callback that throws gets it again a minute later.
    */
   readonly onBudgetAlert?: BudgetAlertCallback;
+  /**
+   * Called with a budget failure no call can throw: a background threshold check that failed (its
+   * budgets are checked again by the next one), or an `onBudgetAlert` callback that threw (the
+   * alert stays undelivered and is delivered again). Default: a process warning
+   * (`process.emitWarning`, code `PS_USAGE_BUDGET_FAILURE`). Neither crashes the process.
+   */
+  readonly onBudgetError?: BudgetErrorCallback;
 }
+
+/** Options of `close()`. */
+export interface CloseOptions {
+  /**
+   * How long close() waits for the background threshold checks of records already made (and the
+   * `onBudgetAlert` calls they make) before it closes anyway. Default {@link DEFAULT_BUDGET_CHECKS_TIMEOUT_MS};
+   * `Infinity` waits for them however long they take. What they had not done is not lost: their
+   * alerts stay in the outbox and crossings not yet checked are raised by the next
+   * `budgetStatus` or `checkBudgets` (README "Budgets and spend alerts").
+   */
+  readonly budgetChecksTimeoutMs?: number;
+}
+
+/** How long close() waits for background threshold checks unless told otherwise. */
+export const DEFAULT_BUDGET_CHECKS_TIMEOUT_MS = 30_000;
 
 /** Defaults of the PostgreSQL limits in {@link OpenDatabaseOptions}. */
 export const DEFAULT_POOL_LIMITS = {
@@ -173,8 +195,11 @@ export interface Database {
   readonly replicas: readonly string[];
   /** @internal Where reads are routed (see db/replicas); null when they run on `reportPrisma`. */
   readonly replicaSet: ReplicaSet | null;
-  /** Disconnects Prisma and closes the pool or the embedded database. */
-  close(): Promise<void>;
+  /**
+   * Lets the background threshold checks finish (at most `options.budgetChecksTimeoutMs`), then
+   * disconnects Prisma and closes the pool or the embedded database.
+   */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 /** The default embedded database directory: `.ps-usage` in the working directory. */
@@ -257,6 +282,9 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   if (options.onBudgetAlert !== undefined && typeof options.onBudgetAlert !== "function") {
     throw new UsageValidationError([{ field: "onBudgetAlert", reason: "must be a function" }]);
   }
+  if (options.onBudgetError !== undefined && typeof options.onBudgetError !== "function") {
+    throw new UsageValidationError([{ field: "onBudgetError", reason: "must be a function" }]);
+  }
   const opened = url
     ? await openPostgres(url, poolLimits(options), replicaUrls)
     : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true);
@@ -268,7 +296,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
     direct: trackedDirect(() => db, opened.direct),
     reportPrisma: opened.reportPrisma === opened.prisma ? prisma : trackedClient(() => db, opened.reportPrisma),
     replicaSet: replicas ? new ReplicaSet(replicas) : null,
-    close: () => closeDatabase(db, opened),
+    close: (options?: CloseOptions) => closeDatabase(db, opened, options),
   } as Omit<Database, "primary"> as Database;
   (db as { primary: Database }).primary = db.replicaSet ? primaryView(db) : db;
   if (options.migrate) {
@@ -279,6 +307,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
       throw err;
     }
   }
+  if (options.onBudgetError) setErrorCallback(db, options.onBudgetError);
   if (options.onBudgetAlert) {
     setAlertCallback(db, options.onBudgetAlert);
     // Alerts nobody delivered; a database without the budget tables (not migrated) has none.
@@ -288,15 +317,23 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
 }
 
 /**
- * `close()`: lets the background threshold checks of records already made finish, then marks the database closing, so that calls still running end as a lost
+ * `close()`: lets the background threshold checks of records already made finish (for at most
+ * `budgetChecksTimeoutMs`), then marks the database closing, so that calls still running end as a lost
  * connection (a batch between chunks stops and rolls back, writing nothing), lets a running
  * batch's statement or transaction end, then disconnects.
  * A statement already running is not interrupted: a batch that commits before the close resolves
  * with all its rows. Closing again is a no-op; a failure to close is a DatabaseConnectionError.
  */
-async function closeDatabase(db: Database, opened: Opened): Promise<void> {
-  // Threshold checks of records already made finish first, with the pools still open.
-  await budgetChecksEnded(db);
+async function closeDatabase(db: Database, opened: Opened, options?: CloseOptions): Promise<void> {
+  const timeoutMs = options?.budgetChecksTimeoutMs ?? DEFAULT_BUDGET_CHECKS_TIMEOUT_MS;
+  if (options !== undefined && (typeof options !== "object" || options === null)) {
+    throw new UsageValidationError([{ field: "options", reason: "must be an object such as { budgetChecksTimeoutMs: 5000 }" }]);
+  }
+  if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs) || timeoutMs < 0) {
+    throw new UsageValidationError([{ field: "budgetChecksTimeoutMs", reason: `must be a number of milliseconds, 0 or more (or Infinity), got ${String(timeoutMs)}` }]);
+  }
+  // Threshold checks of records already made finish first (or for at most timeoutMs), with the pools still open.
+  await budgetChecksEnded(db, timeoutMs);
   markClosing(db);
   try {
     await workEnded(db);

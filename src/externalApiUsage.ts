@@ -222,20 +222,18 @@ export async function recordExternalApiUsageBatchAs(
   options: BatchRecordOptions | undefined,
   owner: Owner,
 ): Promise<BatchRecordResult> {
-  const result = await recordBatch(db, inputs, options, EXTERNAL_API_USAGE_BATCH, owner);
-  if (result.count > 0) await afterRecord(db, inputs.map(budgetEvent));
-  return result;
+  return recordBatch(db, inputs, options, EXTERNAL_API_USAGE_BATCH, owner);
 }
 
 /** An external API usage row as the budgets see it. */
-function budgetEvent(row: { userId: number; agentId?: number | null; connectorId?: number | null; externalApiId: number; createdAt?: Date }): BudgetEvent {
+function budgetEvent(row: { userId: number; agentId?: number | null; connectorId?: number | null; externalApiId: number; createdAt?: Date }, now = new Date()): BudgetEvent {
   return {
     userId: row.userId,
     agentId: row.agentId ?? null,
     connectorId: row.connectorId ?? null,
     modelId: null,
     externalApiId: row.externalApiId,
-    createdAt: row.createdAt ?? new Date(),
+    createdAt: row.createdAt ?? now,
   };
 }
 
@@ -245,6 +243,7 @@ export const EXTERNAL_API_USAGE_BATCH: BatchSpec<ExternalApiUsageInput> = {
   table: "ps_external_api_usage",
   references: EXTERNAL_API_USAGE_REFERENCES,
   chunkSql: batchChunkSql,
+  budgetEvent,
 };
 
 /**

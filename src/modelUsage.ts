@@ -53,14 +53,14 @@ import { readStoredKey, recordSingle, singleInsertStatements, type SingleColumn 
 import { afterRecord, guardEvent, type BudgetEvent } from "./budgets/guard";
 import type { BudgetAlert } from "./budgets/alerts";
 
-/** A model usage row as the budgets see it. */
-const budgetEvent = (row: { userId: number; agentId?: number | null; connectorId?: number | null; modelId: number; createdAt?: Date }): BudgetEvent => ({
+/** @internal A model usage row (or input, or provider call: `now` when it has no `createdAt`) as the budgets see it. */
+export const budgetEvent = (row: { userId: number; agentId?: number | null; connectorId?: number | null; modelId: number; createdAt?: Date }, now = new Date()): BudgetEvent => ({
   userId: row.userId,
   agentId: row.agentId ?? null,
   connectorId: row.connectorId ?? null,
   modelId: row.modelId,
   externalApiId: null,
-  createdAt: row.createdAt ?? new Date(),
+  createdAt: row.createdAt ?? now,
 });
 
 /** Reference columns of `ps_model_usage` and the input fields that fill them. */
@@ -331,9 +331,7 @@ export async function recordModelUsageBatchAs(
   options: BatchRecordOptions | undefined,
   owner: Owner,
 ): Promise<BatchRecordResult> {
-  const result = await recordBatch(db, inputs, options, MODEL_USAGE_BATCH, owner);
-  if (result.count > 0) await afterRecord(db, inputs.map(budgetEvent));
-  return result;
+  return recordBatch(db, inputs, options, MODEL_USAGE_BATCH, owner);
 }
 
 /** @internal How a batch of model usage is validated and written (for {@link recordBatchesTogether}). */
@@ -342,6 +340,7 @@ export const MODEL_USAGE_BATCH: BatchSpec<ModelUsageInput> = {
   table: "ps_model_usage",
   references: MODEL_USAGE_REFERENCES,
   chunkSql: batchChunkSql,
+  budgetEvent,
 };
 
 /**

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { parseIsoDateTime } from "./cli/dates";
 import type { Database } from "./db";
-import { InputLineError, UnknownReferenceError, UsageValidationError } from "./errors";
+import { InputLineError, UnknownReferenceError, UsageValidationError, type BudgetExceededError } from "./errors";
 import { EXTERNAL_API_USAGE_BATCH } from "./externalApiUsage";
 import { MODEL_USAGE_BATCH } from "./modelUsage";
 import { BatchPartFailure, recordBatchesTogether, type BatchPart, type BatchSpec } from "./usageShared";
@@ -25,6 +25,12 @@ export interface NdjsonOptions {
    * rest, exactly once.
    */
   readonly idempotencyKey?: string;
+  /**
+   * Guard each batch with the budgets' hard limits (as `enforceBudgets` of a batch record call): a
+   * batch that would take a hard-limit budget past its amount is refused whole with
+   * {@link BudgetExceededError}; the batches before it stay recorded. Default false.
+   */
+  readonly enforceBudgets?: boolean;
   /** Called after each batch is written. */
   readonly onBatch?: (progress: NdjsonResult) => void;
 }
@@ -56,7 +62,9 @@ interface Pending {
  * and is written in one transaction (its model usage, then its external API usage), all or
  * nothing, so a log that mixes both kinds takes as few batches as a sorted one. A bad line stops
  * the import with an {@link InputLineError} naming the line and the reason; nothing from its
- * batch is written, and the batches before it stay recorded.
+ * batch is written, and the batches before it stay recorded. Each batch's events go to the budgets'
+ * threshold check after its commit, as a record call's do; with `enforceBudgets`, a batch past a
+ * hard limit is refused whole ({@link BudgetExceededError}).
  *
  * @example
  * const result = await recordNdjson(db, fs.createReadStream("usage.ndjson"));
@@ -90,6 +98,7 @@ export async function recordNdjson(db: Database, input: Readable, options: Ndjso
       counts = await recordBatchesTogether(
         db,
         kinds.map((pending) => (pending === model ? part(pending, MODEL_USAGE_BATCH) : part(pending, EXTERNAL_API_USAGE_BATCH))) as never,
+        { enforceBudgets: options.enforceBudgets === true },
       );
     } catch (err) {
       if (!(err instanceof BatchPartFailure)) throw err;

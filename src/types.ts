@@ -184,6 +184,13 @@ export interface BatchRecordOptions {
    * example with the run or import id).
    */
   readonly idempotencyKey?: string;
+  /**
+   * Refuse the whole batch with {@link BudgetExceededError} (nothing written) when its events
+   * together would take a budget with a hard limit past its amount in any period, or when one of
+   * them in such a budget's scope cannot be priced in its currency: as `RecordOptions.enforceBudgets`
+   * for one event, the batch and the guard in one transaction. Default false.
+   */
+  readonly enforceBudgets?: boolean;
 }
 
 /** Rows per INSERT statement of a batch on PostgreSQL unless `chunkSize` says otherwise. */

@@ -43,7 +43,9 @@ import {
   type UsageTable,
 } from "./ledger/references";
 import { usageFilterConditions, whereSql } from "./usageSql";
-import { directStatement, writeTransaction, type WriteSession } from "./ledger/writeSession";
+import { directStatement, prismaSession, writeTransaction, type WriteSession } from "./ledger/writeSession";
+import { afterRecord, guardEvents, type BudgetEvent } from "./budgets/guard";
+import type { BudgetAlert } from "./budgets/alerts";
 import {
   checkBatchYielding,
   checkBatchOptions,
@@ -530,6 +532,8 @@ export interface BatchSpec<I> {
   readonly references: References;
   /** One `INSERT … SELECT … FROM unnest(…)` for `items[start..end)` (with `RETURNING id` if asked). */
   chunkSql(items: readonly I[], start: number, end: number, returnIds: boolean): Prisma.Sql;
+  /** An item as the budgets see it; `now` is its time when it has no `createdAt`. */
+  budgetEvent(item: I, now: Date): BudgetEvent;
 }
 
 /**
@@ -548,13 +552,53 @@ export async function recordBatch<I extends { readonly userId: number } & OwnedR
 ): Promise<BatchRecordResult> {
   const plan = await planBatch(db, inputs, options, spec, owner);
   const returnIds = options?.returnIds === true;
+  let written: { results: number[][] | null; fired?: BudgetAlert[] };
   try {
-    const results = await runChunks(db, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
-    if (results === null) return returnIds ? { count: 0, ids: [], replayed: true } : { count: 0, replayed: true };
-    return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
+    written =
+      options?.enforceBudgets === true
+        ? await guardedTransaction(db, async (session) => {
+            const results = await chunksInTransaction(db, session, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
+            return { results, events: results === null ? [] : [{ inputs, spec }] };
+          })
+        : { results: await runChunks(db, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare) };
   } catch (err) {
     throw await plan.translate(err);
   }
+  const { results, fired } = written;
+  if (results === null) return returnIds ? { count: 0, ids: [], replayed: true } : { count: 0, replayed: true };
+  await afterRecord(db, fired === undefined ? batchEvents([{ inputs, spec }], new Date()) : [], fired);
+  return returnIds ? { count: inputs.length, ids: results.flat() } : { count: inputs.length };
+}
+
+/** What one or more batches wrote, as the budgets see it: each item with its time (`now` when it gave none). */
+function batchEvents(parts: readonly { inputs: readonly unknown[]; spec: BatchSpec<never> }[], now: Date): BudgetEvent[] {
+  const events: BudgetEvent[] = [];
+  for (const { inputs, spec } of parts) for (const item of inputs) events.push(spec.budgetEvent(item as never, now));
+  return events;
+}
+
+/**
+ * A write made with `enforceBudgets`: `write`'s statements and the budget guard over what it
+ * wrote, in one Prisma transaction, so that the guard's refusal rolls the whole write back
+ * ({@link guardEvents}). Rows that gave no `createdAt` take the transaction's `now()`, as the
+ * insert does. Returns what `write` returned and the alerts the guard raised (to deliver after
+ * the commit).
+ */
+async function guardedTransaction<T>(
+  db: Database,
+  write: (session: WriteSession) => Promise<{ results: T; events: readonly { inputs: readonly unknown[]; spec: BatchSpec<never> }[] }>,
+): Promise<{ results: T; fired: BudgetAlert[] }> {
+  if (isClosing(db)) throw closedError(db.target);
+  return db.prisma.$transaction(
+    async (tx) => {
+      const { results, events } = await write(prismaSession(tx));
+      if (events.length === 0) return { results, fired: [] };
+      const [{ now }] = await tx.$queryRaw<{ now: Date }[]>`SELECT now() AS now`;
+      return { results, fired: await guardEvents(db, tx, batchEvents(events, now)) };
+    },
+    // PGlite runs one transaction at a time: wait for a running batch as a batch would.
+    { maxWait: 60_000, timeout: 600_000 },
+  );
 }
 
 /** A validated batch: its statements, key and check, and how to name what a failure was about. */
@@ -614,11 +658,14 @@ export interface BatchPart<I> {
  * Several batches (of either table) written in one transaction: all of them or none. Each is
  * validated first, as {@link recordBatch} does; a failure rejects with the
  * index of the batch it was about and its typed error ({@link BatchPartFailure}). Returns each batch's count (0 when its
- * idempotency key had recorded it already).
+ * idempotency key had recorded it already). With `enforceBudgets`, the budget guard runs over all
+ * of them in the same transaction (a refusal is about the last batch); without it, their events go
+ * to the background threshold check, as every record call's do.
  */
 export async function recordBatchesTogether(
   db: Database,
   parts: readonly BatchPart<{ readonly userId: number } & OwnedReferences>[],
+  options: { readonly enforceBudgets?: boolean } = {},
 ): Promise<number[]> {
   const plans: BatchPlan[] = [];
   for (const [index, part] of parts.entries()) {
@@ -628,21 +675,32 @@ export async function recordBatchesTogether(
       throw new BatchPartFailure(index, error);
     }
   }
-  const chunkCount = plans.reduce((n, plan) => n + plan.chunkCount, 0);
   let running = 0;
+  const writeAll = async (session: WriteSession) => {
+    const counts: number[] = [];
+    for (const [index, plan] of plans.entries()) {
+      running = index;
+      const done = await chunksInTransaction(db, session, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
+      counts.push(done === null ? 0 : plan.count);
+    }
+    return counts;
+  };
+  const recorded = (counts: readonly number[]) => parts.filter((_, i) => counts[i] > 0) as unknown as { inputs: readonly unknown[]; spec: BatchSpec<never> }[];
   try {
     if (isClosing(db)) throw closedError(db.target);
-    return await writeTransaction(db, async (session) => {
-      const counts: number[] = [];
-      for (const [index, plan] of plans.entries()) {
-        running = index;
-        const done = await chunksInTransaction(db, session, plan.chunkCount, plan.runChunk, plan.batchKey, plan.prepare);
-        counts.push(done === null ? 0 : plan.count);
-      }
-      return counts;
-    });
+    if (options.enforceBudgets === true) {
+      const { results, fired } = await guardedTransaction(db, async (session) => {
+        const counts = await writeAll(session);
+        return { results: counts, events: recorded(counts) };
+      });
+      await afterRecord(db, [], fired);
+      return results;
+    }
+    const counts = await writeTransaction(db, writeAll);
+    await afterRecord(db, batchEvents(recorded(counts), new Date()));
+    return counts;
   } catch (err) {
-    // A typed error of a batch's own checks (its key, its references) is about the batch that ran.
+    // A typed error of a batch's own checks (its key, its references, the budget guard) is about the batch that ran.
     if (err instanceof PsUsageError) throw new BatchPartFailure(running, err);
     // Which batch it was about: the first whose items name what is missing (a rolled-back batch
     // leaves the database as it was, so the check reads what the statements saw).

@@ -5,7 +5,7 @@
 import { agentTreeCostReport, costReport, type AgentTreeCostReport, type AgentTreeCostReportOptions, type CostReport, type CostReportOptions } from "./costs";
 import type { Database } from "./db";
 import { listBudgetsAs, removeBudgetAs, setBudgetAs, type Budget, type BudgetInput, type BudgetScope } from "./budgets/define";
-import { budgetStatusAs, type BudgetStatus, type BudgetStatusOptions } from "./budgets/status";
+import { budgetStatusAs, type BudgetSelector, type BudgetStatus, type BudgetStatusOptions } from "./budgets/status";
 import { UsageValidationError, type FieldIssue } from "./errors";
 import { findExternalApiUsageAs, recordExternalApiUsageAs, recordExternalApiUsageBatchAs } from "./externalApiUsage";
 import { findModelUsageAs, recordModelCallAs, recordModelUsageAs, recordModelUsageBatchAs } from "./modelUsage";
@@ -76,7 +76,7 @@ export interface UserUsageScope {
   /** Removes one of this user's budgets; false when this user has none of that name. */
   removeBudget(name: string): Promise<boolean>;
   /** The status of one of this user's budgets (another user's is unknown here). */
-  budgetStatus(name: string, options?: BudgetStatusOptions): Promise<BudgetStatus>;
+  budgetStatus(budget: string | BudgetSelector, options?: BudgetStatusOptions): Promise<BudgetStatus>;
 }
 
 type Shape = typeof MODEL_USAGE_INPUT;
@@ -204,6 +204,6 @@ export function forUser(db: Database, userId: number): UserUsageScope {
     setBudget: async (input) => setBudgetAs(db, scopeBudget(userId, input), userId),
     listBudgets: async () => listBudgetsAs(db, userId),
     removeBudget: async (name) => removeBudgetAs(db, name, userId),
-    budgetStatus: async (name, options) => budgetStatusAs(db, name, options, userId),
+    budgetStatus: async (budget, options) => budgetStatusAs(db, budget, options, userId),
   };
 }

@@ -428,8 +428,11 @@ export function checkModelCallOptions(options: unknown, issues: FieldIssue[]): v
 
 /** Checks `BatchRecordOptions`. */
 export function checkBatchOptions(options: unknown, issues: FieldIssue[]): void {
-  if (!checkOptionsObject(options, "options", ["chunkSize", "returnIds", "idempotencyKey"], issues) || options === undefined) return;
-  const { chunkSize, returnIds, idempotencyKey } = options;
+  if (!checkOptionsObject(options, "options", ["chunkSize", "returnIds", "idempotencyKey", "enforceBudgets"], issues) || options === undefined) return;
+  const { chunkSize, returnIds, idempotencyKey, enforceBudgets } = options;
+  if (enforceBudgets !== undefined && typeof enforceBudgets !== "boolean") {
+    push(issues, "options.enforceBudgets", `must be a boolean, got ${describeValue(enforceBudgets)}`, undefined);
+  }
   if (idempotencyKey !== undefined) {
     const problem = idempotencyKeyProblem(idempotencyKey);
     if (problem) push(issues, "options.idempotencyKey", problem, undefined);

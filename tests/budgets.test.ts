@@ -155,6 +155,27 @@ describe("budgetStatus", () => {
     expect(all.exceeded).toBe(true);
     expect(all.remaining).toBe("-1.502999");
   });
+
+  test("by scope: the budget set on that scope and period, as by its name; a bad or unknown scope names the field", async () => {
+    const at = { at: new Date("2025-10-26T10:00:00Z") };
+    await setBudget(t.db, { name: "tree-month", scope: { agentId: root }, period: "month", amount: "10", currency: "USD" });
+    await setBudget(t.db, { name: "user1-tree-day", scope: { userId: 1, agentId: root }, period: "day", timeZone: "Europe/Berlin", amount: "4", currency: "USD" });
+    const byScope = await budgetStatus(t.db, { scope: { agentId: root }, period: "month" }, at);
+    expect(byScope.budget.name).toBe("tree-month");
+    expect(byScope).toEqual(await budgetStatus(t.db, "tree-month", at));
+    const userTree = await budgetStatus(t.db, { scope: { userId: 1, agentId: root }, period: "day", timeZone: "Europe/Berlin", currency: "usd" }, at);
+    expect([userTree.budget.name, userTree.spent, userTree.fractionUsed]).toEqual(["user1-tree-day", "2.002999", "0.50075"]);
+    // Everything: the scope left out or {}.
+    await setBudget(t.db, { name: "all", period: "day", timeZone: "Europe/Berlin", amount: 1, currency: "USD" });
+    expect((await budgetStatus(t.db, { period: "day", timeZone: "Europe/Berlin", currency: "USD" }, at)).budget.name).toBe("all");
+    // No budget on exactly that scope and period (a tree-month budget is not a user's).
+    expect(await issuesOf(budgetStatus(t.db, { scope: { userId: 1, agentId: root }, period: "month" }, at))).toEqual([
+      { field: "scope", reason: "no budget is set on this scope and period" },
+    ]);
+    const bad = await issuesOf(budgetStatus(t.db, { scope: { agentId: root, modelId: model, colour: 1 }, period: "year", timeZone: "Mars/Olympus", currency: "US$", name: "x" } as never));
+    expect(bad.map((i) => i.field).sort()).toEqual(["currency", "name", "period", "scope.colour", "scope.modelId", "timeZone"]);
+    expect(await issuesOf(budgetStatus(t.db, 42 as never))).toEqual([{ field: "budget", reason: "must be a budget's name or { scope, period }, got 42" }]);
+  });
 });
 
 describe("thresholds", () => {
@@ -447,6 +468,11 @@ describe("forUser and budgets", () => {
     await expect(bob.budgetStatus("alice-day")).rejects.toThrow(UsageValidationError);
     await expect(alice.budgetStatus("global")).rejects.toThrow(UsageValidationError);
     expect((await alice.budgetStatus("alice-day")).spent).toBe("0");
+    expect((await alice.budgetStatus({ period: "day" })).budget.name).toBe("alice-day");
+    expect(await issuesOf(bob.budgetStatus({ period: "day" }))).toEqual([{ field: "scope", reason: "no budget is set on this scope and period" }]);
+    expect(await issuesOf(bob.budgetStatus({ scope: { userId: 1 }, period: "day" }))).toEqual([
+      { field: "scope.userId", reason: "must be 2 or left out (this view is confined to user 2)" },
+    ]);
     expect(await bob.removeBudget("alice-day")).toBe(false);
     expect(await alice.removeBudget("alice-day")).toBe(true);
     expect((await listBudgets(t.db)).map((b) => b.name)).toEqual(["global"]);

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { Client } from "pg";
-import { BUDGET_ALERT_CHANNEL, budgetStatus, openDatabase, setBudget, setModelPrice, type Database } from "../src";
+import { BUDGET_ALERT_CHANNEL, budgetStatus, openDatabase, removeBudget, setBudget, setModelPrice, type Database } from "../src";
 import { seededRandom } from "../src/random";
 import { createModel } from "./support/fixtures";
 import { createScratchDatabase } from "./support/testDatabase";
@@ -17,8 +17,8 @@ interface WorkerResult {
 }
 
 /** Starts a worker; `ready` once it has opened the database, `go` starts its records. */
-function startWorker(url: string, userId: number, modelId: number, costs: readonly number[]) {
-  const child = startChild<WorkerResult>(WORKER, [url, String(userId), String(modelId), costs.join(",")]);
+function startWorker(url: string, userId: number, modelId: number, costs: readonly number[], batchSize?: number) {
+  const child = startChild<WorkerResult>(WORKER, [url, String(userId), String(modelId), costs.join(","), ...(batchSize === undefined ? [] : [String(batchSize)])]);
   const done = child.done.then((o) => {
     if (o.result === undefined) throw new Error(`worker gave no result: ${o.stderr}`);
     return o.result;
@@ -89,4 +89,31 @@ test("8 processes x 25 guarded records race a hard limit: spent never passes it,
   expect(delivered).toEqual([...reached].sort());
   await new Promise((resolve) => setTimeout(resolve, 200));
   expect(notified.map((n) => n.threshold).sort()).toEqual([...reached].sort());
+});
+
+test("6 processes x 8 guarded batches of 3 events race a hard limit: spent never passes it, each refused batch was needed, nothing of it written", async () => {
+  // The first test's budget covers everything and is spent: this race is about its own budget only.
+  await removeBudget(db, "race");
+  const model = await createModel(db, "batch-race");
+  await setModelPrice(db, model, { currency: "USD", costInTokensPerMillion: "1", costOutTokensPerMillion: "1" }, new Date("2020-01-01T00:00:00Z"));
+  const LIMIT = 1000; // micro-dollars
+  await setBudget(db, { name: "batch-race", scope: { modelId: model }, period: "day", amount: (LIMIT / 1e6).toFixed(6), currency: "USD", hardLimit: true });
+  const random = seededRandom(41);
+  // 48 batches of 3 events of 1-20 micro-dollars: about 1,500 asked for, 1,000 allowed.
+  const workers = Array.from({ length: 6 }, (_, i) => startWorker(url, 100 + i, model, Array.from({ length: 24 }, () => 1 + Math.floor(random() * 20)), 3));
+  await Promise.all(workers.map((w) => w.ready));
+  for (const w of workers) w.go();
+  const results = await Promise.all(workers.map((w) => w.done));
+  expect(results.filter((r) => r.fatal)).toEqual([]);
+  expect(results.flatMap((r) => r.errors)).toEqual([]);
+  const recorded = results.flatMap((r) => r.recorded);
+  const refused = results.flatMap((r) => r.refused);
+  const spent = recorded.reduce((a, b) => a + b, 0);
+  expect(recorded.length + refused.length).toBe(48);
+  expect(spent).toBeLessThanOrEqual(LIMIT);
+  expect(refused.length).toBeGreaterThan(0);
+  for (const cost of refused) expect(spent + cost).toBeGreaterThan(LIMIT);
+  // All or nothing: 3 rows per recorded batch, none of a refused one.
+  expect(await db.prisma.psModelUsage.count({ where: { modelId: model } })).toBe(recorded.length * 3);
+  expect((await budgetStatus(db, "batch-race")).spent).toBe((spent / 1e6).toFixed(6).replace(/\.?0+$/, ""));
 });

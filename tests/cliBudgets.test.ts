@@ -56,3 +56,26 @@ test("mistakes are usage errors (exit 2) naming the flags; nothing is written", 
   expect(zone.code).toBe(2);
   expect(await withDb((d) => d.prisma.psUsageBudget.count())).toBe(0);
 });
+
+test("record --enforce-budgets refuses an event, and with --ndjson a batch, past a hard limit (exit 1, nothing of it written)", async () => {
+  const db = ["--db", cliDb.arg];
+  const set = await runCli(["budgets", "set", "user-cap", ...db, "--user", "7", "--period", "month", "--amount", "2", "--currency", "USD", "--hard-limit"]);
+  expect(set.code).toBe(0);
+  const count = () => withDb((d) => d.prisma.psModelUsage.count({ where: { userId: 7 } }));
+  const at = ["--at", "2026-03-10T12:00:00Z"];
+  const event = ["record", ...db, "--user", "7", "--model", String(modelId), ...at];
+  expect(await runCli([...event, "--token-in-count", "1500000", "--enforce-budgets"])).toMatchObject({ code: 0 });
+  const refused = await runCli([...event, "--token-in-count", "600000", "--enforce-budgets"]);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain('Refused by budget "user-cap"');
+  expect(await count()).toBe(1);
+  const line = (tokens: number) => JSON.stringify({ userId: 7, modelId, tokenInCount: tokens, createdAt: "2026-03-10T12:00:00Z" });
+  const input = `${line(300_000)}\n${line(300_000)}\n`;
+  const batch = await runCli(["record", ...db, "--ndjson", "--enforce-budgets"], { input });
+  expect(batch.code).toBe(1);
+  expect(batch.stderr).toContain("over the limit of 2");
+  expect(await count()).toBe(1);
+  // Without the flag the same lines are recorded.
+  expect(await runCli(["record", ...db, "--ndjson"], { input })).toMatchObject({ code: 0 });
+  expect(await count()).toBe(3);
+});

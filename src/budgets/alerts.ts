@@ -11,12 +11,13 @@
  * alerts (`claimed_at`) and marks each delivered (`delivered_at`) once its callback returned.
  * Alerts that nobody with a callback raised, or whose process died before marking them (a claim
  * older than {@link ALERT_CLAIM_MS}), are delivered by the next Database opened with a callback,
- * and by each {@link checkBudgets}. So a callback sees every alert at least once; twice only
- * when its process dies after the callback and before the mark.
+ * and by each {@link checkBudgets}; one whose callback threw is released at once and delivered
+ * again by the next of those or this process's next threshold check. So a callback sees every
+ * alert at least once; twice only when its process dies after the callback and before the mark.
  */
 import type { Database } from "../db";
 import { Prisma } from "../generated/prisma/client";
-import { alertCallback } from "./registry";
+import { alertCallback, markUndelivered, reportBudgetFailure } from "./registry";
 import type { BudgetInPeriod } from "./status";
 
 /** The PostgreSQL notification channel alerts are sent on (payload: the alert as JSON). */
@@ -117,8 +118,10 @@ export async function fireCrossed(client: Prisma.TransactionClient, db: Database
 
 /**
  * @internal Hands `alerts` (raised and claimed by this process, committed) to `db`'s callback,
- * one at a time, and marks each delivered. A callback that throws leaves its alert claimed: it
- * is delivered again after {@link ALERT_CLAIM_MS}. Never throws: the usage was recorded.
+ * one at a time, and marks each delivered. A callback that throws is reported to `onBudgetError`
+ * and its alert released (claim cleared): this process's next threshold check, `checkBudgets`,
+ * or the next Database opened with a callback delivers it again (if the release fails too, the
+ * claim expires after {@link ALERT_CLAIM_MS}). Never throws: the usage was recorded.
  */
 export async function deliverAlerts(db: Database, alerts: readonly BudgetAlert[]): Promise<void> {
   const callback = alertCallback(db);
@@ -126,9 +129,17 @@ export async function deliverAlerts(db: Database, alerts: readonly BudgetAlert[]
   for (const alert of alerts) {
     try {
       await callback(alert);
+    } catch (error) {
+      reportBudgetFailure(db, { error, alert });
+      markUndelivered(db);
+      await db.primary.prisma.psUsageBudgetAlert.updateMany({ where: { id: alert.id, deliveredAt: null }, data: { claimedAt: null } }).catch(() => undefined);
+      continue;
+    }
+    try {
       await db.primary.prisma.psUsageBudgetAlert.updateMany({ where: { id: alert.id }, data: { deliveredAt: new Date() } });
-    } catch {
-      // Delivered again later (see above).
+    } catch (error) {
+      // Delivered, not marked: delivered again once the claim expires (at least once).
+      reportBudgetFailure(db, { error, alert });
     }
   }
 }

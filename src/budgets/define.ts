@@ -116,7 +116,8 @@ export function checkName(name: unknown, issues: FieldIssue[], field = "name"): 
   return true;
 }
 
-function checkScope(scope: unknown, issues: FieldIssue[]): BudgetScope {
+/** @internal Checks a budget scope: known fields, ids, at most one narrowing. */
+export function checkScope(scope: unknown, issues: FieldIssue[]): BudgetScope {
   if (scope === undefined) return {};
   if (typeof scope !== "object" || scope === null || Array.isArray(scope)) {
     issues.push({ field: "scope", reason: `must be an object such as { agentId: 7 }, got ${describeValue(scope)}` });
@@ -138,25 +139,11 @@ function checkScope(scope: unknown, issues: FieldIssue[]): BudgetScope {
   return s as BudgetScope;
 }
 
-/** The checked input, ready to store. */
-interface CheckedBudget {
-  readonly data: Omit<Prisma.PsUsageBudgetUncheckedCreateInput, "name">;
-  readonly name: string;
-}
-
-/** Validates a budget (every field; the time zone against the database's list). */
-async function checkBudget(db: Database, input: BudgetInput, issues: FieldIssue[]): Promise<CheckedBudget | null> {
-  if (typeof input !== "object" || input === null || Array.isArray(input)) {
-    issues.push({ field: "budget", reason: `must be an object, got ${describeValue(input)}` });
-    return null;
-  }
-  checkOptionNames(input, INPUT_KEYS, issues);
-  const nameOk = checkName(input.name, issues);
-  const scope = checkScope(input.scope, issues);
+/** @internal Checks a budget's period: a calendar period's name, or a fixed range `{ from, to }`. */
+export function checkPeriod(p: unknown, issues: FieldIssue[]): { period: string; rangeFrom: Date | null; rangeTo: Date | null } {
   let period = "";
   let rangeFrom: Date | null = null;
   let rangeTo: Date | null = null;
-  const p = input.period as unknown;
   if (typeof p === "string" && PERIODS.includes(p)) {
     period = p;
   } else if (typeof p === "object" && p !== null && !Array.isArray(p) && !(p instanceof Date)) {
@@ -175,6 +162,25 @@ async function checkBudget(db: Database, input: BudgetInput, issues: FieldIssue[
   } else {
     issues.push({ field: "period", reason: `must be "day", "week", "month" or { from, to }, got ${describeValue(p)}` });
   }
+  return { period, rangeFrom, rangeTo };
+}
+
+/** The checked input, ready to store. */
+interface CheckedBudget {
+  readonly data: Omit<Prisma.PsUsageBudgetUncheckedCreateInput, "name">;
+  readonly name: string;
+}
+
+/** Validates a budget (every field; the time zone against the database's list). */
+async function checkBudget(db: Database, input: BudgetInput, issues: FieldIssue[]): Promise<CheckedBudget | null> {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    issues.push({ field: "budget", reason: `must be an object, got ${describeValue(input)}` });
+    return null;
+  }
+  checkOptionNames(input, INPUT_KEYS, issues);
+  const nameOk = checkName(input.name, issues);
+  const scope = checkScope(input.scope, issues);
+  const { period, rangeFrom, rangeTo } = checkPeriod(input.period, issues);
   const timeZone = await resolveTimeZone(db, input.timeZone, issues);
   const amount = parseDecimal(input.amount, "amount", issues);
   if (amount !== undefined && new Prisma.Decimal(amount).lte(0)) issues.push({ field: "amount", reason: "must be greater than 0" });

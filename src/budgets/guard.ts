@@ -16,7 +16,7 @@ import { Prisma } from "../generated/prisma/client";
 import { deliverAlerts, deliverPendingAlerts, fireCrossed, type BudgetAlert } from "./alerts";
 import { typedErrors, type BudgetRow } from "./define";
 import { scheduleThresholdCheck } from "./thresholdChecks";
-import { budgetsInPeriod, checkAt, spendingOf, statusOf, type BudgetStatusOptions } from "./status";
+import { budgetsInPeriod, budgetsInPeriods, checkAt, spendingOf, statusOf, type BudgetStatusOptions } from "./status";
 
 /** A usage event as the budgets see it. */
 export interface BudgetEvent {
@@ -29,52 +29,112 @@ export interface BudgetEvent {
   readonly createdAt: Date;
 }
 
-/** The budgets (on `b`) whose scope holds `event` at its time; the agent's ancestors are `anc`. */
-function matchesEvent(event: BudgetEvent): Prisma.Sql {
-  return Prisma.sql`(b.user_id IS NULL OR b.user_id = ${event.userId})
-    AND (b.agent_id IS NULL OR b.agent_id IN (SELECT id FROM anc))
-    AND (b.connector_id IS NULL OR b.connector_id = ${event.connectorId}::int)
-    AND (b.model_id IS NULL OR b.model_id = ${event.modelId}::int)
-    AND (b.external_api_id IS NULL OR b.external_api_id = ${event.externalApiId}::int)
-    AND (b.period <> 'range' OR (${event.createdAt}::timestamptz >= b.range_from AND ${event.createdAt}::timestamptz < b.range_to))`;
-}
-
-/** The event's agent and its ancestors (a budget on an agent counts its sub-agents' usage). */
-function ancestorsCte(agentId: number | null): Prisma.Sql {
-  return Prisma.sql`WITH RECURSIVE anc AS (
-      SELECT a.id, a.parent_agent_id, ARRAY[a.id] AS path FROM ps_agents a WHERE a.id = ${agentId}::int
+/** The agents of `events` with their ancestors (a budget on an agent counts its sub-agents' usage): agent -> itself and its ancestors. */
+async function ancestorsOf(tx: Prisma.TransactionClient, events: readonly BudgetEvent[]): Promise<Map<number, Set<number>>> {
+  const agents = [...new Set(events.flatMap((e) => (e.agentId === null ? [] : [e.agentId])))];
+  const result = new Map<number, Set<number>>();
+  if (agents.length === 0) return result;
+  const rows = await tx.$queryRaw<{ agent: number; id: number }[]>`WITH RECURSIVE anc AS (
+      SELECT a.id AS agent, a.id, a.parent_agent_id, ARRAY[a.id] AS path FROM ps_agents a WHERE a.id = ANY(${`{${agents.join(",")}}`}::int[])
       UNION ALL
-      SELECT p.id, p.parent_agent_id, anc.path || p.id FROM ps_agents p JOIN anc ON p.id = anc.parent_agent_id
+      SELECT anc.agent, p.id, p.parent_agent_id, anc.path || p.id FROM ps_agents p JOIN anc ON p.id = anc.parent_agent_id
       WHERE p.id <> ALL (anc.path)
-    )`;
+    ) SELECT agent, id FROM anc`;
+  for (const r of rows) {
+    let set = result.get(r.agent);
+    if (set === undefined) result.set(r.agent, (set = new Set()));
+    set.add(r.id);
+  }
+  return result;
 }
 
-/** The currency the event is priced in at its time, or null when no price period is in force. */
-async function eventCurrency(tx: Prisma.TransactionClient, event: BudgetEvent): Promise<string | null> {
-  const rows =
-    event.modelId !== null
-      ? await tx.$queryRaw<{ currency: string }[]>`SELECT currency FROM ps_ai_model_price_periods
-          WHERE model_id = ${event.modelId} AND effective_from <= ${event.createdAt}::timestamptz ORDER BY effective_from DESC LIMIT 1`
-      : await tx.$queryRaw<{ currency: string }[]>`SELECT currency FROM ps_external_api_price_periods
-          WHERE external_api_id = ${event.externalApiId} AND effective_from <= ${event.createdAt}::timestamptz ORDER BY effective_from DESC LIMIT 1`;
-  return rows[0]?.currency ?? null;
+/** Does `row`'s scope hold `event` (its agent's ancestors in `ancestors`)? */
+function holds(row: BudgetRow, event: BudgetEvent, ancestors: ReadonlyMap<number, ReadonlySet<number>>): boolean {
+  return (
+    (row.userId === null || row.userId === event.userId) &&
+    (row.agentId === null || (event.agentId !== null && (ancestors.get(event.agentId)?.has(row.agentId) ?? false))) &&
+    (row.connectorId === null || row.connectorId === event.connectorId) &&
+    (row.modelId === null || row.modelId === event.modelId) &&
+    (row.externalApiId === null || row.externalApiId === event.externalApiId) &&
+    (row.period !== "range" || (event.createdAt >= row.rangeFrom! && event.createdAt < row.rangeTo!))
+  );
+}
+
+const intLiteral = (values: readonly (number | null)[]) => `{${values.map((v) => (v === null ? "NULL" : v)).join(",")}}`;
+
+/** The currency each of `events` is priced in at its time (null: no price period in force), one query for all. */
+async function eventCurrencies(tx: Prisma.TransactionClient, events: readonly BudgetEvent[]): Promise<(string | null)[]> {
+  const distinct = new Map<string, number>();
+  const slot = events.map((e) => {
+    const key = `${e.modelId}|${e.externalApiId}|${e.createdAt.getTime()}`;
+    let i = distinct.get(key);
+    if (i === undefined) distinct.set(key, (i = distinct.size));
+    return i;
+  });
+  const firsts: BudgetEvent[] = [];
+  events.forEach((e, n) => {
+    if (firsts[slot[n]] === undefined) firsts[slot[n]] = e;
+  });
+  const rows = await tx.$queryRaw<{ i: bigint | number; currency: string | null }[]>`
+    SELECT d.i, CASE WHEN d.model_id IS NOT NULL
+      THEN (SELECT currency FROM ps_ai_model_price_periods WHERE model_id = d.model_id AND effective_from <= d.at ORDER BY effective_from DESC LIMIT 1)
+      ELSE (SELECT currency FROM ps_external_api_price_periods WHERE external_api_id = d.api_id AND effective_from <= d.at ORDER BY effective_from DESC LIMIT 1) END AS currency
+    FROM unnest(${intLiteral(firsts.map((e) => e.modelId))}::int[], ${intLiteral(firsts.map((e) => e.externalApiId))}::int[],
+                ${`{${firsts.map((e) => e.createdAt.toISOString()).join(",")}}`}::timestamptz[]) WITH ORDINALITY AS d(model_id, api_id, at, i)`;
+  const byIndex = new Array<string | null>(firsts.length).fill(null);
+  for (const r of rows) byIndex[Number(r.i) - 1] = r.currency;
+  return slot.map((i) => byIndex[i]);
 }
 
 /**
- * @internal The guard, in the recording transaction `tx` after the event's insert: refuses the
- * event (throws {@link BudgetExceededError}) when it takes a hard-limit budget past its amount or
- * cannot be priced in its currency, and raises the thresholds it crossed on every budget whose
- * scope holds it. Returns those alerts, to be delivered once the transaction has committed.
+ * @internal The guard, in the recording transaction `tx` after the events' insert (one record's
+ * event, or a whole batch's): refuses them all (throws {@link BudgetExceededError}) when they take
+ * a hard-limit budget past its amount in any period, or when one of them in a hard-limit budget's
+ * scope cannot be priced in its currency; and raises the thresholds crossed on every budget whose
+ * scope holds one of them. Returns those alerts, to be delivered once the transaction has committed.
+ *
+ * The budgets that hold an event are locked (`FOR UPDATE`, by id) before their spending is read,
+ * so guarded writers of one budget take turns.
  */
-export async function guardEvent(db: Database, tx: Prisma.TransactionClient, event: BudgetEvent): Promise<BudgetAlert[]> {
-  const budgets = await budgetsInPeriod(tx, matchesEvent(event), event.createdAt, true, ancestorsCte(event.agentId));
-  if (budgets.length === 0) return [];
-  const hard = budgets.filter((b) => b.row.hardLimit);
-  if (hard.length > 0) {
-    const currency = await eventCurrency(tx, event);
-    for (const b of hard) {
-      if (currency === null) throw new BudgetExceededError(budgetOf(b.row), "unpriced", "0");
-      if (currency !== b.row.currency) throw new BudgetExceededError(budgetOf(b.row), "currency", "0");
+export async function guardEvents(db: Database, tx: Prisma.TransactionClient, events: readonly BudgetEvent[]): Promise<BudgetAlert[]> {
+  if (events.length === 0) return [];
+  // Budgets of every user, and of the events' users (not the other users' budgets: there may be many).
+  const users = [...new Set(events.map((e) => e.userId))];
+  const all = await tx.psUsageBudget.findMany({ where: { OR: [{ userId: null }, { userId: { in: users } }] }, orderBy: { id: "asc" } });
+  if (all.length === 0) return [];
+  const ancestors = all.some((b) => b.agentId !== null) ? await ancestorsOf(tx, events) : new Map<number, Set<number>>();
+  // Budget id -> the instants of its events (each picks a period); for hard limits, the events.
+  const instants = new Map<number, Set<number>>();
+  const heldByHard = new Set<number>();
+  const hardOf = new Map<number, number[]>();
+  for (const b of all) {
+    for (let i = 0; i < events.length; i++) {
+      if (!holds(b, events[i], ancestors)) continue;
+      let at = instants.get(b.id);
+      if (at === undefined) instants.set(b.id, (at = new Set()));
+      at.add(events[i].createdAt.getTime());
+      if (b.hardLimit) {
+        heldByHard.add(i);
+        let list = hardOf.get(b.id);
+        if (list === undefined) hardOf.set(b.id, (list = []));
+        list.push(i);
+      }
+    }
+  }
+  if (instants.size === 0) return [];
+  // Guarded writers of a budget take turns from here to their commit.
+  await tx.$queryRaw`SELECT id FROM ps_usage_budgets WHERE id = ANY(${`{${[...instants.keys()].join(",")}}`}::int[]) ORDER BY id FOR UPDATE`;
+  const budgets = await budgetsInPeriods(tx, instants);
+  if (hardOf.size > 0) {
+    const held = [...heldByHard];
+    const currencies = await eventCurrencies(tx, held.map((i) => events[i]));
+    const currencyOf = new Map(held.map((i, n) => [i, currencies[n]]));
+    for (const b of budgets) {
+      for (const i of hardOf.get(b.row.id) ?? []) {
+        const currency = currencyOf.get(i) ?? null;
+        if (currency === null) throw new BudgetExceededError(budgetOf(b.row), "unpriced", "0");
+        if (currency !== b.row.currency) throw new BudgetExceededError(budgetOf(b.row), "currency", "0");
+      }
     }
   }
   // The cost query runs on a write session, which keeps the server's JIT setting; its misestimated
@@ -88,6 +148,11 @@ export async function guardEvent(db: Database, tx: Prisma.TransactionClient, eve
     fired.push(...(await fireCrossed(tx, db, b, spent)));
   }
   return fired;
+}
+
+/** @internal {@link guardEvents} for one record's event. */
+export function guardEvent(db: Database, tx: Prisma.TransactionClient, event: BudgetEvent): Promise<BudgetAlert[]> {
+  return guardEvents(db, tx, [event]);
 }
 
 function budgetOf(row: BudgetRow) {

@@ -1,7 +1,8 @@
 /**
  * What a {@link Database} knows about budgets between calls: the budgets themselves, cached for a
  * few seconds so that a record call without `enforceBudgets` costs nothing extra when no budget
- * could be crossed, and the `onBudgetAlert` callback it was opened with.
+ * could be crossed, the `onBudgetAlert` callback it was opened with, and how it reports a
+ * background budget failure (`onBudgetError`).
  */
 import type { Database } from "../db";
 import type { BudgetRow } from "./define";
@@ -42,4 +43,55 @@ export function setAlertCallback(db: Database, callback: BudgetAlertCallback): v
 /** @internal `db`'s callback, if it was opened with one. */
 export function alertCallback(db: Database): BudgetAlertCallback | undefined {
   return callbacks.get(db) ?? callbacks.get(db.primary);
+}
+
+/**
+ * A budget failure no call could throw: a background threshold check that failed (the database
+ * gone, a query timed out; `alert` null: its budgets are checked again by the next one), or an
+ * `onBudgetAlert` callback that threw for `alert` (the alert stays undelivered in the outbox and is
+ * delivered again, see README "Budgets and spend alerts").
+ */
+export interface BudgetFailure {
+  /** The package's typed error where there is one (DatabaseConnectionError, DatabaseTimeoutError, …), else what was thrown. */
+  readonly error: unknown;
+  readonly alert: BudgetAlert | null;
+}
+
+/** A function given to `openDatabase` as `onBudgetError`. */
+export type BudgetErrorCallback = (failure: BudgetFailure) => void;
+
+const errorCallbacks = new WeakMap<Database, BudgetErrorCallback>();
+const undelivered = new WeakSet<Database>();
+
+/** @internal Remembers `db`'s error callback. */
+export function setErrorCallback(db: Database, callback: BudgetErrorCallback): void {
+  errorCallbacks.set(db, callback);
+}
+
+/**
+ * @internal Reports `failure` to `db`'s `onBudgetError`, or without one as a process warning
+ * (`PS_USAGE_BUDGET_FAILURE`). Never throws: a throwing callback is ignored.
+ */
+export function reportBudgetFailure(db: Database, failure: BudgetFailure): void {
+  const callback = errorCallbacks.get(db) ?? errorCallbacks.get(db.primary);
+  if (callback) {
+    try {
+      callback(failure);
+    } catch {
+      // Nothing left to tell.
+    }
+    return;
+  }
+  const what = failure.alert ? `delivering budget alert ${failure.alert.id} ("${failure.alert.budgetName}" at ${failure.alert.threshold})` : "a background budget threshold check";
+  process.emitWarning(`ps-usage: ${what} failed: ${(failure.error as Error)?.message ?? String(failure.error)}`, { code: "PS_USAGE_BUDGET_FAILURE" });
+}
+
+/** @internal Notes that an alert of `db`'s was released undelivered: its next threshold check delivers pending alerts first. */
+export function markUndelivered(db: Database): void {
+  undelivered.add(db.primary);
+}
+
+/** @internal Whether `db` released an alert undelivered since the last call (and forgets it). */
+export function takeUndelivered(db: Database): boolean {
+  return undelivered.delete(db.primary);
 }

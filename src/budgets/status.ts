@@ -8,8 +8,9 @@ import { UsageValidationError, type FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
 import { costTotalsOn, type CostReportFilter } from "../costs";
 import { dateProblem, describeValue } from "../validation";
-import { checkOptionNames } from "../usageSql";
-import { checkName, toBudget, typedErrors, type Budget, type BudgetRow } from "./define";
+import { checkOptionNames, resolveTimeZone } from "../usageSql";
+import { parseCurrency } from "../prices";
+import { checkName, checkPeriod, checkScope, toBudget, typedErrors, type Budget, type BudgetPeriod, type BudgetRow, type BudgetScope } from "./define";
 import { deliverAlerts, fireCrossed, toAlert, type BudgetAlert } from "./alerts";
 
 /** The amount a scope spent in one period, and what the budget could not count. */
@@ -155,35 +156,87 @@ export function checkAt(options: BudgetStatusOptions | undefined, issues: FieldI
   return at;
 }
 
+/**
+ * Which budget {@link budgetStatus} reports, by what it counts rather than by name: the budget set
+ * on exactly this scope and period. `timeZone` (calendar periods) and `currency` narrow the match
+ * when several budgets share a scope and period; left out, they match any.
+ */
+export interface BudgetSelector {
+  /** As in {@link BudgetInput}: `userId`, at most one of `agentId` / `connectorId` / `modelId` / `externalApiId`; `{}` or left out: everything. */
+  readonly scope?: BudgetScope;
+  readonly period: BudgetPeriod | { readonly from: Date; readonly to: Date };
+  readonly timeZone?: string;
+  readonly currency?: string;
+}
+
+const SELECTOR_KEYS = ["scope", "period", "timeZone", "currency"];
+
+/** The budgets (on `b`) a checked selector matches. */
+async function selectorWhere(db: Database, selector: unknown, owner: number | null, issues: FieldIssue[]): Promise<Prisma.Sql> {
+  if (typeof selector !== "object" || selector === null || Array.isArray(selector)) {
+    issues.push({ field: "budget", reason: `must be a budget's name or { scope, period }, got ${describeValue(selector)}` });
+    return Prisma.empty;
+  }
+  const sel = selector as Record<string, unknown>;
+  checkOptionNames(sel, SELECTOR_KEYS, issues);
+  const scope = checkScope(sel.scope, issues);
+  if (owner !== null && scope.userId !== undefined && scope.userId !== owner) {
+    issues.push({ field: "scope.userId", reason: `must be ${owner} or left out (this view is confined to user ${owner})` });
+  }
+  const { period, rangeFrom, rangeTo } = checkPeriod(sel.period, issues);
+  const timeZone = sel.timeZone === undefined ? undefined : await resolveTimeZone(db, sel.timeZone, issues);
+  const currency = sel.currency === undefined ? undefined : parseCurrency(sel.currency, "currency", issues);
+  const userId = owner ?? scope.userId ?? null;
+  const same = (column: string, value: number | undefined | null) => Prisma.sql`b.${Prisma.raw(column)} IS NOT DISTINCT FROM ${value ?? null}::int`;
+  return Prisma.sql`${same("user_id", userId)} AND ${same("agent_id", scope.agentId)} AND ${same("connector_id", scope.connectorId)}
+    AND ${same("model_id", scope.modelId)} AND ${same("external_api_id", scope.externalApiId)} AND b.period = ${period}
+    ${period === "range" ? Prisma.sql`AND b.range_from = ${rangeFrom}::timestamptz AND b.range_to = ${rangeTo}::timestamptz` : Prisma.empty}
+    ${timeZone !== undefined && period !== "range" ? Prisma.sql`AND b.time_zone = ${timeZone}` : Prisma.empty}
+    ${currency !== undefined ? Prisma.sql`AND b.currency = ${currency}` : Prisma.empty}`;
+}
+
 /** @internal {@link budgetStatus}; with an `owner`, only that user's budgets exist. */
-export async function budgetStatusAs(db: Database, name: string, options: BudgetStatusOptions | undefined, owner: number | null): Promise<BudgetStatus> {
+export async function budgetStatusAs(db: Database, budget: string | BudgetSelector, options: BudgetStatusOptions | undefined, owner: number | null): Promise<BudgetStatus> {
   const issues: FieldIssue[] = [];
-  checkName(name, issues);
+  const byName = typeof budget === "string";
+  const where = byName
+    ? (checkName(budget, issues), Prisma.sql`b.name = ${budget} ${owner === null ? Prisma.empty : Prisma.sql`AND b.user_id = ${owner}`}`)
+    : await typedErrors(db, () => selectorWhere(db, budget, owner, issues));
   const at = checkAt(options, issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  const ownerSql = owner === null ? Prisma.empty : Prisma.sql`AND b.user_id = ${owner}`;
   return typedErrors(db, async () => {
-    const [budget] = await budgetsInPeriod(db.primary.prisma, Prisma.sql`b.name = ${name} ${ownerSql}`, at);
-    if (budget === undefined) throw new UsageValidationError([{ field: "name", reason: `no budget is named ${describeValue(name)}` }]);
-    const { status, fired } = await statusOf(db, budget);
+    const found = await budgetsInPeriod(db.primary.prisma, where, at);
+    if (found.length === 0) {
+      throw new UsageValidationError([byName ? { field: "name", reason: `no budget is named ${describeValue(budget)}` } : { field: "scope", reason: "no budget is set on this scope and period" }]);
+    }
+    if (found.length > 1) {
+      const names = found.map((b) => JSON.stringify(b.row.name)).join(", ");
+      throw new UsageValidationError([{ field: "scope", reason: `${found.length} budgets are set on this scope and period (${names}): give timeZone or currency, or a name` }]);
+    }
+    const { status, fired } = await statusOf(db, found[0]);
     await deliverAlerts(db, fired);
     return status;
   });
 }
 
 /**
- * Where the budget `name` stands in the period holding `options.at` (default now): spent,
- * remaining and the fraction used, exact decimals read from the rollups and the ledger's edge
- * (the cost report's total for the scope in the budget's currency), what it could not count
- * (unpriced usage, other currencies), and the alerts of the period. A threshold crossed by
+ * Where a budget stands in the period holding `options.at` (default now): spent, remaining and
+ * the fraction used, exact decimals read from the rollups and the ledger's edge, what it could not
+ * count (unpriced usage, other currencies), and the alerts of the period. A threshold crossed by
  * writes the package did not see (PolicySynth's, SQL) is raised here.
  *
- * Throws {@link UsageValidationError} for a bad or unknown name or a bad `at`.
+ * The budget is named by its name, or by its scope and period (a {@link BudgetSelector}: the
+ * budget set on exactly that scope and period).
+ *
+ * Throws {@link UsageValidationError} for a bad or unknown name, a bad selector (each field
+ * named: `scope.*`, `period`, `timeZone`, `currency`), a selector no budget or several budgets
+ * match (`scope`), or a bad `at`.
  *
  * @example
  * const s = await budgetStatus(db, "research-agent-daily");
  * console.log(s.spent, s.remaining, s.fractionUsed, s.budget.currency); // "21.5" "3.5" "0.86" USD
+ * const t = await budgetStatus(db, { scope: { agentId: 7 }, period: "day", timeZone: "Europe/Berlin" });
  */
-export function budgetStatus(db: Database, name: string, options?: BudgetStatusOptions): Promise<BudgetStatus> {
-  return budgetStatusAs(db, name, options, null);
+export function budgetStatus(db: Database, budget: string | BudgetSelector, options?: BudgetStatusOptions): Promise<BudgetStatus> {
+  return budgetStatusAs(db, budget, options, null);
 }

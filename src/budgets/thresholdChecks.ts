@@ -6,16 +6,20 @@
  * arrive while it runs only add to the dirty set, and one follow-up run covers them all. A run reads
  * each dirty (budget, period) once, raises the thresholds crossed (once per budget, period and
  * threshold: the alerts' unique key) and delivers them to `onBudgetAlert`. A failed run keeps its
- * dirty budgets for the next one and reaches no caller. `close()` first lets the checks finish
- * (see {@link budgetChecksEnded}), so no query runs on a closed pool and no recorded crossing is
- * left unchecked by a process that closes its Database before exiting.
+ * dirty budgets for the next one, reaches no caller and never rejects (nothing for the process to
+ * crash on): it is reported to `onBudgetError` (else as a process warning). A run first delivers
+ * the alerts an earlier delivery released (a callback that threw). `close()` first lets the checks
+ * finish, for at most `budgetChecksTimeoutMs` (see {@link budgetChecksEnded}), so no recorded
+ * crossing is left unchecked by a process that closes its Database before exiting.
  */
 import type { Database } from "../db";
 import { isClosing, owner } from "../db/closing";
 import type { BudgetRow } from "./define";
-import { deliverAlerts } from "./alerts";
+import { deliverAlerts, deliverPendingAlerts } from "./alerts";
 import type { BudgetEvent } from "./guard";
-import { cachedBudgets } from "./registry";
+import { cachedBudgets, markUndelivered, reportBudgetFailure, takeUndelivered } from "./registry";
+import { UnknownReferenceError } from "../errors";
+import { translateDatabaseError } from "../usageShared";
 import { budgetsInPeriods, statusOf } from "./status";
 
 interface Checks {
@@ -70,6 +74,8 @@ async function run(db: Database, c: Checks): Promise<void> {
       } catch (err) {
         // Kept dirty for the next run (started by the next record, or close()).
         c.lastError = err;
+        const error = await translateDatabaseError(db, err, async () => new UnknownReferenceError("a referenced table", null)).catch(() => err);
+        reportBudgetFailure(db, { error, alert: null });
         break;
       }
     }
@@ -80,6 +86,14 @@ async function run(db: Database, c: Checks): Promise<void> {
 
 /** One pass: the dirty budgets' periods, each read once, crossings raised and delivered. */
 async function checkDirty(db: Database, c: Checks): Promise<void> {
+  if (takeUndelivered(db)) {
+    try {
+      await deliverPendingAlerts(db);
+    } catch (err) {
+      markUndelivered(db);
+      throw err;
+    }
+  }
   const budgets = await cachedBudgets(db);
   const batches = c.events;
   c.events = [];
@@ -127,10 +141,28 @@ export async function budgetChecksSettled(db: Database): Promise<void> {
   while (c.running !== null) await c.running;
 }
 
-/** @internal For close(): records start no more checks; waits for the running one and its follow-up. */
-export async function budgetChecksEnded(db: Database): Promise<void> {
+/**
+ * @internal For close(): records start no more checks; waits for the running one and its
+ * follow-up, at most `timeoutMs`. Past it, close() goes on: the check's query running then is not
+ * interrupted (it ends with the database, or within its statement timeout), its undelivered
+ * alerts stay in the outbox (delivered by the next Database opened with a callback, or
+ * `checkBudgets`), and its unchecked crossings are raised by the next `budgetStatus` or
+ * `checkBudgets`. Returns false when it stopped waiting.
+ */
+export async function budgetChecksEnded(db: Database, timeoutMs = Infinity): Promise<boolean> {
   const c = checksOf(db);
   if (!c.ended && c.running === null && (c.events.length > 0 || c.dirty.size > 0)) c.running = run(owner(db) as Database, c);
   c.ended = true;
-  await budgetChecksSettled(db);
+  if (c.running === null) return true;
+  if (!Number.isFinite(timeoutMs)) {
+    await budgetChecksSettled(db);
+    return true;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  try {
+    return await Promise.race([budgetChecksSettled(db).then(() => true), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

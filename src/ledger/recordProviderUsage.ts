@@ -174,7 +174,12 @@ export async function recordProviderUsage(db: Database, call: ProviderUsageCall,
   const usage = await recordModelUsageAs(
     db,
     input,
-    options.idempotencyKey === undefined ? undefined : { idempotencyKey: options.idempotencyKey },
+    options.idempotencyKey === undefined && options.enforceBudgets === undefined
+      ? undefined
+      : {
+          ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+          ...(options.enforceBudgets === undefined ? {} : { enforceBudgets: options.enforceBudgets }),
+        },
     null,
     wantsItem
       ? async (client, row) => {
@@ -306,6 +311,7 @@ export async function recordProviderUsageBatch(
     shape: PROVIDER_USAGE_CALL,
     table: "ps_model_usage",
     references: MODEL_USAGE_BATCH.references,
+    budgetEvent: MODEL_USAGE_BATCH.budgetEvent,
     chunkSql: (items, start, end, returnIds) =>
       modelUsageInsertSql(
         [
