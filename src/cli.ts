@@ -237,7 +237,9 @@ export function buildProgram(): Command {
         }
         const verb = result.dryRun ? "would delete" : "deleted";
         const lines = [result.modelUsage, result.externalApiUsage].map(
-          (t) => `${t.table}: ${verb} ${t.deleted} row(s) created before ${result.before.toISOString()}${t.kept > 0 ? `; kept ${t.kept} in slots where a price period starts` : ""}`,
+          (t) =>
+            `${t.table}: ${verb} ${t.deleted} row(s) created before ${result.before.toISOString()}${t.kept > 0 ? `; kept ${t.kept} in slots where a price period starts` : ""}` +
+            (t.droppedPartitions && t.droppedPartitions.length > 0 ? `; ${result.dryRun ? "would drop" : "dropped"} ${t.droppedPartitions.join(", ")}` : ""),
         );
         process.stdout.write(`${lines.join("\n")}\n${result.dryRun ? "Dry run: nothing was deleted.\n" : `Done in ${result.batches} batch(es); the rollups keep the pruned usage.\n`}`);
       });

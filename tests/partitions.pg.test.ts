@@ -202,6 +202,9 @@ withPartman("a ledger partitioned by month", () => {
     const cutoff = new Date(OCT);
     const dry = await prune(parted.db, { before: cutoff, dryRun: true });
     expect(dry.modelUsage).toMatchObject({ deleted: 30 * 24 + 2, kept: 0, droppedPartitions: ["ps_model_usage_p2026_09"] });
+    const cliDry = await runCli(["prune", "--before", "2026-10-01", "--dry-run", "--db", parted.url]);
+    expect({ code: cliDry.code, stderr: cliDry.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(cliDry.stdout).toContain(`ps_model_usage: would delete ${30 * 24 + 2} row(s) created before 2026-10-01T00:00:00.000Z; would drop ps_model_usage_p2026_09`);
     const done = await prune(parted.db, { before: cutoff });
     expect(done.modelUsage).toEqual({ table: "ps_model_usage", deleted: 30 * 24 + 2, kept: 0, droppedPartitions: ["ps_model_usage_p2026_09"] });
     expect(done.externalApiUsage).toMatchObject({ deleted: 360 + 1, droppedPartitions: ["ps_external_api_usage_p2026_09"] });
