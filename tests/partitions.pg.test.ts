@@ -38,7 +38,7 @@ import {
 import { runCli } from "./support/cli";
 import { createAgent, createExternalApi, createModel } from "./support/fixtures";
 import { ensurePrisma6, prisma6Schema, REPO_SCHEMA, runPrisma6 } from "./support/prismaMigrate";
-import { ADMIN_URL, openScratchPostgres, type ScratchPostgres } from "./support/testDatabase";
+import { ADMIN_URL, createScratchDatabase, openScratchPostgres, type ScratchPostgres } from "./support/testDatabase";
 
 function psql(sql: string): { ok: boolean; out: string } {
   const r = spawnSync("psql", [ADMIN_URL, "-Atc", sql], { encoding: "utf8", timeout: 30_000 });
@@ -234,6 +234,34 @@ withPartman("a ledger partitioned by month", () => {
     await parted.admin.query(`DELETE FROM ps_model_usage WHERE id = $1`, [october.id]);
     expect((await parted.admin.query(`SELECT 1 FROM ps_usage_idempotency_keys WHERE key = 'delete-me'`)).rowCount).toBe(0);
   });
+
+  test("a database the application's role migrated, partitioned by a superuser: the role still records and prunes", async () => {
+    const role = `ps_usage_part_app_${process.pid}`;
+    const scratch = await createScratchDatabase();
+    const roleUrl = new URL(scratch.url);
+    roleUrl.username = role;
+    expect(psql(`CREATE ROLE ${role} LOGIN`).ok).toBe(true);
+    expect(psql(`ALTER DATABASE "${scratch.name}" OWNER TO ${role}`).ok).toBe(true);
+    const app = await openDatabase({ url: roleUrl.toString(), migrate: true });
+    const superuser = await openDatabase({ url: scratch.url });
+    try {
+      await partitionMonthly(superuser, { startMonth: new Date(SEP), premake: 1 });
+      const model = await createModel(app, "m");
+      await recordModelUsageBatch(app, [{ userId: 1, modelId: model, tokenInCount: 7, createdAt: new Date(SEP + HOUR) }, { userId: 1, modelId: model, tokenInCount: 9, createdAt: new Date(OCT + HOUR) }]);
+      const pruned = await prune(app, { before: new Date(OCT) });
+      expect(pruned.modelUsage).toMatchObject({ deleted: 1, droppedPartitions: ["ps_model_usage_p2026_09"] });
+      expect((await sumModelUsage(app, {}))[0]).toMatchObject({ events: 2n, tokenInCount: 16n });
+      const owners = await superuser.prisma.$queryRawUnsafe<{ owner: string }[]>(
+        `SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname LIKE 'ps_model_usage%' AND relkind IN ('r', 'p')`,
+      );
+      expect(owners).toEqual([{ owner: role }]);
+    } finally {
+      await app.close();
+      await superuser.close();
+      await scratch.drop();
+      psql(`DROP ROLE IF EXISTS ${role}`);
+    }
+  }, 120_000);
 
   test("refusals change nothing: a database with usage, PGlite, bad options; the CLI partitions a new database", async () => {
     const refused = await partitionMonthly(plain.db).catch((e: unknown) => e);

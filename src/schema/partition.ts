@@ -109,8 +109,41 @@ export async function isPartitioned(session: SqlSession, table: string): Promise
   return row?.kind === "p";
 }
 
+/** What of a table's access is kept: its owner (quoted) and its grants (`SELECT TO "app"`, ...). */
+interface Access {
+  readonly owner: string;
+  readonly grants: readonly string[];
+}
+
+async function accessOf(session: SqlSession, table: string): Promise<Access> {
+  const [{ owner }] = await session.query<{ owner: string }>(`SELECT quote_ident(pg_get_userbyid(relowner)) AS owner FROM pg_class WHERE oid = $1::regclass`, [table]);
+  const grants = await session.query<{ sql: string }>(
+    `SELECT format('%s TO %s%s', a.privilege_type,
+                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                   CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) AS sql
+       FROM pg_class c, aclexplode(c.relacl) a
+      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner`,
+    [table],
+  );
+  return { owner, grants: grants.map((g) => g.sql) };
+}
+
+/**
+ * Gives `table` and its partitions the owner and grants the table had before: the migrations'
+ * role keeps using (and pruning) the ledger when a superuser ran this for pg_partman.
+ */
+async function restoreAccess(session: SqlSession, table: string, access: Access): Promise<void> {
+  for (const name of [table, ...(await partitionsOf(session, table))]) {
+    await session.exec(`ALTER TABLE "${name}" OWNER TO ${access.owner}`);
+    for (const grant of access.grants) {
+      const [privilege, rest] = grant.split(/ TO (.*)/s);
+      await session.exec(`GRANT ${privilege} ON "${name}" TO ${rest}`);
+    }
+  }
+}
+
 /** Re-creates `table` (empty, locked) as a table partitioned by `created_at`, keeping its indexes, foreign keys and triggers. */
-async function rebuildPartitioned(session: SqlSession, table: string, keyColumn: string): Promise<void> {
+async function rebuildPartitioned(session: SqlSession, table: string, keyColumn: string, owner: string): Promise<void> {
   const q = (sql: string, params?: unknown[]) => session.query<Record<string, string>>(sql, params);
   const [{ sequence }] = await q(`SELECT pg_get_serial_sequence($1, 'id') AS sequence`, [table]);
   const indexes = await q(
@@ -132,7 +165,9 @@ async function rebuildPartitioned(session: SqlSession, table: string, keyColumn:
   await session.exec(
     `CREATE TABLE ${table} (LIKE ${old} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) PARTITION BY RANGE (created_at)`,
   );
-  // The id sequence moves to the new table (dropping the old one would drop it otherwise).
+  // The same owner as before (a sequence can only belong to a table of its own owner), and the
+  // id sequence moves to the new table (dropping the old one would drop it otherwise).
+  await session.exec(`ALTER TABLE ${table} OWNER TO ${owner}`);
   if (sequence) await session.exec(`ALTER SEQUENCE ${sequence} OWNED BY ${table}.id`);
   await session.exec(`DROP TABLE ${old}`);
   await session.exec(`ALTER TABLE ${table} ADD CONSTRAINT ${table}_pkey PRIMARY KEY (id, created_at)`);
@@ -234,13 +269,15 @@ export async function partitionMonthly(db: Database, options: PartitionOptions =
         const home = await currentSchema(session);
         if (toDo.length > 0) await session.exec(KEYS_CASCADE_FUNCTION);
         for (const spec of toDo) {
-          await rebuildPartitioned(session, spec.table, spec.keyColumn);
+          const access = await accessOf(session, spec.table);
+          await rebuildPartitioned(session, spec.table, spec.keyColumn, access.owner);
           // pg_partman 4.x names native partitioning 'native'; 5.x has only it, named 'range'.
           const type = Number(version.split(".")[0]) >= 5 ? "range" : "native";
           await session.query(
             `SELECT "${schema}".create_parent($1, 'created_at', $2, $3, p_premake := $4::int, p_start_partition := $5)`,
             [`${home}.${spec.table}`, type, type === "native" ? "monthly" : "1 month", premake, start],
           );
+          await restoreAccess(session, spec.table, access);
         }
         const tables: PartitionedTable[] = [];
         for (const spec of TABLES) tables.push({ table: spec.table, changed: toDo.includes(spec), partitions: await partitionsOf(session, spec.table) });
