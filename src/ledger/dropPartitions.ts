@@ -28,12 +28,13 @@ async function partitions(session: SqlSession, table: string): Promise<Partition
   });
 }
 
-/** The partitions of `table` that end at or before `cutoff` (none when it is not partitioned). */
+/** @internal The partitions of `table` that end at or before `cutoff` (none when it is not partitioned). */
 export async function partitionsBefore(session: SqlSession, table: string, cutoff: Date): Promise<string[]> {
   return (await partitions(session, table)).filter((p) => p.end !== null && !Number.isNaN(p.end.getTime()) && p.end <= cutoff).map((p) => p.name);
 }
 
 /**
+ * @internal
  * Drops `partition` when every row in it is prunable (`prunableWhere`, `$1` the cutoff), in the
  * caller's transaction; returns its row count, or null when it holds a row to keep (left for the
  * row-by-row prune). The partition is locked against writes first (writes to other months go on),

@@ -92,7 +92,7 @@ function firstOfMonthUtc(d: Date): string {
   return `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, "0")}-01 00:00:00+00`;
 }
 
-/** The partitions of `table`, oldest first, the default partition last. */
+/** @internal The partitions of `table`, oldest first, the default partition last. */
 export async function partitionsOf(session: SqlSession, table: string): Promise<string[]> {
   const rows = await session.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -103,7 +103,7 @@ export async function partitionsOf(session: SqlSession, table: string): Promise<
   return rows.map((r) => r.name);
 }
 
-/** Whether `table` is a partitioned table. */
+/** @internal Whether `table` is a partitioned table. */
 export async function isPartitioned(session: SqlSession, table: string): Promise<boolean> {
   const [row] = await session.query<{ kind: string | null }>(`SELECT relkind::text AS kind FROM pg_class WHERE oid = to_regclass($1)`, [table]);
   return row?.kind === "p";
