@@ -271,10 +271,11 @@ export async function partitionMonthly(db: Database, options: PartitionOptions =
         for (const spec of toDo) {
           const access = await accessOf(session, spec.table);
           await rebuildPartitioned(session, spec.table, spec.keyColumn, access.owner);
-          // pg_partman 4.x names native partitioning 'native'; 5.x has only it, named 'range'.
+          // pg_partman 4.x names native partitioning 'native'; 5.x has only it, named 'range', and
+          // takes p_interval before p_type: named arguments fit both.
           const type = Number(version.split(".")[0]) >= 5 ? "range" : "native";
           await session.query(
-            `SELECT "${schema}".create_parent($1, 'created_at', $2, $3, p_premake := $4::int, p_start_partition := $5)`,
+            `SELECT "${schema}".create_parent(p_parent_table := $1, p_control := 'created_at', p_type := $2, p_interval := $3, p_premake := $4::int, p_start_partition := $5)`,
             [`${home}.${spec.table}`, type, type === "native" ? "monthly" : "1 month", premake, start],
           );
           await restoreAccess(session, spec.table, access);
