@@ -14,6 +14,7 @@ import { adopt } from "./schema/adopt";
 import { doctor } from "./schema/doctor";
 import { rebuildRollups, type RebuildRollupsResult } from "./reports/rebuildRollups";
 import { prune } from "./ledger/prune";
+import { partitionMonthly } from "./schema/partition";
 import { migrate, migrationStatus } from "./schema/migrate";
 import { importPriceCatalog, readPriceCatalog, type PriceCatalogImportResult } from "./prices/catalog";
 import { formatAdoption, formatDoctor } from "./cli/schemaOutput";
@@ -236,9 +237,40 @@ export function buildProgram(): Command {
         }
         const verb = result.dryRun ? "would delete" : "deleted";
         const lines = [result.modelUsage, result.externalApiUsage].map(
-          (t) => `${t.table}: ${verb} ${t.deleted} row(s) created before ${result.before.toISOString()}${t.kept > 0 ? `; kept ${t.kept} in slots where a price period starts` : ""}`,
+          (t) =>
+            `${t.table}: ${verb} ${t.deleted} row(s) created before ${result.before.toISOString()}${t.kept > 0 ? `; kept ${t.kept} in slots where a price period starts` : ""}` +
+            (t.droppedPartitions && t.droppedPartitions.length > 0 ? `; ${result.dryRun ? "would drop" : "dropped"} ${t.droppedPartitions.join(", ")}` : ""),
         );
         process.stdout.write(`${lines.join("\n")}\n${result.dryRun ? "Dry run: nothing was deleted.\n" : `Done in ${result.batches} batch(es); the rollups keep the pruned usage.\n`}`);
+      });
+    });
+
+  program
+    .command("partition")
+    .description("new PostgreSQL deployments only: partition the (empty) ledger by month with pg_partman, after migrate and before the first record; prune then drops whole months")
+    .addOption(dbOption())
+    .requiredOption("--monthly", "monthly partitions of created_at (the only layout offered)")
+    .option("--start <date>", "first month to create a partition for (default: this month, UTC)", parseDate("--start"))
+    .option("--premake <n>", "months created ahead (pg_partman's premake, default 4)", positiveInt("--premake"))
+    .option("--lock-timeout <seconds>", "give up if a table lock is not granted this soon (default 10)", lockTimeoutMs)
+    .option("--json", "JSON output")
+    .action(async (opts: DbOptions & { monthly: boolean; start?: IsoDateTime; premake?: number; lockTimeout?: number; json?: boolean }) => {
+      await withDb(opts, async (db) => {
+        const result = await partitionMonthly(db, {
+          startMonth: opts.start === undefined ? undefined : toInstant(opts.start, "UTC"),
+          premake: opts.premake,
+          lockTimeoutMs: opts.lockTimeout,
+        });
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return;
+        }
+        const lines = result.tables.map(
+          (t) => `${t.table}: ${t.changed ? "partitioned by month" : "already partitioned"} (${t.partitions.length} partitions: ${t.partitions[0]} … ${t.partitions[t.partitions.length - 1]})`,
+        );
+        process.stdout.write(
+          `${lines.join("\n")}\npg_partman ${result.partmanVersion} in schema ${result.partmanSchema}. Run \`SET TimeZone = 'UTC'; SELECT ${result.partmanSchema}.run_maintenance();\` daily to create months ahead; \`ps-usage prune\` drops whole months.\n`,
+        );
       });
     });
 

@@ -23,3 +23,4 @@ export { recordProviderUsage, recordProviderUsageBatch, serviceTierOf, type Prov
 export { rebuildRollups, type RebuildRollupsOptions, type RebuildRollupsResult, type RollupTableCheck, type RollupLevelCheck, type RollupDifference } from "./reports/rebuildRollups";
 export { prune, RollupsDifferError, type PruneOptions, type PruneResult, type PrunedTable } from "./ledger/prune";
 export * from "./budgets";
+export { partitionMonthly, PartitionRefusedError, type PartitionOptions, type PartitionResult, type PartitionedTable, type PartitionRefusal } from "./schema/partition";

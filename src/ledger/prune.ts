@@ -10,6 +10,8 @@ import { ROLLUP_SLOT_MS, pricedCutSlotsSql, slotOfSql } from "../reports/rollups
 import { rollupDifferencesBefore } from "../reports/rebuildRollups";
 import { checkOptionNames } from "../usageSql";
 import { dateProblem } from "../validation";
+import { isPartitioned } from "../schema/partition";
+import { dropPartitionIfPrunable, partitionsBefore } from "./dropPartitions";
 
 /** The rollups do not hold the rows a prune would delete; nothing was deleted. */
 export class RollupsDifferError extends PsUsageError {
@@ -43,6 +45,12 @@ export interface PrunedTable {
    * report prices them row by row, which the rollups cannot.
    */
   readonly kept: number;
+  /**
+   * On a ledger partitioned by month ({@link partitionMonthly}): the partitions dropped whole
+   * (their rows are counted in `deleted`); dry run: those wholly before the cutoff, which are
+   * dropped unless they hold a row to keep. Absent on an unpartitioned ledger.
+   */
+  readonly droppedPartitions?: readonly string[];
 }
 
 /** What {@link prune} did. */
@@ -57,8 +65,8 @@ export interface PruneResult {
 }
 
 const TABLES = {
-  modelUsage: { name: "modelUsage" as const, table: "ps_model_usage" as const, key: "model_id" },
-  externalApiUsage: { name: "externalApiUsage" as const, table: "ps_external_api_usage" as const, key: "external_api_id" },
+  modelUsage: { name: "modelUsage" as const, table: "ps_model_usage" as const, key: "model_id", keyColumn: "model_usage_id" },
+  externalApiUsage: { name: "externalApiUsage" as const, table: "ps_external_api_usage" as const, key: "external_api_id", keyColumn: "external_api_usage_id" },
 };
 
 /** Rows before the cutoff outside the slots a price period starts inside (`$1`: the cutoff). */
@@ -84,6 +92,12 @@ async function counts(session: SqlSession, spec: (typeof TABLES)[keyof typeof TA
  * go with them (a replay of such a key records the event again). Rows in a 15-minute slot in which
  * a price period starts are kept (they are priced row by row). PolicySynth's `ps_model_usage_item`
  * rows are not touched.
+ *
+ * On a ledger partitioned by month ({@link partitionMonthly}), each partition wholly before the
+ * cutoff that holds no row to keep is dropped (`DROP TABLE`: the space goes back to the operating
+ * system) after its idempotency keys are deleted; what is left before the cutoff is deleted as
+ * below. A drop locks its own partition against writes while it counts it, and the parent table
+ * for the catalog change; both waits give up after 10 s with a {@link DatabaseTimeoutError}.
  *
  * Works in batches of `batchSize` rows, each its own short transaction deleting by primary key
  * (no table lock: concurrent writers go on). Over pruned time, ranges on 15-minute boundaries
@@ -129,6 +143,14 @@ export async function prune(db: Database, options: PruneOptions): Promise<PruneR
     }
     if (differences > 0) throw new RollupsDifferError(db.target, differences);
     const deleted = { modelUsage: 0, externalApiUsage: 0 };
+    const dropped: Record<"modelUsage" | "externalApiUsage", string[]> = { modelUsage: [], externalApiUsage: [] };
+    const partitioned = {
+      modelUsage: await isPartitioned(session, TABLES.modelUsage.table),
+      externalApiUsage: await isPartitioned(session, TABLES.externalApiUsage.table),
+    };
+    if (dryRun) {
+      for (const name of ["modelUsage", "externalApiUsage"] as const) dropped[name] = await partitionsBefore(session, TABLES[name].table, cutoff);
+    }
     let batches = 0;
     if (!dryRun) {
       for (const name of ["modelUsage", "externalApiUsage"] as const) {
@@ -141,6 +163,22 @@ export async function prune(db: Database, options: PruneOptions): Promise<PruneR
            ON CONFLICT (table_name) DO UPDATE SET pruned_before = GREATEST(ps_usage_prune_state.pruned_before, EXCLUDED.pruned_before), pruned_at = now()`,
           [spec.table, cutoff.toISOString()],
         );
+        for (const partition of await partitionsBefore(session, spec.table, cutoff)) {
+          await session.exec("BEGIN");
+          try {
+            await session.exec("SET LOCAL lock_timeout = '10s'");
+            const n = await dropPartitionIfPrunable(session, partition, spec.keyColumn, prunableWhere(spec), cutoff);
+            await session.exec("COMMIT");
+            batches++;
+            if (n !== null) {
+              deleted[name] += n;
+              dropped[name].push(partition);
+            }
+          } catch (err) {
+            await session.exec("ROLLBACK").catch(() => undefined);
+            throw lockTimeoutError(db.target, err) ?? err;
+          }
+        }
         for (;;) {
           await session.exec("BEGIN");
           try {
@@ -167,8 +205,8 @@ export async function prune(db: Database, options: PruneOptions): Promise<PruneR
     return {
       before: cutoff,
       dryRun,
-      modelUsage: { table: "ps_model_usage", deleted: dryRun ? model.prunable : deleted.modelUsage, kept: model.kept },
-      externalApiUsage: { table: "ps_external_api_usage", deleted: dryRun ? api.prunable : deleted.externalApiUsage, kept: api.kept },
+      modelUsage: { table: "ps_model_usage", deleted: dryRun ? model.prunable : deleted.modelUsage, kept: model.kept, ...(partitioned.modelUsage ? { droppedPartitions: dropped.modelUsage } : {}) },
+      externalApiUsage: { table: "ps_external_api_usage", deleted: dryRun ? api.prunable : deleted.externalApiUsage, kept: api.kept, ...(partitioned.externalApiUsage ? { droppedPartitions: dropped.externalApiUsage } : {}) },
       batches,
     };
   });
