@@ -10,7 +10,7 @@ import { UsageValidationError, type FieldIssue } from "../errors";
 import { MODEL_USAGE_ALL_COUNTERS } from "../types";
 import { lockTimeoutError } from "../usageShared";
 import { checkOptionNames } from "../usageSql";
-import { dayOfSql, slotOfSql } from "./rollups";
+import { dayOfSql, monthOfSql, slotOfSql } from "./rollups";
 
 /** One slot and key where the rollup and the ledger disagree. */
 export interface RollupDifference {
@@ -43,11 +43,16 @@ export interface RollupTableCheck {
 }
 
 /**
- * The check of one coarser level (per model, per agent and day: see src/reports/rollups.ts)
+ * The check of one coarser level (per model, per agent and day, per agent and month: see src/reports/rollups.ts)
  * against the 15-minute rollups it sums (which, before a prune point, are the only record).
  */
 export interface RollupLevelCheck {
-  readonly table: "ps_model_usage_model_rollup" | "ps_model_usage_agent_day_rollup" | "ps_external_api_usage_agent_day_rollup";
+  readonly table:
+    | "ps_model_usage_model_rollup"
+    | "ps_model_usage_agent_day_rollup"
+    | "ps_model_usage_agent_month_rollup"
+    | "ps_external_api_usage_agent_day_rollup"
+    | "ps_external_api_usage_agent_month_rollup";
   /** Rows (after a rebuild: the rebuilt ones). */
   readonly rows: number;
   /** Keys where any sum differed from the 15-minute rollups (before a rebuild). */
@@ -123,10 +128,24 @@ const LEVELS: readonly { table: RollupLevelCheck["table"]; from: string; keys: r
     sums: SPEC.modelUsage.sums,
   },
   {
+    table: "ps_model_usage_agent_month_rollup",
+    from: SPEC.modelUsage.rollup,
+    keys: ["month_start", "agent_id", "model_id", "service_tier", "regional_processing"],
+    keyExpressions: [monthOfSql("r.slot_start"), "r.agent_id", "r.model_id", "r.service_tier", "r.regional_processing"],
+    sums: SPEC.modelUsage.sums,
+  },
+  {
     table: "ps_external_api_usage_agent_day_rollup",
     from: SPEC.externalApiUsage.rollup,
     keys: ["day_start", "agent_id", "external_api_id"],
     keyExpressions: [dayOfSql("r.slot_start"), "r.agent_id", "r.external_api_id"],
+    sums: SPEC.externalApiUsage.sums,
+  },
+  {
+    table: "ps_external_api_usage_agent_month_rollup",
+    from: SPEC.externalApiUsage.rollup,
+    keys: ["month_start", "agent_id", "external_api_id"],
+    keyExpressions: [monthOfSql("r.slot_start"), "r.agent_id", "r.external_api_id"],
     sums: SPEC.externalApiUsage.sums,
   },
 ];
