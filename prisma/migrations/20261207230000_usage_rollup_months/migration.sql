@@ -40,10 +40,20 @@ CREATE TABLE "ps_external_api_usage_agent_month_rollup" (
 -- usage_rollups and usage_rollup_levels migrations: function bodies are E'' strings with \073 for
 -- each semicolon, because @prisma/adapter-pg's executeScript splits a migration at every semicolon).
 
+-- How many groups a cost report's key columns make together. Alone, a column that is NULL in every
+-- sampled row (service_tier and regional_processing, in most deployments) counts as 200 distinct
+-- values, so a report grouped by agent, tier and region over the ledger was planned for as many
+-- groups as rows: at 10M rows a sort of every row to disk instead of a hash of a few thousand
+-- groups (the tree cost report from the ledger took 41.6 s, slower than PolicySynth's walk:
+-- bench/SCALE.md). Filled by ANALYZE (autovacuum's too), no effect on writes.
+CREATE STATISTICS ps_model_usage_keys_ndistinct (ndistinct) ON user_id, agent_id, connector_id, model_id, service_tier, regional_processing FROM ps_model_usage;
+CREATE STATISTICS ps_external_api_usage_keys_ndistinct (ndistinct) ON user_id, agent_id, connector_id, external_api_id FROM ps_external_api_usage;
+ANALYZE ps_model_usage, ps_external_api_usage;
+
 -- Room on every rollup page for updated rows: at a steady load most upserts update a row of the
 -- current slot, day or month many times over, and a row updated with room on its page is a HOT
 -- update (no new index entry, the old version pruned in place) instead of a new row version in
--- another page with new entries in every index. Pages written from now on; the smaller levels get
+-- another page with new entries in every index. Pages written from now on, the smaller levels get
 -- more room, being few and updated most.
 ALTER TABLE ps_model_usage_rollup SET (fillfactor = 80);
 ALTER TABLE ps_external_api_usage_rollup SET (fillfactor = 80);
