@@ -430,6 +430,33 @@ test("reports that need no user or connector read the per-model, per-agent-day a
   }
 }, 120_000);
 
+test("rebuildRollups writes the rollups in slot order, as the triggers do over time (a report reading one day reads adjacent pages)", async () => {
+  const own = await openTestDatabase();
+  try {
+    const db = own.db;
+    const model = await createModel(db, "m");
+    const agents: number[] = [];
+    for (let i = 0; i < 50; i++) agents.push(await createAgent(db));
+    // Rows in an order unrelated to time, with the triggers off (as a restore writes them).
+    await db.prisma.$transaction(async (tx) => {
+      await tx.$executeRaw`SET LOCAL session_replication_role = replica`;
+      await tx.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, agent_id, token_in_count, created_at, updated_at)
+        SELECT 1 + g % 5, ${model}, (${agents}::int[])[1 + (g * 7) % 50], g, t, t
+        FROM generate_series(1, 20000) g, LATERAL (SELECT timestamptz '2026-02-01 00:00:00+00' + ((g * 7919) % 20000) * interval '3 minutes' AS t) s`;
+    });
+    const rebuilt = await rebuildRollups(db);
+    expect(rebuilt.rebuilt).toBe(true);
+    for (const [table, column] of [["ps_model_usage_rollup", "slot_start"], ["ps_model_usage_agent_day_rollup", "day_start"], ["ps_model_usage_agent_month_rollup", "month_start"]]) {
+      const [row] = await db.prisma.$queryRawUnsafe<{ out_of_order: number }[]>(
+        `SELECT count(*)::int AS out_of_order FROM (SELECT ${column} < lag(${column}) OVER (ORDER BY ctid) AS back FROM ${table}) s WHERE back`,
+      );
+      expect([table, row.out_of_order]).toEqual([table, 0]);
+    }
+  } finally {
+    await own.dispose();
+  }
+}, 120_000);
+
 test("the planner counts the groups of a cost report's keys from statistics on the key columns together, not 200 per all-NULL column", async () => {
   // Cost reports group usage by agent (or user, connector, model), service tier and regional
   // processing. Tier and region are NULL in most deployments; alone, an all-NULL column counts as
