@@ -311,6 +311,8 @@ async function reads(): Promise<void> {
 
 /** The 3M run with the 15-minute rollups alone (the code before the levels), kept for comparison. */
 const BEFORE_LEVELS_FILE = path.join(OUT_DIR, "scale-results-15min-only.json");
+/** The 3M and 10M runs again with the rollup tables in key order (CLUSTER), kept beside the main ones. */
+const CLUSTERED_FILE = path.join(OUT_DIR, "scale-results-clustered.json");
 
 function writeResults(results: ScaleResults): void {
   fs.writeFileSync(JSON_FILE, JSON.stringify(results, null, 2) + "\n");
@@ -318,6 +320,14 @@ function writeResults(results: ScaleResults): void {
   if (fs.existsSync(BEFORE_LEVELS_FILE)) {
     const before = renderScale(JSON.parse(fs.readFileSync(BEFORE_LEVELS_FILE, "utf8")) as ScaleResults).split("\n").slice(7).join("\n");
     md += `\n# Before the rollup levels (15-minute rollups only, the code of main at 6be9d53)\n\n${before.replace(/^## /gm, "### ")}`;
+  }
+  if (fs.existsSync(CLUSTERED_FILE)) {
+    const again = renderScale(JSON.parse(fs.readFileSync(CLUSTERED_FILE, "utf8")) as ScaleResults).split("\n").slice(7).join("\n");
+    md +=
+      `\n# Measured again with the rollup tables in slot order\n\n` +
+      `The same databases right after the runs above, each rollup table rewritten in key order (\`CLUSTER … USING …_pkey\`: slot, day or month first, ` +
+      `as the triggers lay rows out over time and as rebuildRollups now writes them; the runs above read tables rebuilt in hash order). ` +
+      `The machine was busier (load 6-7 for most runs against 2.4-4 above): compare the load columns.\n\n${again.replace(/^## /gm, "### ")}`;
   }
   fs.writeFileSync(path.join(OUT_DIR, "SCALE.md"), md);
   log(`wrote ${JSON_FILE} and SCALE.md`);
