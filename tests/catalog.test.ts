@@ -217,6 +217,22 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "event_count bigint NOT NULL",
     "call_count bigint NOT NULL",
   ],
+  // Migration 20261207230000: per UTC month and agent, same triggers.
+  ps_model_usage_agent_month_rollup: [
+    `month_start ${TIMESTAMPTZ} NOT NULL`,
+    "agent_id integer NOT NULL",
+    "model_id integer NOT NULL",
+    "service_tier character varying(17) NOT NULL",
+    "regional_processing character varying(17) NOT NULL",
+    ...MODEL_ROLLUP_SUMS,
+  ],
+  ps_external_api_usage_agent_month_rollup: [
+    `month_start ${TIMESTAMPTZ} NOT NULL`,
+    "agent_id integer NOT NULL",
+    "external_api_id integer NOT NULL",
+    "event_count bigint NOT NULL",
+    "call_count bigint NOT NULL",
+  ],
   ps_usage_prune_state: [
     "table_name character varying(64) NOT NULL",
     `pruned_before ${TIMESTAMPTZ} NOT NULL`,
@@ -309,6 +325,8 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
   ps_model_usage_model_rollup: ["UNIQUE ps_model_usage_model_rollup_pkey (slot_start, model_id, service_tier, regional_processing)"],
   ps_model_usage_agent_day_rollup: ["UNIQUE ps_model_usage_agent_day_rollup_pkey (day_start, agent_id, model_id, service_tier, regional_processing)"],
   ps_external_api_usage_agent_day_rollup: ["UNIQUE ps_external_api_usage_agent_day_rollup_pkey (day_start, agent_id, external_api_id)"],
+  ps_model_usage_agent_month_rollup: ["UNIQUE ps_model_usage_agent_month_rollup_pkey (month_start, agent_id, model_id, service_tier, regional_processing)"],
+  ps_external_api_usage_agent_month_rollup: ["UNIQUE ps_external_api_usage_agent_month_rollup_pkey (month_start, agent_id, external_api_id)"],
   ps_usage_prune_state: ["UNIQUE ps_usage_prune_state_pkey (table_name)"],
   ps_usage_budgets: ["ps_usage_budgets_user_id (user_id)", "UNIQUE ps_usage_budgets_name (name)", "UNIQUE ps_usage_budgets_pkey (id)"],
   ps_usage_budget_alerts: [
@@ -396,6 +414,8 @@ test("primary keys are on id (key for idempotency keys, the slot and key columns
     ps_model_usage_model_rollup: "slot_start, model_id, service_tier, regional_processing",
     ps_model_usage_agent_day_rollup: "day_start, agent_id, model_id, service_tier, regional_processing",
     ps_external_api_usage_agent_day_rollup: "day_start, agent_id, external_api_id",
+    ps_model_usage_agent_month_rollup: "month_start, agent_id, model_id, service_tier, regional_processing",
+    ps_external_api_usage_agent_month_rollup: "month_start, agent_id, external_api_id",
     ps_usage_prune_state: "table_name",
   };
   const expected = Object.keys(EXPECTED_COLUMNS)

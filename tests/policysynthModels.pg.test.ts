@@ -196,10 +196,10 @@ describe("a database built and filled the way PolicySynth does", () => {
       expect(new Map(perApi.map((r) => [r.externalApiId, { events: r.events, callCount: r.callCount }]))).toEqual(fill.externalApiUsage.byExternalApi);
       const noRollups = await sumExternalApiUsage(db, { groupBy: ["externalApiId"] }).catch((e: unknown) => e);
       expect(noRollups).toBeInstanceOf(DatabaseNotMigratedError);
-      expect((noRollups as Error).message).toMatch(/table ps_external_api_usage(_agent_day)?_rollup does not exist/);
+      expect((noRollups as Error).message).toMatch(/table ps_external_api_usage(_agent_day|_agent_month)?_rollup does not exist/);
       const notAdopted = await sumModelUsage(db, { groupBy: ["agentId"] }).catch((e: unknown) => e);
       expect(notAdopted).toBeInstanceOf(DatabaseNotMigratedError);
-      expect((notAdopted as Error).message).toMatch(/table ps_model_usage(_model|_agent_day)?_rollup does not exist/);
+      expect((notAdopted as Error).message).toMatch(/table ps_model_usage(_model|_agent_day|_agent_month)?_rollup does not exist/);
       expect((notAdopted as Error).message).toContain("ps-usage adopt");
     } finally {
       await db.close();

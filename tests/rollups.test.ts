@@ -366,7 +366,7 @@ function rowsRead(node: Record<string, unknown>, table: string): number {
   return own + ((node.Plans as Record<string, unknown>[] | undefined) ?? []).reduce((sum, child) => sum + rowsRead(child, table), 0);
 }
 
-test("reports that need no user or connector read the per-model and per-agent-day levels, not a row per slot and key", async () => {
+test("reports that need no user or connector read the per-model, per-agent-day and per-agent-month levels, not a row per slot and key", async () => {
   // Its own database: 20 agents under one root, 2 models, one call a minute for 14 days (20,160
   // calls in about 20,000 15-minute rollup rows: every slot has its own agents), a price change
   // 7.5 minutes into a slot of model 1.
@@ -388,12 +388,19 @@ test("reports that need no user or connector read the per-model and per-agent-da
       const [row] = await db.prisma.$queryRaw<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }[]>`
         EXPLAIN (ANALYZE, FORMAT JSON) SELECT agent_id, sum(event_count) FROM ${relation} AS u GROUP BY 1`;
       const plan = row["QUERY PLAN"][0].Plan;
-      return ["ps_model_usage", "ps_model_usage_rollup", "ps_model_usage_model_rollup", "ps_model_usage_agent_day_rollup"].map((table) => rowsRead(plan, table));
+      return ["ps_model_usage", "ps_model_usage_rollup", "ps_model_usage_model_rollup", "ps_model_usage_agent_day_rollup", "ps_model_usage_agent_month_rollup"].map((table) => rowsRead(plan, table));
     };
-    // By agent over all time: 15 days x 20 agents x 2 models from the daily level, nothing else.
-    const [ledger, slots, , days] = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: ["agent_id"] }));
-    expect([ledger, slots]).toEqual([0, 0]);
-    expect(days).toBeLessThanOrEqual(15 * 20 * 2);
+    // By agent over all time: 2 months (February, March) x 20 agents x 2 models from the monthly level, nothing else.
+    const [ledger, slots, , days, months] = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: ["agent_id"] }));
+    expect([ledger, slots, days]).toEqual([0, 0, 0]);
+    expect(months).toBeGreaterThan(0);
+    expect(months).toBeLessThanOrEqual(2 * 20 * 2);
+    // From a day inside February: that month's last 2 days from the daily level (not all its 15
+    // days: an index range, some rows filtered), March from the monthly one.
+    const fromFeb27 = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: ["agent_id"], where: { from: new Date("2026-02-27T00:00:00Z") } }));
+    expect(fromFeb27.slice(0, 2)).toEqual([0, 0]);
+    expect(fromFeb27[3]).toBeLessThan(15 * 20 * 2);
+    expect(fromFeb27[4]).toBeLessThanOrEqual(20 * 2);
     // Priced, the day of the price change is read from the 15-minute level (at most that day's
     // 1,440 rows, not the table's 20,000) and the cut slot from the ledger (its 15 minutes).
     const priced = await explain(usageRelationSql({ table: "modelUsage", rollups: true, priced: true, uses: ["agent_id"] }));
@@ -411,29 +418,140 @@ test("reports that need no user or connector read the per-model and per-agent-da
     expect(await sumModelUsage(db, kolkata)).toEqual(await sumModelUsage(db, { ...kolkata, rollups: false }));
     const byAgent = { where: { from: new Date("2026-02-26T05:30:00Z"), to: new Date("2026-03-08T17:07:00Z") }, groupBy: ["agentId" as const] };
     expect(await sumModelUsage(db, byAgent)).toEqual(await sumModelUsage(db, { ...byAgent, rollups: false }));
+    // Whole months in range, a UTC week bucket (which cuts months), and a price change inside March.
+    const months2 = { where: { from: new Date("2026-02-01T00:00:00Z"), to: new Date("2026-04-01T00:00:00Z") }, groupBy: ["agentId" as const] };
+    expect(await sumModelUsage(db, months2)).toEqual(await sumModelUsage(db, { ...months2, rollups: false }));
+    const weeks = { groupBy: ["agentId" as const], bucket: "week" as const };
+    expect(await sumModelUsage(db, weeks)).toEqual(await sumModelUsage(db, { ...weeks, rollups: false }));
+    const costByAgentMonth = { groupBy: "agentId" as const, bucket: "month" as const, timeZone: "America/New_York" };
+    expect(await costReport(db, costByAgentMonth)).toEqual(await costReport(db, { ...costByAgentMonth, rollups: false }));
   } finally {
     await own.dispose();
   }
 }, 120_000);
 
-test("rebuildRollups checks the per-model and per-agent-day levels against the 15-minute rollups and rewrites one that went wrong", async () => {
+test("rebuildRollups writes the rollups in slot order, as the triggers do over time (a report reading one day reads adjacent pages)", async () => {
+  const own = await openTestDatabase();
+  try {
+    const db = own.db;
+    const model = await createModel(db, "m");
+    const agents: number[] = [];
+    for (let i = 0; i < 50; i++) agents.push(await createAgent(db));
+    // Rows in an order unrelated to time, with the triggers off (as a restore writes them).
+    await db.prisma.$transaction(async (tx) => {
+      await tx.$executeRaw`SET LOCAL session_replication_role = replica`;
+      await tx.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, agent_id, token_in_count, created_at, updated_at)
+        SELECT 1 + g % 5, ${model}, (${agents}::int[])[1 + (g * 7) % 50], g, t, t
+        FROM generate_series(1, 20000) g, LATERAL (SELECT timestamptz '2026-02-01 00:00:00+00' + ((g * 7919) % 20000) * interval '3 minutes' AS t) s`;
+    });
+    const rebuilt = await rebuildRollups(db);
+    expect(rebuilt.rebuilt).toBe(true);
+    for (const [table, column] of [["ps_model_usage_rollup", "slot_start"], ["ps_model_usage_agent_day_rollup", "day_start"], ["ps_model_usage_agent_month_rollup", "month_start"]]) {
+      const [row] = await db.prisma.$queryRawUnsafe<{ out_of_order: number }[]>(
+        `SELECT count(*)::int AS out_of_order FROM (SELECT ${column} < lag(${column}) OVER (ORDER BY ctid) AS back FROM ${table}) s WHERE back`,
+      );
+      expect([table, row.out_of_order]).toEqual([table, 0]);
+    }
+  } finally {
+    await own.dispose();
+  }
+}, 120_000);
+
+test("the planner counts the groups of a cost report's keys from statistics on the key columns together, not 200 per all-NULL column", async () => {
+  // Cost reports group usage by agent (or user, connector, model), service tier and regional
+  // processing. Tier and region are NULL in most deployments; alone, an all-NULL column counts as
+  // 200 distinct values, and a tree cost report over 10M ledger rows was planned for 3.4M groups
+  // (an index scan and a sort of every row: 41.6 s) instead of a hash of a few thousand.
+  const own = await openTestDatabase();
+  try {
+    const db = own.db;
+    const model = await createModel(db, "m");
+    const agents: number[] = [];
+    for (let i = 0; i < 20; i++) agents.push(await createAgent(db));
+    await db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, agent_id, token_in_count, created_at, updated_at)
+      SELECT 1, ${model}, (${agents}::int[])[1 + g % 20], g, t, t
+      FROM generate_series(1, 20000) g, LATERAL (SELECT timestamptz '2026-02-25 00:00:00+00' + g * interval '1 minute' AS t) s`;
+    await db.prisma.$executeRaw`ANALYZE ps_model_usage`;
+    const [row] = await db.prisma.$queryRaw<{ "QUERY PLAN": [{ Plan: { "Plan Rows": number } }] }[]>`
+      EXPLAIN (FORMAT JSON) SELECT agent_id, service_tier, regional_processing IS NOT NULL, count(*) FROM ps_model_usage GROUP BY 1, 2, 3`;
+    expect(row["QUERY PLAN"][0].Plan["Plan Rows"]).toBeLessThanOrEqual(100);
+  } finally {
+    await own.dispose();
+  }
+}, 120_000);
+
+test("a month in which a price period starts is read from the monthly level when none of its usage comes before the start, and priced by that period", async () => {
+  const own = await openTestDatabase();
+  try {
+    const db = own.db;
+    // Model a: first priced on 10 March 06:00 (mid-month, before any use), used from 11 March.
+    // Model b: priced from January, repriced on 20 March 12:07:30 with use on both sides (cut).
+    // Model c: priced from January, repriced on 25 March with use only before it (cut, to be safe).
+    const [a, b, c] = [await createModel(db, "a"), await createModel(db, "b"), await createModel(db, "c")];
+    const api = await createExternalApi(db, "search");
+    const root = await createAgent(db);
+    const tree = [root, await createAgent(db, root), await createAgent(db, root)];
+    await setModelPrice(db, a, { currency: "USD", costInTokensPerMillion: 1, costOutTokensPerMillion: 2 }, new Date("2026-03-10T06:00:00Z"));
+    await setModelPrice(db, b, { currency: "USD", costInTokensPerMillion: 3, costOutTokensPerMillion: 4 }, new Date("2026-01-01T00:00:00Z"));
+    await setModelPrice(db, b, { currency: "USD", costInTokensPerMillion: 5, costOutTokensPerMillion: 6 }, new Date("2026-03-20T12:07:30Z"));
+    await setModelPrice(db, c, { currency: "USD", costInTokensPerMillion: 7, costOutTokensPerMillion: 8 }, new Date("2026-01-01T00:00:00Z"));
+    await setModelPrice(db, c, { currency: "USD", costInTokensPerMillion: 9, costOutTokensPerMillion: 9 }, new Date("2026-03-25T00:00:00Z"));
+    await setExternalApiPrice(db, api, { unitType: "call", pricePerUnit: "0.01", currency: "USD" }, new Date("2026-03-10T06:00:00Z"));
+    const models = [a, b, c];
+    await recordModelUsageBatch(
+      db,
+      Array.from({ length: 600 }, (_, i): ModelUsageInput => ({
+        userId: 1 + (i % 3),
+        modelId: models[i % 3],
+        agentId: tree[i % 3],
+        tokenInCount: 100 + i,
+        tokenOutCount: 10 + (i % 7),
+        // 11 March to 24 April; model c only until 24 March.
+        createdAt: new Date(Date.UTC(2026, 2, 11) + (i % 3 === 2 ? (i * 11 * 60_000) % (13 * 86_400_000) : i * 105 * 60 * 1000)),
+      })),
+    );
+    await recordExternalApiUsageBatch(db, Array.from({ length: 60 }, (_, i): ExternalApiUsageInput => ({ userId: 1, externalApiId: api, agentId: tree[i % 3], callCount: 1 + (i % 4), createdAt: new Date(Date.UTC(2026, 2, 11) + i * 86_400_000 / 2) })));
+    await db.prisma.$executeRaw`ANALYZE`;
+    expect(await agentTreeCostReport(db, root)).toEqual(await agentTreeCostReport(db, root, { rollups: false }));
+    for (const bucket of [undefined, "month" as const, "day" as const]) {
+      const options = { groupBy: ["agentId" as const, "modelId" as const], bucket };
+      expect(await costReport(db, options)).toEqual(await costReport(db, { ...options, rollups: false }));
+    }
+    const [row] = await db.prisma.$queryRaw<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }[]>`
+      EXPLAIN (ANALYZE, FORMAT JSON) SELECT model_id, sum(event_count) FROM ${usageRelationSql({ table: "modelUsage", rollups: true, priced: true, uses: ["agent_id"] })} AS u GROUP BY 1`;
+    const plan = row["QUERY PLAN"][0].Plan;
+    // March is cut (its days read from the daily level) for models b and c, not for model a.
+    const cteRows = (node: Record<string, unknown>, name: string): number | undefined =>
+      node["Subplan Name"] === `CTE ${name}`
+        ? (node["Actual Rows"] as number)
+        : ((node.Plans as Record<string, unknown>[] | undefined) ?? []).map((child) => cteRows(child, name)).find((n) => n !== undefined);
+    expect(cteRows(plan, "month_cut")).toBe(2);
+  } finally {
+    await own.dispose();
+  }
+}, 120_000);
+
+test("rebuildRollups checks the per-model, per-agent-day and per-agent-month levels against the 15-minute rollups and rewrites one that went wrong", async () => {
   const clean = await rebuildRollups(t.db, { dryRun: true });
   expect(clean.levels.map((l) => [l.table, l.differences])).toEqual([
     ["ps_model_usage_model_rollup", 0],
     ["ps_model_usage_agent_day_rollup", 0],
+    ["ps_model_usage_agent_month_rollup", 0],
     ["ps_external_api_usage_agent_day_rollup", 0],
+    ["ps_external_api_usage_agent_month_rollup", 0],
   ]);
   expect(clean.levels.every((l) => l.rows > 0)).toBe(true);
   const right = await sumModelUsage(t.db, { groupBy: ["agentId"] });
   await t.db.prisma.$executeRaw`UPDATE ps_model_usage_agent_day_rollup SET token_in_count = token_in_count + 1000 WHERE day_start = (SELECT min(day_start) FROM ps_model_usage_agent_day_rollup)`;
+  await t.db.prisma.$executeRaw`UPDATE ps_model_usage_agent_month_rollup SET token_out_count = token_out_count + 7 WHERE month_start = (SELECT max(month_start) FROM ps_model_usage_agent_month_rollup)`;
   await t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage_agent_day_rollup WHERE day_start = (SELECT max(day_start) FROM ps_external_api_usage_agent_day_rollup)`;
   expect(await sumModelUsage(t.db, { groupBy: ["agentId"] })).not.toEqual(right);
   const check = await rebuildRollups(t.db, { dryRun: true });
-  expect(check.levels.map((l) => l.differences > 0)).toEqual([false, true, true]);
+  expect(check.levels.map((l) => l.differences > 0)).toEqual([false, true, true, true, false]);
   const fixed = await rebuildRollups(t.db);
   expect(fixed.rebuilt).toBe(true);
   expect(await sumModelUsage(t.db, { groupBy: ["agentId"] })).toEqual(right);
-  expect((await rebuildRollups(t.db, { dryRun: true })).levels.map((l) => l.differences)).toEqual([0, 0, 0]);
+  expect((await rebuildRollups(t.db, { dryRun: true })).levels.map((l) => l.differences)).toEqual([0, 0, 0, 0, 0]);
 });
 
 test("rebuildRollups gives up on a write lock it cannot get, as a DatabaseTimeoutError, changing nothing", async () => {
@@ -475,7 +593,8 @@ test("ps-usage rebuild-rollups: a dry run exits 1 on a difference and names it, 
       0,
       "ps_model_usage_rollup: 3 rows, equal to the ledger\nps_external_api_usage_rollup: 0 rows, equal to the ledger\n" +
         "ps_model_usage_model_rollup: 3 rows, equal to the 15-minute rollups\nps_model_usage_agent_day_rollup: 1 rows, equal to the 15-minute rollups\n" +
-        "ps_external_api_usage_agent_day_rollup: 0 rows, equal to the 15-minute rollups\nNothing to rebuild.\n",
+        "ps_model_usage_agent_month_rollup: 1 rows, equal to the 15-minute rollups\n" +
+        "ps_external_api_usage_agent_day_rollup: 0 rows, equal to the 15-minute rollups\nps_external_api_usage_agent_month_rollup: 0 rows, equal to the 15-minute rollups\nNothing to rebuild.\n",
     ]);
   } finally {
     await target.drop();

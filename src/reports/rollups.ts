@@ -25,7 +25,12 @@
  *   that neither filter nor group by user or connector: a day is read from it when the range holds
  *   all of it, no bucket cuts it and no price period of its model starts inside it; the other days
  *   of the range (and the parts of the range's first and last day) are read from the 15-minute
- *   rollups by the rules above (one index range per cut day and model).
+ *   rollups by the rules above (one index range per cut day and model);
+ * - per UTC calendar month, agent and model or API (`…_agent_month_rollup`, the usage_rollup_months
+ *   migration), for the same reports: a month is read from it when the range holds all of it, no
+ *   bucket cuts it and no price period of its model starts inside it; the other days (the range's
+ *   part months, and every day of a cut month, by model) go to the daily level and its rules. Over
+ *   90 days with 1,000 agents that is one row per month, agent and model instead of one per day.
  */
 import type { FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
@@ -37,6 +42,16 @@ import { isUtcZone, timeBucketKeySql, usageFilterConditions, whereSql, type AnyU
 export const ROLLUP_SLOT_MS = 15 * 60 * 1000;
 /** The daily level's unit (a UTC day), in milliseconds. */
 const DAY_MS = 86_400_000;
+
+/** The UTC month holding `t` (its first instant). */
+function floorMonth(t: Date): Date {
+  return new Date(Date.UTC(t.getUTCFullYear(), t.getUTCMonth(), 1));
+}
+/** The first UTC month start at or after `t`. */
+function ceilMonth(t: Date): Date {
+  const m = floorMonth(t);
+  return m.getTime() === t.getTime() ? m : new Date(Date.UTC(t.getUTCFullYear(), t.getUTCMonth() + 1, 1));
+}
 
 const SLOT = Prisma.raw("interval '15 minutes'");
 
@@ -60,8 +75,9 @@ const ROLLUP = { modelUsage: "ps_model_usage_rollup", externalApiUsage: "ps_exte
 /** The narrower levels (see the top of this file); external API usage has no per-model one. */
 const MODEL_LEVEL = { modelUsage: "ps_model_usage_model_rollup", externalApiUsage: null } as const;
 const AGENT_DAY_LEVEL = { modelUsage: "ps_model_usage_agent_day_rollup", externalApiUsage: "ps_external_api_usage_agent_day_rollup" } as const;
+const AGENT_MONTH_LEVEL = { modelUsage: "ps_model_usage_agent_month_rollup", externalApiUsage: "ps_external_api_usage_agent_month_rollup" } as const;
 /** The key columns each narrower level lacks (read back as NULL: the report does not use them). */
-const LACKS = { model: ["user_id", "agent_id", "connector_id"], agentDay: ["user_id", "connector_id"], full: [] } as const;
+const LACKS = { model: ["user_id", "agent_id", "connector_id"], agentDay: ["user_id", "connector_id"], agentMonth: ["user_id", "connector_id"], full: [] } as const;
 
 type Level = keyof typeof LACKS;
 const PERIODS = {
@@ -74,7 +90,7 @@ function rollupColumn(column: string, level: Level = "full"): string {
   if ((LACKS[level] as readonly string[]).includes(column)) return `NULL::integer AS ${column}`;
   switch (column) {
     case "created_at":
-      return `r.${level === "agentDay" ? "day_start" : "slot_start"} AS created_at`;
+      return `r.${level === "agentMonth" ? "month_start" : level === "agentDay" ? "day_start" : "slot_start"} AS created_at`;
     case "agent_id":
     case "connector_id":
       return `NULLIF(r.${column}, 0) AS ${column}`;
@@ -98,6 +114,11 @@ export function slotOfSql(column: string): string {
 /** @internal The UTC day holding `column` (SQL text), as the triggers of the usage_rollup_levels migration compute it. */
 export function dayOfSql(column: string): string {
   return `date_bin('1 day', ${column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')`;
+}
+
+/** @internal The UTC calendar month holding `column` (SQL text), as the triggers of the usage_rollup_months migration compute it. */
+export function monthOfSql(column: string): string {
+  return `date_trunc('month', ${column}, 'UTC')`;
 }
 
 /**
@@ -141,7 +162,7 @@ export function keyColumnsOf(columns: readonly string[]): KeyColumn[] {
 }
 
 /** The narrowest level that has every key column the plan filters or groups by. */
-function levelOf(plan: UsageRelationPlan): Level {
+function levelOf(plan: UsageRelationPlan): "model" | "agentDay" | "full" {
   const where = (plan.where ?? {}) as Readonly<Record<string, unknown>>;
   const uses = new Set<string>(plan.uses ?? ["user_id", "agent_id", "connector_id"]);
   if (where.userId !== undefined) uses.add("user_id");
@@ -198,13 +219,39 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   // Whole days in range: [firstDay, lastDay); the 15-minute level answers the rest of [first, last).
   const firstDay = first === undefined ? undefined : new Date(Math.ceil(first.getTime() / DAY_MS) * DAY_MS);
   const lastDay = last === undefined ? undefined : new Date(Math.floor(last.getTime() / DAY_MS) * DAY_MS);
-  const dayRange = [
-    ...(firstDay ? [Prisma.sql`day_start >= ${firstDay}::timestamptz`] : []),
-    ...(lastDay ? [Prisma.sql`day_start < ${lastDay}::timestamptz`] : []),
+  const dayRange = (lo: Date | undefined, hi: Date | undefined): Prisma.Sql[] => [
+    ...(lo ? [Prisma.sql`day_start >= ${lo}::timestamptz`] : []),
+    ...(hi ? [Prisma.sql`day_start < ${hi}::timestamptz`] : []),
   ];
-  const daySource = Prisma.sql`SELECT * FROM ${Prisma.raw(AGENT_DAY_LEVEL[plan.table])} r ${whereSql([...ids, ...dayRange])}`;
-  const days = splitUnits(plan, "agentDay", "day", daySource);
-  branches.unshift(days.whole);
+  const dayLevel = Prisma.raw(AGENT_DAY_LEVEL[plan.table]);
+  // Whole months in [firstDay, lastDay): [firstMonth, lastMonth); the daily level answers the rest.
+  const firstMonth = firstDay && ceilMonth(firstDay);
+  const lastMonth = lastDay && floorMonth(lastDay);
+  const ctes: Prisma.Sql[] = [];
+  const daySources: Prisma.Sql[] = [];
+  if (firstMonth && lastMonth && firstMonth >= lastMonth) {
+    daySources.push(Prisma.sql`SELECT * FROM ${dayLevel} r ${whereSql([...ids, ...dayRange(firstDay, lastDay)])}`);
+  } else {
+    const monthRange = [
+      ...(firstMonth ? [Prisma.sql`month_start >= ${firstMonth}::timestamptz`] : []),
+      ...(lastMonth ? [Prisma.sql`month_start < ${lastMonth}::timestamptz`] : []),
+    ];
+    const months = splitUnits(plan, "agentMonth", "month", Prisma.sql`SELECT * FROM ${Prisma.raw(AGENT_MONTH_LEVEL[plan.table])} r ${whereSql([...ids, ...monthRange])}`);
+    ctes.push(...months.ctes);
+    branches.unshift(months.whole);
+    if (firstDay && firstMonth && firstDay < firstMonth) daySources.push(Prisma.sql`SELECT * FROM ${dayLevel} r ${whereSql([...ids, ...dayRange(firstDay, firstMonth)])}`);
+    if (lastDay && lastMonth && lastMonth < lastDay) daySources.push(Prisma.sql`SELECT * FROM ${dayLevel} r ${whereSql([...ids, ...dayRange(lastMonth, lastDay)])}`);
+    if (months.cut) {
+      const key = Prisma.raw(PERIODS[plan.table].key);
+      // The days of each cut month and model: one index range of the daily level each.
+      daySources.push(Prisma.sql`SELECT r.* FROM ${Prisma.raw(months.cut)} c
+        CROSS JOIN LATERAL (SELECT * FROM ${dayLevel} r
+          ${whereSql([Prisma.sql`r.day_start >= c.cut_start`, Prisma.sql`r.day_start < ${UNITS.month.end(Prisma.raw("c.cut_start"))}`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
+    }
+  }
+  const days = daySources.length === 0 ? { ctes: [] as Prisma.Sql[], whole: null, cut: null } : splitUnits(plan, "agentDay", "day", Prisma.join(daySources, " UNION ALL "));
+  ctes.push(...days.ctes);
+  if (days.whole) branches.unshift(days.whole);
   // The slots of [first, last) outside the whole-day range, and of every cut day (by model or API).
   const mid1 = firstDay && last && last < firstDay ? last : firstDay;
   const mid2 = lastDay && mid1 && mid1 > lastDay ? mid1 : lastDay;
@@ -217,15 +264,19 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
     // One index range of the slot level per cut day and model, in a nested loop (as for the ledger below).
     slotSources.push(Prisma.sql`SELECT r.* FROM ${Prisma.raw(days.cut)} c
       CROSS JOIN LATERAL (SELECT * FROM ${full} r
-        ${whereSql([Prisma.sql`r.slot_start >= c.cut_start`, Prisma.sql`r.slot_start < c.cut_start + interval '1 day'`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
+        ${whereSql([Prisma.sql`r.slot_start >= c.cut_start`, Prisma.sql`r.slot_start < ${UNITS.day.end(Prisma.raw("c.cut_start"))}`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
   }
-  if (slotSources.length === 0) return Prisma.sql`(${withCtes(days.ctes)} ${Prisma.join(branches, " UNION ALL ")})`;
-  return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), days.ctes, branches);
+  if (slotSources.length === 0) return Prisma.sql`(${withCtes(ctes)} ${Prisma.join(branches, " UNION ALL ")})`;
+  return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), ctes, branches);
 }
 
+/** Each level's unit: its start column, the next unit's start after `t`, and the unit holding a column. */
 const UNITS = {
-  slot: { start: "slot_start", length: SLOT, unitOf: slotOfSql },
-  day: { start: "day_start", length: Prisma.raw("interval '1 day'"), unitOf: dayOfSql },
+  slot: { start: "slot_start", end: (t: Prisma.Sql) => Prisma.sql`${t} + ${SLOT}`, unitOf: slotOfSql },
+  // 24 hours, not '1 day': a timestamptz plus '1 day' keeps the session zone's wall clock (23 or 25 hours at DST).
+  day: { start: "day_start", end: (t: Prisma.Sql) => Prisma.sql`${t} + interval '24 hours'`, unitOf: dayOfSql },
+  // A month's length depends on the month: added in UTC, whatever the session's time zone.
+  month: { start: "month_start", end: (t: Prisma.Sql) => Prisma.sql`((${t}) AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'`, unitOf: monthOfSql },
 } as const;
 
 function withCtes(ctes: readonly Prisma.Sql[]): Prisma.Sql {
@@ -242,23 +293,46 @@ function withCtes(ctes: readonly Prisma.Sql[]): Prisma.Sql {
  * it per row took 0.3-10 s at 3M rows (bench/SCALE.md).
  */
 function splitUnits(plan: UsageRelationPlan, level: Level, unit: keyof typeof UNITS, source: Prisma.Sql): { ctes: Prisma.Sql[]; whole: Prisma.Sql; cut: string | null } {
-  const columns = Prisma.raw([...COLUMNS[plan.table].map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
-  const { start, length, unitOf } = UNITS[unit];
+  const { start, end, unitOf } = UNITS[unit];
   const startColumn = Prisma.raw(`r.${start}`);
   const key = Prisma.raw(`r.${PERIODS[plan.table].key}`);
   const ctes: Prisma.Sql[] = [];
   const cutConditions: Prisma.Sql[] = [];
-  // A UTC day or coarser bucket never cuts a UTC slot or day; a UTC hour cuts every day.
-  const utcWhole = isUtcZone(plan.bucket?.timeZone ?? "UTC") && !(plan.bucket?.bucket === "hour" && unit === "day");
+  // A UTC day or coarser bucket never cuts a UTC slot or day, nor a UTC month bucket a UTC month;
+  // a UTC hour cuts every day, and any bucket but a month every month.
+  const uncut = unit === "month" ? ["month"] : unit === "day" ? ["day", "week", "month"] : ["hour", "day", "week", "month"];
+  const utcWhole = isUtcZone(plan.bucket?.timeZone ?? "UTC") && uncut.includes(plan.bucket?.bucket ?? "day");
   if (plan.bucket && !utcWhole) {
     const bucketKey = (t: Prisma.Sql) => timeBucketKeySql(plan.bucket!.bucket, plan.bucket!.timeZone, t).key;
     ctes.push(Prisma.sql`${Prisma.raw(`${unit}_bucket_cut`)} AS MATERIALIZED (
       SELECT u FROM (SELECT DISTINCT ${startColumn} AS u FROM (${source}) r) d
-      WHERE ${bucketKey(Prisma.raw("d.u"))} <> ${bucketKey(Prisma.sql`(d.u + ${length} - interval '1 microsecond')`)})`);
+      WHERE ${bucketKey(Prisma.raw("d.u"))} <> ${bucketKey(Prisma.sql`(${end(Prisma.raw("d.u"))} - interval '1 microsecond')`)})`);
     cutConditions.push(Prisma.sql`${startColumn} IN (SELECT u FROM ${Prisma.raw(`${unit}_bucket_cut`)})`);
   }
-  // Periods that start inside a unit are few: one hashed lookup per row.
-  if (plan.priced) cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
+  let columns = Prisma.raw([...COLUMNS[plan.table].map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
+  if (plan.priced && unit === "month") {
+    // A month in which a price period of the model (or API) starts is cut only if it has usage of
+    // it before that start: a model's first period usually starts inside the month of its first
+    // use, before any of it, and cutting that month read its ~30 days from the daily level (the
+    // cost report at scale: bench/SCALE.md). Asked of a finer level that has the model without
+    // the agent (at most a month of its index range; a day or slot holding the start counts as
+    // before it). An uncut month's rows all come at or after every start inside it, so its row
+    // stands at the last one, priced by that period.
+    const { key: k, table: periods } = PERIODS[plan.table];
+    const finer = plan.table === "modelUsage" ? { table: MODEL_LEVEL.modelUsage, start: "slot_start" } : { table: AGENT_DAY_LEVEL.externalApiUsage, start: "day_start" };
+    ctes.push(Prisma.raw(`month_priced AS MATERIALIZED (
+      SELECT key, u, max(effective_from) AS last_start, bool_or(used_before) AS cut FROM (
+        SELECT p.${k} AS key, ${unitOf("p.effective_from")} AS u, p.effective_from,
+          EXISTS (SELECT 1 FROM ${finer.table} f WHERE f.${k} = p.${k} AND f.${finer.start} >= ${unitOf("p.effective_from")} AND f.${finer.start} < p.effective_from) AS used_before
+        FROM ${periods} p WHERE p.effective_from <> ${unitOf("p.effective_from")}) s
+      GROUP BY key, u)`));
+    cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (SELECT key, u FROM month_priced WHERE cut)`);
+    const at = `COALESCE((SELECT mp.last_start FROM month_priced mp WHERE mp.key = r.${k} AND mp.u = r.month_start), r.month_start) AS created_at`;
+    columns = Prisma.raw([...COLUMNS[plan.table].map((c) => (c === "created_at" ? at : rollupColumn(c, level))), "r.event_count"].join(", "));
+  } else if (plan.priced) {
+    // Periods that start inside a unit are few: one hashed lookup per row.
+    cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
+  }
   if (cutConditions.length === 0) return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r`, cut: null };
   const isCut = Prisma.join(cutConditions, " OR ");
   const cut = `${unit}_cut`;
@@ -283,7 +357,9 @@ function slotLevelSql(plan: UsageRelationPlan, level: Level, source: Prisma.Sql,
   // the (few) cut slots. As a plain join, the planner, unable to tell how many slots are cut,
   // hashed or merged every ledger row the filter allows instead (all of a tree's rows: seconds at
   // 30M rows). OFFSET 0 keeps the subquery from being flattened back into such a join.
-  const cutSlot = [Prisma.sql`u.created_at >= c.cut_start`, Prisma.sql`u.created_at < c.cut_start + ${SLOT}`, Prisma.sql`u.${key} = c.cut_key`];
+  // `+ 0`: the model (or API) is matched on the 15 minutes' rows, not through its own index,
+  // which the planner ANDed in bitmaps (all of a model's rows: 36 ms of a 480 ms tree cost report at 3M).
+  const cutSlot = [Prisma.sql`u.created_at >= c.cut_start`, Prisma.sql`u.created_at < c.cut_start + ${SLOT}`, Prisma.sql`u.${key} + 0 = c.cut_key`];
   const cut = Prisma.sql`SELECT ${ledgerColumns}
     FROM ${Prisma.raw(slots.cut)} c
     CROSS JOIN LATERAL (SELECT * FROM ${ledger} u ${whereSql([...cutSlot, ...ids])} OFFSET 0) u`;
