@@ -43,7 +43,7 @@ import {
   type UsageTable,
 } from "./ledger/references";
 import { usageFilterConditions, whereSql } from "./usageSql";
-import { directStatement, prismaSession, writeTransaction, type WriteSession } from "./ledger/writeSession";
+import { directStatement, prismaSession, prismaWriteTransaction, writeTransaction, type WriteSession } from "./ledger/writeSession";
 import { afterRecord, guardEvents, type BudgetEvent } from "./budgets/guard";
 import type { BudgetAlert } from "./budgets/alerts";
 import {
@@ -588,16 +588,15 @@ async function guardedTransaction<T>(
   db: Database,
   write: (session: WriteSession) => Promise<{ results: T; events: readonly { inputs: readonly unknown[]; spec: BatchSpec<never> }[] }>,
 ): Promise<{ results: T; fired: BudgetAlert[] }> {
-  if (isClosing(db)) throw closedError(db.target);
-  return db.prisma.$transaction(
+  return prismaWriteTransaction(
+    db,
     async (tx) => {
       const { results, events } = await write(prismaSession(tx));
       if (events.length === 0) return { results, fired: [] };
       const [{ now }] = await tx.$queryRaw<{ now: Date }[]>`SELECT now() AS now`;
       return { results, fired: await guardEvents(db, tx, batchEvents(events, now)) };
     },
-    // PGlite runs one transaction at a time: wait for a running batch as a batch would.
-    { maxWait: 60_000, timeout: 600_000 },
+    600_000,
   );
 }
 

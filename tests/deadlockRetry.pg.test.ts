@@ -2,9 +2,9 @@
 // rollup triggers lock rows of several tables per statement, and another transaction can hold
 // some of them while waiting for one the write holds. The direct path (plain records, batches)
 // retried since 05af378; here the writes that run through Prisma's transaction (a guarded record,
-// keyed or not) are made a deadlock's victim on purpose.
+// keyed or not, and a guarded batch) are made a deadlock's victim on purpose.
 import { Client } from "pg";
-import { rebuildRollups, recordModelUsage, sumModelUsage, type Database, type ModelUsageRecord } from "../src";
+import { rebuildRollups, recordModelUsage, recordModelUsageBatch, sumModelUsage, type Database } from "../src";
 import { createAgent, createModel } from "./support/fixtures";
 import { openScratchPostgres, waitingStatements, type ScratchPostgres } from "./support/testDatabase";
 
@@ -31,7 +31,7 @@ afterAll(() => scratch?.close());
  * Its deadlock_timeout is longer than the write's session's, so the write's backend finds the
  * cycle first and is the victim. The other session commits once the write waits again.
  */
-async function asDeadlockVictim(write: () => Promise<ModelUsageRecord>): Promise<{ row: ModelUsageRecord; otherId: number }> {
+async function asDeadlockVictim<T>(write: () => Promise<T>): Promise<{ row: T; otherId: number }> {
   const other = new Client({ connectionString: scratch.url });
   await other.connect();
   try {
@@ -85,5 +85,14 @@ test("a keyed guarded record chosen as a deadlock's victim is written once, its 
   expect(keys.rows).toEqual([{ model_usage_id: row.id }]);
   // The replay returns the stored row.
   expect((await recordModelUsage(db, { userId: 1, modelId, agentId, tokenInCount: 2000, createdAt: AT }, { idempotencyKey: "deadlock-victim-1" })).id).toBe(row.id);
+  expect((await rebuildRollups(db, { dryRun: true })).modelUsage.differences).toBe(0);
+});
+
+test("a guarded batch (enforceBudgets) chosen as a deadlock's victim is written once", async () => {
+  const { row: result } = await asDeadlockVictim(() =>
+    recordModelUsageBatch(db, [{ userId: 1, modelId, agentId, tokenInCount: 3000, createdAt: AT }], { enforceBudgets: true }),
+  );
+  expect(result).toEqual({ count: 1 });
+  expect((await admin.query("SELECT count(*)::int AS n FROM ps_model_usage WHERE token_in_count = 3000")).rows[0].n).toBe(1);
   expect((await rebuildRollups(db, { dryRun: true })).modelUsage.differences).toBe(0);
 });

@@ -3,12 +3,13 @@ const DEADLOCK_RETRIES = 5;
 
 /**
  * Whether PostgreSQL aborted the statement or transaction as a deadlock's victim: SQLSTATE 40P01
- * from the driver, or Prisma's P2034 ("write conflict or deadlock"), which @prisma/adapter-pg
- * gives for 40P01 and 40001. Either way the server rolled the whole transaction back.
+ * from the driver; Prisma's P2034 ("write conflict or deadlock"), which @prisma/adapter-pg gives
+ * for 40P01 and 40001 on model queries; or Prisma's P2010 (a raw query failed) carrying 40P01.
+ * Either way the server rolled the whole transaction back.
  */
 export function isDeadlockVictim(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === "40P01" || code === "P2034";
+  const e = err as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } } | null;
+  return e?.code === "40P01" || e?.code === "P2034" || (e?.code === "P2010" && e.meta?.driverAdapterError?.cause?.originalCode === "40P01");
 }
 
 /**

@@ -8,10 +8,9 @@
  */
 import type { Database } from "../db";
 import { UnknownReferenceError } from "../errors";
-import { closedError, isClosing } from "../db/closing";
 import { retryDeadlocks } from "../db/retryDeadlocks";
 import { Prisma } from "../generated/prisma/client";
-import { prismaSession, type WriteSession } from "./writeSession";
+import { prismaSession, prismaWriteTransaction, type WriteSession } from "./writeSession";
 import { namesAgentOrConnector, refuseOthersReferences, type OwnedReferences, type Owner } from "../scope/ownership";
 
 /** A usage column that references another table, and that table. */
@@ -207,17 +206,12 @@ export async function writeChecked<T>(
 ): Promise<T> {
   const check = await planReferenceCheck(db, table, references, [input], owner);
   if (check === null && !transaction) return retryDeadlocks(() => write(db.prisma));
-  // Closed: refused as a plain write is (a transaction would first fail in the driver).
-  if (isClosing(db)) throw closedError(db.target);
-  // A deadlock's victim is rolled back whole: the transaction runs again (src/db/retryDeadlocks.ts).
-  return retryDeadlocks(() =>
-    db.prisma.$transaction(
-      async (tx) => {
-        if (check !== null) await checkReferences(prismaSession(tx), [input], check, false);
-        return write(tx);
-      },
-      // PGlite runs one transaction at a time: wait for a running batch as a batch would.
-      { maxWait: 60_000, timeout: 60_000 },
-    ),
+  return prismaWriteTransaction(
+    db,
+    async (tx) => {
+      if (check !== null) await checkReferences(prismaSession(tx), [input], check, false);
+      return write(tx);
+    },
+    60_000,
   );
 }

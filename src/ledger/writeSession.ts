@@ -4,6 +4,8 @@
  * references first), so that the reference check and the batch key claim are written once.
  */
 import type { Database, DirectSession } from "../db";
+import { closedError, isClosing } from "../db/closing";
+import { retryDeadlocks } from "../db/retryDeadlocks";
 import type { Prisma } from "../generated/prisma/client";
 
 /** Runs statements built with Prisma.sql (values bound, never concatenated) in one session. */
@@ -28,4 +30,16 @@ export function directStatement(db: Database): WriteSession {
 /** Runs `fn` in one transaction of the driver the Database holds: all of it or nothing. */
 export function writeTransaction<T>(db: Database, fn: (session: WriteSession) => Promise<T>): Promise<T> {
   return db.direct.transaction((session) => fn(directSession(session)));
+}
+
+/**
+ * Runs `fn` in one Prisma interactive transaction (writes that must share it with Prisma queries:
+ * the reference check of a single record, the budget guard). A closed Database refuses it as a
+ * plain write is; a deadlock's victim, rolled back whole, runs again (src/db/retryDeadlocks.ts).
+ * PGlite runs one transaction at a time, so it waits up to a minute for a running one, as a batch
+ * would; `timeoutMs` bounds the transaction itself.
+ */
+export async function prismaWriteTransaction<T>(db: Database, fn: (tx: Prisma.TransactionClient) => Promise<T>, timeoutMs: number): Promise<T> {
+  if (isClosing(db)) throw closedError(db.target);
+  return retryDeadlocks(() => db.prisma.$transaction(fn, { maxWait: 60_000, timeout: timeoutMs }));
 }
