@@ -8,6 +8,7 @@ import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "
 import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
+import { pgliteTransactionWithin } from "./db/pgliteWait";
 import { retryDeadlocks } from "./db/retryDeadlocks";
 import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
@@ -67,6 +68,10 @@ export interface OpenDatabaseOptions {
    * How long one statement of a record call (and of `db.prisma`) may run: the server cancels it
    * after this (`statement_timeout`), and the client gives up waiting for a server that stopped
    * answering a few seconds later. Either way a {@link DatabaseTimeoutError}. Default: 30,000 ms.
+   * On an embedded (PGlite) database, which runs one transaction at a time, it bounds instead how
+   * long a record or batch waits for a transaction already running in this process (a
+   * `db.prisma.$transaction`, another batch): past it, a {@link DatabaseTimeoutError} of phase
+   * `"connect"`, and nothing was written.
    */
   readonly writeTimeoutMs?: number;
   /** The same bound for finds, sums and cost reports, which scan more. Default: 300,000 ms. */
@@ -285,9 +290,10 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   if (options.onBudgetError !== undefined && typeof options.onBudgetError !== "function") {
     throw new UsageValidationError([{ field: "onBudgetError", reason: "must be a function" }]);
   }
+  const limits = poolLimits(options);
   const opened = url
-    ? await openPostgres(url, poolLimits(options), replicaUrls)
-    : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true);
+    ? await openPostgres(url, limits, replicaUrls)
+    : await openPglite(dataDir, options.lockWaitMs ?? 0, options.create ?? true, limits.writeTimeoutMs);
   const prisma = trackedClient(() => db, opened.prisma);
   const replicas = opened.replicaSet?.replicas.map((r): Replica => ({ ...r, prisma: trackedClient(() => db, r.prisma) }));
   const db = {
@@ -657,7 +663,7 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
   };
 }
 
-async function openPglite(dataDir: string, lockWaitMs: number, create: boolean): Promise<Opened> {
+async function openPglite(dataDir: string, lockWaitMs: number, create: boolean, writeTimeoutMs: number): Promise<Opened> {
   const inMemory = dataDir === "memory://" || dataDir.startsWith("memory://");
   const target = inMemory ? dataDir : path.resolve(dataDir);
   if (!inMemory) await prepareDirectory(target, create);
@@ -700,12 +706,14 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean):
       return run;
     },
   };
+  // A single statement too runs in a transaction of its own: PGlite's plain query queues behind a
+  // running transaction without a bound and cannot be taken back (see db/pgliteWait).
   const direct: DirectDriver = {
-    async query(text, values) {
-      return (await pglite.query(text, [...values])).rows as never[];
+    query(text, values) {
+      return pgliteTransactionWithin(pglite, target, writeTimeoutMs, async (tx) => (await tx.query(text, [...values])).rows as never[]);
     },
     transaction(fn) {
-      return pglite.transaction((tx) => fn({ query: async (text, values) => (await tx.query(text, [...values])).rows as never[] }));
+      return pgliteTransactionWithin(pglite, target, writeTimeoutMs, (tx) => fn({ query: async (text, values) => (await tx.query(text, [...values])).rows as never[] }));
     },
   };
   let closed = false;

@@ -99,7 +99,8 @@ export class InputLineError extends PsUsageError {
 
 /**
  * A call gave up waiting on PostgreSQL: for a connection (`phase: "connect"`, the pool was busy or
- * the server did not accept one within `connectTimeoutMs`), for a statement the server cancelled
+ * the server did not accept one within `connectTimeoutMs`; on PGlite, another transaction of the
+ * process held the database longer than `writeTimeoutMs`: nothing was written), for a statement the server cancelled
  * after `writeTimeoutMs` / `reportTimeoutMs` (`"statement"`: it wrote nothing), or for a server that
  * stopped answering altogether (`"response"`: the connection is dropped; a write may or may not have
  * been committed, so retry it with an idempotency key), or for a table lock another transaction

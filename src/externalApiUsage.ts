@@ -3,8 +3,8 @@
  * them page by page.
  */
 import type { Database } from "./db";
-import { afterRecord, guardEvent, type BudgetEvent } from "./budgets/guard";
-import type { BudgetAlert } from "./budgets/alerts";
+import { type BudgetEvent } from "./budgets/guard";
+import { recordOne, type SingleRecordSpec } from "./ledger/recordOne";
 import { UnknownReferenceError, type FieldIssue } from "./errors";
 import { Prisma } from "./generated/prisma/client";
 import {
@@ -28,21 +28,18 @@ import {
   intArrayLiteral,
   recordBatch,
   type BatchSpec,
-  singleReferenceError,
   timestampArrayLiteral,
   findUsagePage,
   type FindSpec,
-  recordOnce,
   toAgentRecord,
   toConnectorRecord,
   toExternalApiRecord,
-  translateDatabaseError,
   eventTimes,
   BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
-import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
-import { readStoredKey, recordSingle, singleInsertStatements } from "./ledger/singleInsert";
+import type { References } from "./ledger/references";
+import { singleInsertStatements } from "./ledger/singleInsert";
 
 /** Reference columns of `ps_external_api_usage` and the input fields that fill them. */
 const EXTERNAL_API_USAGE_REFERENCES: References = [
@@ -112,50 +109,20 @@ export async function recordExternalApiUsageAs(
     agentId: input.agentId ?? null,
     connectorId: input.connectorId ?? null,
   };
-  const key = options?.idempotencyKey;
-  const enforce = options?.enforceBudgets === true;
-  // Alerts the guard raised in the transaction, delivered after the commit.
-  let fired: BudgetAlert[] | undefined;
-  try {
-    // Nothing to check in a transaction: one statement on the driver (see ledger/singleInsert).
-    // A guarded record needs the guard in the insert's transaction: not this path.
-    if (!enforce && (await planReferenceCheck(db, "ps_external_api_usage", EXTERNAL_API_USAGE_REFERENCES, [input], owner)) === null) {
-      const times = eventTimes(input.createdAt);
-      const values = [data.userId, data.externalApiId, data.callCount, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
-      const row = await recordSingle(db, SINGLE_INSERT, values, toExternalApiUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "external API usage" });
-      await afterRecord(db, [budgetEvent(row)]);
-      return row;
-    }
-    // The insert (after the reference check where one is needed; in a transaction with the budget
-    // guard when guarded), both timestamps set at the write (see eventTimes); with a key, the key
-    // row in the same statement.
-    const create = async (key?: string) =>
-      writeChecked(
-        db,
-        "ps_external_api_usage",
-        EXTERNAL_API_USAGE_REFERENCES,
-        input,
-        owner,
-        async (client) => {
-          const row = toExternalApiUsageRecord(
-            await client.psExternalApiUsage.create({
-              data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
-            }),
-          );
-          if (enforce) fired = await guardEvent(db, client, budgetEvent(row));
-          return row;
-        },
-        enforce,
-      );
-    const row =
-      key === undefined
-        ? await create()
-        : await recordOnce(key, input.userId, "external API usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toExternalApiUsageRecord));
-    await afterRecord(db, [budgetEvent(row)], fired);
-    return row;
-  } catch (err) {
-    throw await translateDatabaseError(db, err, singleReferenceError(input, EXTERNAL_API_USAGE_REFERENCES));
-  }
+  return recordOne(
+    db,
+    SINGLE_RECORD,
+    {
+      input,
+      values: () => {
+        const times = eventTimes(input.createdAt);
+        return [data.userId, data.externalApiId, data.callCount, data.agentId, data.connectorId, times.createdAt, times.updatedAt];
+      },
+      create: async (client, extra) => toExternalApiUsageRecord(await client.psExternalApiUsage.create({ data: { ...data, ...extra } })),
+    },
+    options,
+    owner,
+  );
 }
 
 /** The columns a single record writes, in the order of its values. */
@@ -172,6 +139,16 @@ const SINGLE_INSERT = singleInsertStatements({
     ["updated_at", "timestamptz", "updatedAt"],
   ],
 });
+
+/** How a single external API usage record is written (src/ledger/recordOne.ts). */
+const SINGLE_RECORD: SingleRecordSpec<PrismaExternalApiUsageRow, ExternalApiUsageRecord> = {
+  table: "ps_external_api_usage",
+  references: EXTERNAL_API_USAGE_REFERENCES,
+  tableLabel: "external API usage",
+  statements: SINGLE_INSERT,
+  toRecord: toExternalApiUsageRecord,
+  budgetEvent: (row) => budgetEvent(row),
+};
 
 function batchChunkSql(items: readonly ExternalApiUsageInput[], start: number, end: number, returnIds: boolean): Prisma.Sql {
   const arrays = Prisma.join([

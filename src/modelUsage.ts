@@ -35,23 +35,20 @@ import {
   textArrayLiteral,
   recordBatch,
   type BatchSpec,
-  singleReferenceError,
   timestampArrayLiteral,
   findUsagePage,
   type FindSpec,
-  recordOnce,
   toAgentRecord,
   toAiModelRecord,
   toConnectorRecord,
-  translateDatabaseError,
   eventTimes,
   BATCH_EVENT_TIME_SQL,
 } from "./usageShared";
 import { visibleTo, type Owner } from "./scope/ownership";
-import { planReferenceCheck, writeChecked, type References } from "./ledger/references";
-import { readStoredKey, recordSingle, singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
-import { afterRecord, guardEvent, type BudgetEvent } from "./budgets/guard";
-import type { BudgetAlert } from "./budgets/alerts";
+import type { References } from "./ledger/references";
+import { singleInsertStatements, type SingleColumn } from "./ledger/singleInsert";
+import { type BudgetEvent } from "./budgets/guard";
+import { recordOne, type SingleRecordSpec } from "./ledger/recordOne";
 
 /** @internal A model usage row (or input, or provider call: `now` when it has no `createdAt`) as the budgets see it. */
 export const budgetEvent = (row: { userId: number; agentId?: number | null; connectorId?: number | null; modelId: number; createdAt?: Date }, now = new Date()): BudgetEvent => ({
@@ -155,49 +152,18 @@ export async function recordModelUsageAs(
     const value = input[field];
     if (value !== undefined) data[field] = value;
   }
-  const key = options?.idempotencyKey;
-  const enforce = options?.enforceBudgets === true;
-  // Alerts the guard raised in the transaction, delivered after the commit.
-  let fired: BudgetAlert[] | undefined;
-  try {
-    // Nothing to check in a transaction and nothing more to write: one statement on the driver.
-    // A guarded record needs the guard in the insert's transaction: not this path.
-    if (alsoWrite === undefined && !enforce && (await planReferenceCheck(db, "ps_model_usage", MODEL_USAGE_REFERENCES, [input], owner)) === null) {
-      const values = singleValues(data, input.createdAt);
-      const row = await recordSingle(db, SINGLE_INSERT, values, toModelUsageRecord, key === undefined ? undefined : { key, userId: input.userId, tableLabel: "model usage" });
-      await afterRecord(db, [budgetEvent(row)]);
-      return row;
-    }
-    // The insert (after the reference check where one is needed), both timestamps set at the
-    // write (see eventTimes); with a key, the key row in the same statement.
-    const create = async (key?: string) =>
-      writeChecked(
-        db,
-        "ps_model_usage",
-        MODEL_USAGE_REFERENCES,
-        input,
-        owner,
-        async (client) => {
-          const row = toModelUsageRecord(
-            await client.psModelUsage.create({
-              data: { ...data, ...eventTimes(input.createdAt), ...(key === undefined ? {} : { idempotencyKey: { create: { key, userId: input.userId } } }) },
-            }),
-          );
-          if (alsoWrite) await alsoWrite(client, row);
-          if (enforce) fired = await guardEvent(db, client, budgetEvent(row));
-          return row;
-        },
-        alsoWrite !== undefined || enforce,
-      );
-    const row =
-      key === undefined
-        ? await create()
-        : await recordOnce(key, input.userId, "model usage", () => create(key), () => readStoredKey(db, SINGLE_INSERT, key, toModelUsageRecord));
-    await afterRecord(db, [budgetEvent(row)], fired);
-    return row;
-  } catch (err) {
-    throw await translateDatabaseError(db, err, singleReferenceError(input, MODEL_USAGE_REFERENCES));
-  }
+  return recordOne(
+    db,
+    SINGLE_RECORD,
+    {
+      input,
+      values: () => singleValues(data, input.createdAt),
+      create: async (client, extra) => toModelUsageRecord(await client.psModelUsage.create({ data: { ...data, ...extra } })),
+      alsoWrite,
+    },
+    options,
+    owner,
+  );
 }
 
 /** Every column a single record writes, in the order of {@link singleValues}. */
@@ -216,6 +182,16 @@ const SINGLE_INSERT = singleInsertStatements({
     ["regional_processing", "varchar", "regionalProcessing"],
   ],
 });
+
+/** How a single model usage record is written (src/ledger/recordOne.ts). */
+const SINGLE_RECORD: SingleRecordSpec<Parameters<typeof toModelUsageRecord>[0], ModelUsageRecord> = {
+  table: "ps_model_usage",
+  references: MODEL_USAGE_REFERENCES,
+  tableLabel: "model usage",
+  statements: SINGLE_INSERT,
+  toRecord: toModelUsageRecord,
+  budgetEvent: (row) => budgetEvent(row),
+};
 
 /** A single record's values for {@link SINGLE_INSERT}: counters not given are 0 (the columns' default). */
 function singleValues(data: Prisma.PsModelUsageUncheckedCreateInput, createdAt: Date | undefined): unknown[] {

@@ -79,3 +79,40 @@ test("record --enforce-budgets refuses an event, and with --ndjson a batch, past
   expect(await runCli(["record", ...db, "--ndjson"], { input })).toMatchObject({ code: 0 });
   expect(await count()).toBe(3);
 });
+
+// Each CLI run opens the database in a process of its own (seconds on PGlite): few runs, a long timeout.
+test("status by scope and period (the flags of set): table, JSON and CSV; mistakes named by flag", async () => {
+  const db = ["--db", cliDb.arg];
+  const at = ["--at", "2026-03-10T12:00", "--tz", "Europe/Berlin"];
+  const agentDay = ["--agent", String(agentId), "--period", "day"];
+  expect(await runCli(["budgets", "set", "by-scope", ...db, ...agentDay, "--tz", "Europe/Berlin", "--amount", "6", "--currency", "USD"])).toMatchObject({ code: 0 });
+
+  const json = await runCli(["budgets", "status", ...db, ...agentDay, ...at, "--json"]);
+  expect(json).toMatchObject({ code: 0, stderr: "" });
+  expect(JSON.parse(json.stdout)).toMatchObject([
+    { budget: { name: "by-scope" }, spent: "3", remaining: "3", fractionUsed: "0.5", periodStart: "2026-03-09T23:00:00.000Z", periodEnd: "2026-03-10T23:00:00.000Z" },
+  ]);
+  // Without --tz any zone matches (--at is then UTC); --currency narrows, in any case.
+  const csv = await runCli(["budgets", "status", ...db, ...agentDay, "--at", "2026-03-10T12:00Z", "--currency", "usd", "--csv"]);
+  expect(csv.stdout.split("\n").slice(1)).toEqual([`by-scope,agent ${agentId} and sub-agents,2026-03-09T23:00:00.000Z,2026-03-10T23:00:00.000Z,3,6,3,0.5,USD,,0,`, ""]);
+  const table = await runCli(["budgets", "status", ...db, ...agentDay, ...at]);
+  expect(table.code).toBe(0);
+  expect(table.stdout).toMatch(/by-scope.*50\.0 %/);
+
+  const usage = async (args: string[]) => {
+    const r = await runCli(["budgets", "status", ...db, ...args]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    return r.stderr;
+  };
+  // Refused before the database is opened.
+  expect(await usage(["--agent", String(agentId)])).toBe("ps-usage: budgets status: give --period day|week|month, or --from and --to (not both).\n");
+  expect(await usage(["by-scope", ...agentDay])).toBe("ps-usage: budgets status: give a budget's name, or its scope and period flags (not both).\n");
+  // Refused by the API, named by flag.
+  expect(await usage([...agentDay, "--tz", "Asia/Tokyo"])).toBe("ps-usage: scope: no budget is set on this scope and period\n");
+  const bad = await usage(["--agent", String(agentId), "--model", String(modelId), "--from", "2026-04-01", "--to", "2026-03-01", "--currency", "US$"]);
+  for (const flag of ["--model:", "--to: must be after --from", "--currency:"]) expect(bad).toContain(flag);
+  // Two budgets on one scope and period: the flags that tell them apart are named.
+  expect(await runCli(["budgets", "set", "by-scope-eur", ...db, ...agentDay, "--amount", "5", "--currency", "EUR"])).toMatchObject({ code: 0 });
+  expect(await usage(agentDay)).toContain('2 budgets are set on this scope and period ("by-scope", "by-scope-eur"): give --tz or --currency, or a name');
+}, 300_000);

@@ -5,8 +5,8 @@
 import Table from "cli-table3";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import type { Database } from "../db";
-import { listBudgets, removeBudget, setBudget, type Budget, type BudgetInput } from "../budgets/define";
-import { budgetStatus, type BudgetStatus } from "../budgets/status";
+import { listBudgets, removeBudget, setBudget, type Budget, type BudgetInput, type BudgetPeriod, type BudgetScope } from "../budgets/define";
+import { budgetStatus, type BudgetSelector, type BudgetStatus } from "../budgets/status";
 import { checkBudgets } from "../budgets/guard";
 import type { BudgetAlert } from "../budgets/alerts";
 import { toInstant, type IsoDateTime } from "./dates";
@@ -39,10 +39,78 @@ const SET_FLAGS = [
   ["name", "<name>"],
 ] as const;
 
+/**
+ * The API fields `budgets status` names by flag. Not `scope` or `period` as such: a selector that
+ * matches no budget is an issue on `scope` whose reason says "scope and period" in words.
+ */
+const STATUS_FLAGS = [
+  ...SET_FLAGS.filter(([field]) => field.startsWith("scope.") || field.startsWith("period.") || ["timeZone", "currency"].includes(field)),
+  ["at", "--at"],
+] as const;
+const NAME_FLAGS = [
+  ["name", "<name>"],
+  ["at", "--at"],
+] as const;
+
 function id(flag: string) {
   return (value: string): number => {
     if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${flag} must be a positive integer id.`);
     return Number(value);
+  };
+}
+
+/** The scope and period flags, as commander parses them (`budgets set` and `budgets status`). */
+interface ScopeAndPeriodFlags {
+  period?: BudgetPeriod;
+  from?: IsoDateTime;
+  to?: IsoDateTime;
+  user?: number;
+  agent?: number;
+  connector?: number;
+  model?: number;
+  api?: number;
+}
+
+const SCOPE_FLAGS = [
+  ["userId", "user"],
+  ["agentId", "agent"],
+  ["connectorId", "connector"],
+  ["modelId", "model"],
+  ["externalApiId", "api"],
+] as const;
+
+/** Adds the scope and period flags (one definition for `set` and `status`, so they read alike). */
+function scopeAndPeriodOptions(cmd: Command, ctx: BudgetCommandContext, periodHelp: string): Command {
+  return cmd
+    .addOption(new Option("--period <period>", periodHelp).choices(["day", "week", "month"]))
+    .option("--from <date>", "a fixed range from this date or instant (ISO 8601; without an offset in --tz)", ctx.parseDate("--from"))
+    .option("--to <date>", "... up to this one, exclusive", ctx.parseDate("--to"))
+    .option("--user <id>", "only this user's usage", id("--user"))
+    .option("--agent <id>", "an agent and all its sub-agents", id("--agent"))
+    .option("--connector <id>", "a connector", id("--connector"))
+    .option("--model <id>", "a model (model usage only)", id("--model"))
+    .option("--api <id>", "an external API (external API usage only)", id("--api"));
+}
+
+function hasScopeOrPeriod(opts: ScopeAndPeriodFlags): boolean {
+  return opts.period !== undefined || opts.from !== undefined || opts.to !== undefined || SCOPE_FLAGS.some(([, flag]) => opts[flag] !== undefined);
+}
+
+/** The scope the flags give (`{}`: everything). */
+function scopeOf(opts: ScopeAndPeriodFlags): BudgetScope {
+  return Object.fromEntries(SCOPE_FLAGS.flatMap(([field, flag]) => (opts[flag] !== undefined ? [[field, opts[flag]]] : [])));
+}
+
+/** `--period`, or `--from`/`--to` as instants (wall times in `tz`); exactly one of the two forms. */
+function periodOf(opts: ScopeAndPeriodFlags, tz: string, command: string, ctx: BudgetCommandContext): BudgetInput["period"] {
+  if ((opts.period === undefined) === (opts.from === undefined && opts.to === undefined)) {
+    throw ctx.usageError(`${command}: give --period day|week|month, or --from and --to (not both).`);
+  }
+  if (opts.period !== undefined) return opts.period;
+  // One of the two left out is the API's to name (as --from / --to).
+  return {
+    from: opts.from === undefined ? (undefined as never) : toInstant(opts.from, tz),
+    to: opts.to === undefined ? (undefined as never) : toInstant(opts.to, tz),
   };
 }
 
@@ -154,52 +222,27 @@ export function addBudgetCommands(budgets: Command, ctx: BudgetCommandContext): 
     await ctx.withDb(opts, async (db) => process.stdout.write(formatBudgets(await listBudgets(db), formatOf(opts))));
   });
 
-  budgets
-    .command("set")
-    .description("create or replace a budget (by name)")
-    .argument("<name>", "the budget's name")
-    .addOption(ctx.dbOption())
-    .requiredOption("--amount <decimal>", "the amount per period, e.g. 25 or 12.50")
-    .requiredOption("--currency <code>", "only usage priced in this currency counts, e.g. USD")
-    .addOption(new Option("--period <period>", "a calendar period in --tz (or give --from and --to)").choices(["day", "week", "month"]))
-    .option("--from <date>", "a fixed range from this date or instant (ISO 8601; without an offset in --tz)", ctx.parseDate("--from"))
-    .option("--to <date>", "... up to this one, exclusive", ctx.parseDate("--to"))
+  scopeAndPeriodOptions(
+    budgets
+      .command("set")
+      .description("create or replace a budget (by name)")
+      .argument("<name>", "the budget's name")
+      .addOption(ctx.dbOption())
+      .requiredOption("--amount <decimal>", "the amount per period, e.g. 25 or 12.50")
+      .requiredOption("--currency <code>", "only usage priced in this currency counts, e.g. USD"),
+    ctx,
+    "a calendar period in --tz (or give --from and --to)",
+  )
     .option("--tz <zone>", "IANA time zone the periods are cut in", "UTC")
-    .option("--user <id>", "only this user's usage", id("--user"))
-    .option("--agent <id>", "an agent and all its sub-agents", id("--agent"))
-    .option("--connector <id>", "a connector", id("--connector"))
-    .option("--model <id>", "a model (model usage only)", id("--model"))
-    .option("--api <id>", "an external API (external API usage only)", id("--api"))
     .option("--thresholds <fractions>", "alert at these fractions of the amount, comma-separated, e.g. 0.5,0.8,1")
     .option("--hard-limit", "refuse record calls made with enforceBudgets past the amount")
     .option("--json", "print the budget as JSON")
-    .action(async (name: string, opts: Record<string, unknown> & { db?: string; tz: string }) => {
+    .action(async (name: string, opts: ScopeAndPeriodFlags & Record<string, unknown> & { db?: string; tz: string }) => {
       ctx.checkTimeZone(opts.tz);
-      if ((opts.period === undefined) === (opts.from === undefined && opts.to === undefined)) {
-        throw ctx.usageError("budgets set: give --period day|week|month, or --from and --to (not both).");
-      }
-      const period: BudgetInput["period"] =
-        opts.period !== undefined
-          ? (opts.period as "day")
-          : {
-              from: opts.from === undefined ? (undefined as never) : toInstant(opts.from as IsoDateTime, opts.tz),
-              to: opts.to === undefined ? (undefined as never) : toInstant(opts.to as IsoDateTime, opts.tz),
-            };
-      const scope = Object.fromEntries(
-        (
-          [
-            ["userId", opts.user],
-            ["agentId", opts.agent],
-            ["connectorId", opts.connector],
-            ["modelId", opts.model],
-            ["externalApiId", opts.api],
-          ] as const
-        ).filter(([, v]) => v !== undefined),
-      );
       const input: BudgetInput = {
         name,
-        scope,
-        period,
+        scope: scopeOf(opts),
+        period: periodOf(opts, opts.tz, "budgets set", ctx),
         timeZone: opts.tz,
         amount: String(opts.amount),
         currency: String(opts.currency),
@@ -225,20 +268,37 @@ export function addBudgetCommands(budgets: Command, ctx: BudgetCommandContext): 
     });
 
   formatOptions(
-    budgets
-      .command("status")
-      .description("spent, remaining and the fraction used in the current period (raises alerts crossed meanwhile)")
-      .argument("[name]", "one budget (default: every budget)")
-      .addOption(ctx.dbOption())
-      .option("--at <date>", "the period holding this instant (ISO 8601, default now)", ctx.parseDate("--at"))
-      .option("--tz <zone>", "IANA time zone of an --at without an offset", "UTC"),
-  ).action(async (name: string | undefined, opts: { db?: string; at?: IsoDateTime; tz: string } & Format) => {
-    ctx.checkTimeZone(opts.tz);
-    const at = opts.at && toInstant(opts.at, opts.tz);
+    scopeAndPeriodOptions(
+      budgets
+        .command("status")
+        .description("spent, remaining and the fraction used in the current period (raises alerts crossed meanwhile); by name, or by scope and period")
+        .argument("[name]", "one budget (default: every budget, or the one the scope and period flags select)")
+        .addOption(ctx.dbOption())
+        .option("--at <date>", "the period holding this instant (ISO 8601, default now)", ctx.parseDate("--at")),
+      ctx,
+      "instead of a name: the budget set on this calendar period and the scope flags (none: everything; or give --from and --to)",
+    )
+      // No default: a --tz given with a scope and period also selects the budget's zone.
+      .option("--tz <zone>", "IANA time zone of --at, --from and --to without an offset (default UTC); with --period, only a budget cut in this zone")
+      .option("--currency <code>", "with --period or --from/--to: only a budget in this currency"),
+  ).action(async (name: string | undefined, opts: ScopeAndPeriodFlags & { db?: string; at?: IsoDateTime; tz?: string; currency?: string } & Format) => {
+    const tz = opts.tz ?? "UTC";
+    ctx.checkTimeZone(tz);
+    const at = opts.at && toInstant(opts.at, tz);
+    const bySelector = hasScopeOrPeriod(opts) || opts.currency !== undefined;
+    if (bySelector && name !== undefined) throw ctx.usageError("budgets status: give a budget's name, or its scope and period flags (not both).");
+    const selector: BudgetSelector | undefined = bySelector
+      ? {
+          scope: scopeOf(opts),
+          period: periodOf(opts, tz, "budgets status", ctx),
+          ...(opts.tz !== undefined ? { timeZone: opts.tz } : {}),
+          ...(opts.currency !== undefined ? { currency: opts.currency } : {}),
+        }
+      : undefined;
     await ctx.withDb(opts, async (db) => {
-      const names = name !== undefined ? [name] : (await listBudgets(db)).map((b) => b.name);
+      const targets: (string | BudgetSelector)[] = selector ? [selector] : name !== undefined ? [name] : (await listBudgets(db)).map((b) => b.name);
       const statuses: BudgetStatus[] = [];
-      for (const n of names) statuses.push(await ctx.withFlagNames([["name", "<name>"], ["at", "--at"]], () => budgetStatus(db, n, { at })));
+      for (const t of targets) statuses.push(await ctx.withFlagNames(typeof t === "string" ? NAME_FLAGS : STATUS_FLAGS, () => budgetStatus(db, t, { at })));
       process.stdout.write(formatStatuses(statuses, formatOf(opts)));
     });
   });

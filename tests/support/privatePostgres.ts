@@ -105,9 +105,8 @@ function serverDirectory(prefix: string): string {
   return dir;
 }
 
-/** Creates (initdb) and starts a private server on a free port. */
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
-  const binDir = postgresBinDir();
+/** Creates (initdb) and starts a private server on a free port; `binDir`: another installation's (see {@link installationWithout}). */
+export async function startPrivatePostgres(binDir = postgresBinDir()): Promise<PrivatePostgres> {
   const dir = serverDirectory("ps-usage-private-pg-");
   const dataDir = path.join(dir, "data");
   await runBinary(binDir, "initdb", ["-D", dataDir, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
@@ -169,4 +168,49 @@ function userIds(name: string): { uid: number; gid: number } {
   if (!line) throw new Error(`Running as root, but there is no "${name}" user to run the private PostgreSQL server as`);
   const [, , uid, gid] = line.split(":");
   return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** A copy of the PostgreSQL installation that lacks some files; `remove` deletes it. */
+export interface PartialInstallation {
+  /** Its initdb, pg_ctl and postgres: pass to {@link startPrivatePostgres}. */
+  readonly binDir: string;
+  remove(): void;
+}
+
+/**
+ * A copy of this machine's PostgreSQL installation without the files whose names match `omit`
+ * (an extension's control, SQL and library files), to start a real server that lacks it. The
+ * server finds its share and library directories relative to its own executable (PostgreSQL is
+ * relocatable; initdb finds postgres beside itself), so initdb, pg_ctl and postgres are copied
+ * (a symlink would resolve back to the original) into the installation's layout under a temporary
+ * root, and every other file of the share and library directories is a symlink to the original.
+ */
+export function installationWithout(omit: RegExp): PartialInstallation {
+  const binDir = postgresBinDir();
+  const pgConfig = (flag: string) => execFileSync(path.join(binDir, "pg_config"), [flag], { encoding: "utf8" }).trim();
+  const shareDir = pgConfig("--sharedir");
+  const libDir = pgConfig("--pkglibdir");
+  // The deepest directory the three share (Debian: /usr), kept as the copy's root.
+  const parts = [binDir, shareDir, libDir].map((d) => path.resolve(d).split(path.sep));
+  let common = 0;
+  while (parts.every((p) => p[common] === parts[0][common] && common < p.length - 1)) common++;
+  const base = parts[0].slice(0, common).join(path.sep) || path.sep;
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-pg-install-"));
+  fs.chmodSync(root, 0o755);
+  const inCopy = (dir: string) => path.join(root, path.relative(base, dir));
+  fs.mkdirSync(inCopy(binDir), { recursive: true });
+  for (const name of ["initdb", "pg_ctl", "postgres"]) fs.copyFileSync(path.join(binDir, name), path.join(inCopy(binDir), name));
+  for (const name of ["initdb", "pg_ctl", "postgres"]) fs.chmodSync(path.join(inCopy(binDir), name), 0o755);
+  const mirror = (from: string, to: string) => {
+    fs.mkdirSync(to, { recursive: true });
+    for (const entry of fs.readdirSync(from, { withFileTypes: true })) {
+      if (omit.test(entry.name)) continue;
+      const source = path.join(from, entry.name);
+      if (entry.isDirectory()) mirror(source, path.join(to, entry.name));
+      else fs.symlinkSync(source, path.join(to, entry.name));
+    }
+  };
+  mirror(shareDir, inCopy(shareDir));
+  mirror(libDir, inCopy(libDir));
+  return { binDir: inCopy(binDir), remove: () => fs.rmSync(root, { recursive: true, force: true }) };
 }

@@ -61,7 +61,7 @@ export interface TestDatabase {
 export async function openTestDatabase(options: { migrate?: boolean; writeTimeoutMs?: number } = {}): Promise<TestDatabase> {
   const migrate = options.migrate ?? true;
   if (backend === "pglite") {
-    const db = await openDatabase({ dataDir: "memory://", migrate });
+    const db = await openDatabase({ dataDir: "memory://", migrate, writeTimeoutMs: options.writeTimeoutMs });
     return { db, dispose: () => db.close() };
   }
   const scratch = await createScratchDatabase();

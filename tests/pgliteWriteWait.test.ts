@@ -1,0 +1,65 @@
+// PGlite runs one transaction at a time. A write that finds one running in the same process (here
+// an interactive transaction on db.prisma, the public client) waits for it at most writeTimeoutMs,
+// then fails with a DatabaseTimeoutError and writes nothing; the Database works afterwards.
+import { DatabaseTimeoutError, recordModelUsage, recordModelUsageBatch } from "../src";
+import { createModel } from "./support/fixtures";
+import { settlesWithin } from "./support/settles";
+import { backend, openTestDatabase, type TestDatabase } from "./support/testDatabase";
+
+// On PostgreSQL the transaction holds one pooled connection and the writes take others
+// (tests/boundedWaits.pg covers the pool's own wait): this is PGlite's.
+const pgliteTest = backend === "pglite" ? test : test.skip;
+
+let t: TestDatabase;
+let modelId: number;
+
+beforeAll(async () => {
+  t = await openTestDatabase({ writeTimeoutMs: 300 });
+  modelId = await createModel(t.db);
+});
+afterAll(() => t?.dispose());
+
+/** Holds an interactive transaction open until `release` is called. */
+async function holdTransaction(): Promise<{ release(): void; done: Promise<unknown> }> {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let started!: () => void;
+  const running = new Promise<void>((r) => (started = r));
+  const done = t.db.prisma.$transaction(
+    async (tx) => {
+      await tx.$queryRaw`SELECT 1`;
+      started();
+      await held;
+    },
+    { timeout: 60_000 },
+  );
+  await running;
+  return { release, done };
+}
+
+pgliteTest("batches and records waiting behind a running transaction fail after writeTimeoutMs with nothing written", async () => {
+  const event = (tokens: number) => ({ userId: 1, modelId, tokenInCount: tokens });
+  // A Database in use: what the first write reads once (the foreign keys, through db.prisma) is read.
+  await recordModelUsage(t.db, event(0));
+  const holder = await holdTransaction();
+  const calls = {
+    batch: recordModelUsageBatch(t.db, [event(1), event(2)]),
+    keyedBatch: recordModelUsageBatch(t.db, [event(3)], { idempotencyKey: "wait-1" }),
+    oneEventBatch: recordModelUsageBatch(t.db, [event(4)]),
+    record: recordModelUsage(t.db, event(5)),
+  };
+  // 10 s: a hang, not slowness (before, each waited until the transaction ended: never, here).
+  const settled = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, (await settlesWithin(call as Promise<unknown>, 10_000)).error] as const));
+  for (const [name, error] of settled) {
+    expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
+    expect(error).toMatchObject({ phase: "connect", code: "PS_USAGE_TIMEOUT" });
+    expect((error as Error).message).toContain("writeTimeoutMs (300 ms)");
+  }
+  holder.release();
+  await holder.done;
+  expect(await t.db.prisma.psModelUsage.count()).toBe(1);
+  // The key was not taken, and the same Database writes again.
+  expect(await recordModelUsageBatch(t.db, [event(3)], { idempotencyKey: "wait-1" })).toMatchObject({ count: 1 });
+  expect(await recordModelUsageBatch(t.db, [event(1), event(2)])).toMatchObject({ count: 2 });
+  expect(await t.db.prisma.psModelUsage.count()).toBe(4);
+});
