@@ -23,14 +23,19 @@
  *   that neither filter nor group by user, agent or connector; the same slot rules as above;
  * - per UTC day, agent and model or API (`…_agent_day_rollup`), for reports by agent or agent tree
  *   that neither filter nor group by user or connector: a day is read from it when the range holds
- *   all of it, no bucket cuts it and no price period of its model starts inside it; the other days
- *   of the range (and the parts of the range's first and last day) are read from the 15-minute
- *   rollups by the rules above (one index range per cut day and model);
+ *   all of it and no bucket cuts it; the other days of the range (and the parts of the range's
+ *   first and last day) are read from the 15-minute rollups by the rules above (one index range per
+ *   cut day and model);
  * - per UTC calendar month, agent and model or API (`…_agent_month_rollup`, the usage_rollup_months
- *   migration), for the same reports: a month is read from it when the range holds all of it, no
- *   bucket cuts it and no price period of its model starts inside it; the other days (the range's
- *   part months, and every day of a cut month, by model) go to the daily level and its rules. Over
- *   90 days with 1,000 agents that is one row per month, agent and model instead of one per day.
+ *   migration), for the same reports: a month is read from it when the range holds all of it and no
+ *   bucket cuts it; the other days (the range's part months, and every day of a month a bucket cuts)
+ *   go to the daily level and its rules. Over 90 days with 1,000 agents that is one row per month,
+ *   agent and model instead of one per day.
+ *
+ * A cost report prices a day or month in which price periods of its model start as a whole at one
+ * instant plus a correction read at the next finer level for the shorter side only (see
+ * pricedUnitsCte): the finer rows of that side are read once at their own instants and once negated
+ * at that instant, so the side's rows are priced by their own periods and taken out of the whole.
  */
 import type { FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
