@@ -343,8 +343,9 @@ function writeResults(results: ScaleResults): void {
     md +=
       `\n# With priced days and months corrected from the shorter side (a busier machine)\n\n` +
       `The tree cost report prices a day or month in which price periods start as a whole at one instant plus a correction read at the ` +
-      `next finer level for the shorter side only (src/reports/rollups.ts, pricedUnitsCte). Measured while the machine was far busier ` +
-      `(load 7-10; every report, the unchanged ones too, 3-10x slower than in the runs above): compare within a table, not across. ` +
+      `next finer level for the shorter side only (src/reports/rollups.ts, pricedUnitsCte). The 3M run was measured while the machine was far busier ` +
+      `(load 7.5-9.6, a 10M generation beside it; every report, the unchanged ones too, 3-10x slower than in the runs above): compare within its table, not across. ` +
+      `The 10M run (load 1.7-2.9) read a database grown from 0 to 10M in one step (the same rows). ` +
       `The before/after comparison of the tree cost report alone, interleaved in one run, is in docs/scale.md.\n\n${again.replace(/^## /gm, "### ")}`;
   }
   fs.writeFileSync(path.join(OUT_DIR, "SCALE.md"), md);
