@@ -357,6 +357,14 @@ const MODEL_COST = Prisma.raw(`((
 // numeric division rounds. The only divisions are those of derived rates (longContextCost,
 // kindCost), each done once after its multiplications.
 
+/**
+ * A group whose rows net to no event is left out: with rollups, a unit priced whole at one period
+ * and corrected by negated rows (src/reports/rollups.ts) can leave a group of another period with
+ * its rows all taken back out (0 events, 0 tokens), which the ledger has no row for (a currency
+ * the report must not list). A group of real rows always has events.
+ */
+const NO_EMPTY_GROUP = Prisma.raw("HAVING sum(u.event_count) <> 0");
+
 function modelBranch(p: ReportPlan, treeIds: readonly number[] | undefined): Prisma.Sql {
   const keys = keyNames(p).map((k) => Prisma.raw(`m.${k}`));
   const sums = Prisma.raw(COUNTER_COLUMNS.map((c) => `sum(u.${c}) AS ${c}`).join(", "));
@@ -378,6 +386,7 @@ function modelBranch(p: ReportPlan, treeIds: readonly number[] | undefined): Pri
       LEFT JOIN model_periods mp ON mp.model_id = u.model_id
         AND u.created_at >= mp.effective_from AND (mp.valid_to IS NULL OR u.created_at < mp.valid_to)
       GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`mp.id`, Prisma.sql`u.service_tier`, Prisma.sql`u.regional_processing IS NOT NULL`])}
+      ${NO_EMPTY_GROUP}
     ) m
     LEFT JOIN ps_ai_model_price_periods p ON p.id = m.period_id
     ${RESOLVED_RATES}`;
@@ -399,6 +408,7 @@ function apiBranch(p: ReportPlan, treeIds: readonly number[] | undefined): Prism
       LEFT JOIN api_periods ap ON ap.external_api_id = u.external_api_id
         AND u.created_at >= ap.effective_from AND (ap.valid_to IS NULL OR u.created_at < ap.valid_to)
       GROUP BY ${Prisma.join([...groupKeys, Prisma.sql`ap.id`])}
+      ${NO_EMPTY_GROUP}
     ) a
     LEFT JOIN ps_external_api_price_periods p ON p.id = a.period_id`;
 }

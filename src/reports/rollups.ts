@@ -23,14 +23,19 @@
  *   that neither filter nor group by user, agent or connector; the same slot rules as above;
  * - per UTC day, agent and model or API (`…_agent_day_rollup`), for reports by agent or agent tree
  *   that neither filter nor group by user or connector: a day is read from it when the range holds
- *   all of it, no bucket cuts it and no price period of its model starts inside it; the other days
- *   of the range (and the parts of the range's first and last day) are read from the 15-minute
- *   rollups by the rules above (one index range per cut day and model);
+ *   all of it and no bucket cuts it; the other days of the range (and the parts of the range's
+ *   first and last day) are read from the 15-minute rollups by the rules above (one index range per
+ *   cut day and model);
  * - per UTC calendar month, agent and model or API (`…_agent_month_rollup`, the usage_rollup_months
- *   migration), for the same reports: a month is read from it when the range holds all of it, no
- *   bucket cuts it and no price period of its model starts inside it; the other days (the range's
- *   part months, and every day of a cut month, by model) go to the daily level and its rules. Over
- *   90 days with 1,000 agents that is one row per month, agent and model instead of one per day.
+ *   migration), for the same reports: a month is read from it when the range holds all of it and no
+ *   bucket cuts it; the other days (the range's part months, and every day of a month a bucket cuts)
+ *   go to the daily level and its rules. Over 90 days with 1,000 agents that is one row per month,
+ *   agent and model instead of one per day.
+ *
+ * A cost report prices a day or month in which price periods of its model start as a whole at one
+ * instant plus a correction read at the next finer level for the shorter side only (see
+ * pricedUnitsCte): the finer rows of that side are read once at their own instants and once negated
+ * at that instant, so the side's rows are priced by their own periods and taken out of the whole.
  */
 import type { FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
@@ -242,11 +247,11 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
     if (firstDay && firstMonth && firstDay < firstMonth) daySources.push(Prisma.sql`SELECT * FROM ${dayLevel} r ${whereSql([...ids, ...dayRange(firstDay, firstMonth)])}`);
     if (lastDay && lastMonth && lastMonth < lastDay) daySources.push(Prisma.sql`SELECT * FROM ${dayLevel} r ${whereSql([...ids, ...dayRange(lastMonth, lastDay)])}`);
     if (months.cut) {
-      const key = Prisma.raw(PERIODS[plan.table].key);
-      // The days of each cut month and model: one index range of the daily level each.
-      daySources.push(Prisma.sql`SELECT r.* FROM ${Prisma.raw(months.cut)} c
-        CROSS JOIN LATERAL (SELECT * FROM ${dayLevel} r
-          ${whereSql([Prisma.sql`r.day_start >= c.cut_start`, Prisma.sql`r.day_start < ${UNITS.month.end(Prisma.raw("c.cut_start"))}`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
+      // The days [lo, hi) of each cut month and model (one index range of the daily level each),
+      // and where the month is priced whole at ref, the same days negated at ref.
+      const finer = finerRows(plan, months.cut, dayLevel, "day_start", ids);
+      daySources.push(Prisma.sql`SELECT r.* ${finer(false)}`);
+      branches.push(Prisma.sql`SELECT ${negatedColumns(plan.table, "agentDay")} ${finer(true)}`);
     }
   }
   const days = daySources.length === 0 ? { ctes: [] as Prisma.Sql[], whole: null, cut: null } : splitUnits(plan, "agentDay", "day", Prisma.join(daySources, " UNION ALL "));
@@ -260,14 +265,25 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
   if (mid1) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(first, mid1)])}`);
   if (mid2) slotSources.push(Prisma.sql`SELECT * FROM ${full} r ${whereSql([...ids, ...slotRange(mid2, last)])}`);
   if (days.cut) {
-    const key = Prisma.raw(PERIODS[plan.table].key);
-    // One index range of the slot level per cut day and model, in a nested loop (as for the ledger below).
-    slotSources.push(Prisma.sql`SELECT r.* FROM ${Prisma.raw(days.cut)} c
-      CROSS JOIN LATERAL (SELECT * FROM ${full} r
-        ${whereSql([Prisma.sql`r.slot_start >= c.cut_start`, Prisma.sql`r.slot_start < ${UNITS.day.end(Prisma.raw("c.cut_start"))}`, Prisma.sql`r.${key} = c.cut_key`, ...ids])} OFFSET 0) r`);
+    // One index range of the slot level per cut day and model, in a nested loop (as for the
+    // ledger below): the slots [lo, hi), and where the day is priced whole at ref, negated at ref.
+    const finer = finerRows(plan, days.cut, full, "slot_start", ids);
+    slotSources.push(Prisma.sql`SELECT r.* ${finer(false)}`);
+    branches.push(Prisma.sql`SELECT ${negatedColumns(plan.table, "full")} ${finer(true)}`);
   }
   if (slotSources.length === 0) return Prisma.sql`(${withCtes(ctes)} ${Prisma.join(branches, " UNION ALL ")})`;
   return slotLevelSql(plan, "full", Prisma.join(slotSources, " UNION ALL "), ctes, branches);
+}
+
+/**
+ * `FROM <cut> c CROSS JOIN LATERAL (<the finer level's rows of c's model in [c.lo, c.hi)>) r`, of
+ * every cut unit or (`corrected`) of those priced whole at `c.ref` only.
+ */
+function finerRows(plan: UsageRelationPlan, cut: string, finer: Prisma.Sql, start: string, ids: readonly Prisma.Sql[]): (corrected: boolean) => Prisma.Sql {
+  const key = PERIODS[plan.table].key;
+  const conditions = [Prisma.raw(`r.${start} >= c.lo`), Prisma.raw(`r.${start} < c.hi`), Prisma.raw(`r.${key} = c.cut_key`), ...ids];
+  return (corrected) => Prisma.sql`FROM ${Prisma.raw(corrected ? `(SELECT * FROM ${cut} WHERE ref IS NOT NULL)` : cut)} c
+    CROSS JOIN LATERAL (SELECT * FROM ${finer} r ${whereSql(conditions)} OFFSET 0) r`;
 }
 
 /** Each level's unit: its start column, the next unit's start after `t`, and the unit holding a column. */
@@ -283,21 +299,79 @@ function withCtes(ctes: readonly Prisma.Sql[]): Prisma.Sql {
   return ctes.length === 0 ? Prisma.empty : Prisma.sql`WITH ${Prisma.join(ctes, ", ")}`;
 }
 
+/** The key and time columns of the relation (every other column is a counter, negated in a correction row). */
+const NOT_COUNTERS = new Set(["created_at", "user_id", "model_id", "external_api_id", "agent_id", "connector_id", "service_tier", "regional_processing"]);
+
+/**
+ * @internal The relation's columns from rows `r` of a rollup level, negated and placed at `c.ref`
+ * (SQL text): the correction rows that take a cut unit's finer rows back out of the whole unit
+ * priced at `c.ref` (see {@link splitUnits}).
+ */
+function negatedColumns(table: UsageTable, level: Level): Prisma.Sql {
+  return Prisma.raw(
+    [
+      ...COLUMNS[table].map((c) => (c === "created_at" ? "c.ref AS created_at" : NOT_COUNTERS.has(c) ? rollupColumn(c, level) : `-r.${c} AS ${c}`)),
+      "-r.event_count AS event_count",
+    ].join(", "),
+  );
+}
+
+/**
+ * The (model or API id, unit) pairs of a month or day level in which price periods start (SQL:
+ * the CTE `<unit>_priced`), and how such a unit is read. Cost is linear in the counters, so a unit
+ * with periods starting at s1 <= … <= sk inside it is read whole, priced at one instant `ref`, plus
+ * a correction for the side of it a period other than ref's covers: its rows at the finer level
+ * in [lo, hi), once at their own instants (priced by their own periods) and once negated at ref.
+ * The side is the shorter one: [unit start, sk) with ref = sk, or [s1, unit end) with ref = the
+ * unit's start; so a correction reads at most half the unit at the finer level, and a period
+ * starting 7.5 minutes into a day reads one slot of it, not 96 (bench/SCALE.md). A unit with no
+ * usage of its model before sk (`correct` false: asked of a finer level that has the model without
+ * the agent; a slot or day holding a start counts as before it) needs no correction: all of its rows
+ * come at or after sk, and it is priced at sk (a model's first period usually starts inside the
+ * unit of its first use, before any of it).
+ */
+function pricedUnitsCte(table: UsageTable, unit: "day" | "month"): Prisma.Sql {
+  const { key: k, table: periods } = PERIODS[table];
+  const { unitOf, end } = UNITS[unit];
+  const finer = UNITS[unit === "month" ? "day" : "slot"];
+  const check = table === "modelUsage" ? { table: MODEL_LEVEL.modelUsage, start: "slot_start" } : { table: AGENT_DAY_LEVEL.externalApiUsage, start: "day_start" };
+  const ceilFiner = (t: string) => `CASE WHEN ${finer.unitOf(t)} = ${t} THEN ${t} ELSE ${finer.end(Prisma.raw(finer.unitOf(t))).sql} END`;
+  const unitEnd = end(Prisma.raw("s.u")).sql;
+  return Prisma.raw(`${unit}_priced AS MATERIALIZED (
+      SELECT s.key, s.u, s.correct,
+        CASE WHEN NOT s.correct OR s.after THEN s.last_start ELSE s.u END AS ref,
+        CASE WHEN s.after THEN s.u ELSE ${finer.unitOf("s.first_start")} END AS lo,
+        CASE WHEN s.after THEN ${ceilFiner("s.last_start")} ELSE ${unitEnd} END AS hi
+      FROM (
+        SELECT key, u, min(effective_from) AS first_start, max(effective_from) AS last_start, bool_or(used_before) AS correct,
+          max(effective_from) - u <= ${end(Prisma.raw("u")).sql} - min(effective_from) AS after
+        FROM (
+          SELECT p.${k} AS key, ${unitOf("p.effective_from")} AS u, p.effective_from,
+            EXISTS (SELECT 1 FROM ${check.table} f WHERE f.${k} = p.${k} AND f.${check.start} >= ${unitOf("p.effective_from")} AND f.${check.start} < p.effective_from) AS used_before
+          FROM ${periods} p WHERE p.effective_from <> ${unitOf("p.effective_from")}) s
+        GROUP BY key, u) s)`);
+}
+
 /**
  * Splits the rows of a rollup level (`source`: `SELECT * FROM <level> r …`, units of `unit`) into
- * the whole units' rows (`whole`: the ledger's columns and `event_count`) and the cut (unit start,
- * model or API id) pairs (`cut`: the name of a CTE with `cut_start`, `cut_key`; null when no unit
- * can be cut). Whether a unit is whole depends on the unit and the model (or API) alone, so it is
- * decided once per distinct unit start (a bucket's cuts: a few thousand slots in 90 days, however
- * many rows) and per price period starting inside a unit, then looked up by hash per row; deciding
- * it per row took 0.3-10 s at 3M rows (bench/SCALE.md).
+ * the whole units' rows (`whole`: the ledger's columns and `event_count`) and the cut units (`cut`:
+ * the name of a CTE with `cut_start`, `cut_key` (model or API id), `lo`, `hi` and `ref`; null when
+ * no unit can be cut): the caller reads each cut unit's finer rows in [lo, hi) and, where `ref` is
+ * not null, the same rows negated at `ref` (a unit priced whole at ref, see {@link pricedUnitsCte}).
+ * A unit a bucket cuts is read at the finer level whole (lo, hi: the unit; ref null), as is a
+ * 15-minute slot a price period starts inside (from the ledger). Whether a unit is whole depends on
+ * the unit and the model (or API) alone, so it is decided once per distinct unit start (a bucket's
+ * cuts: a few thousand slots in 90 days, however many rows) and per price period starting inside a
+ * unit, then looked up by hash per row; deciding it per row took 0.3-10 s at 3M rows (bench/SCALE.md).
  */
 function splitUnits(plan: UsageRelationPlan, level: Level, unit: keyof typeof UNITS, source: Prisma.Sql): { ctes: Prisma.Sql[]; whole: Prisma.Sql; cut: string | null } {
   const { start, end, unitOf } = UNITS[unit];
   const startColumn = Prisma.raw(`r.${start}`);
-  const key = Prisma.raw(`r.${PERIODS[plan.table].key}`);
+  const k = PERIODS[plan.table].key;
+  const key = Prisma.raw(`r.${k}`);
   const ctes: Prisma.Sql[] = [];
   const cutConditions: Prisma.Sql[] = [];
+  const cut = `${unit}_cut`;
   // A UTC day or coarser bucket never cuts a UTC slot or day, nor a UTC month bucket a UTC month;
   // a UTC hour cuts every day, and any bucket but a month every month.
   const uncut = unit === "month" ? ["month"] : unit === "day" ? ["day", "week", "month"] : ["hour", "day", "week", "month"];
@@ -309,34 +383,31 @@ function splitUnits(plan: UsageRelationPlan, level: Level, unit: keyof typeof UN
       WHERE ${bucketKey(Prisma.raw("d.u"))} <> ${bucketKey(Prisma.sql`(${end(Prisma.raw("d.u"))} - interval '1 microsecond')`)})`);
     cutConditions.push(Prisma.sql`${startColumn} IN (SELECT u FROM ${Prisma.raw(`${unit}_bucket_cut`)})`);
   }
-  let columns = Prisma.raw([...COLUMNS[plan.table].map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
-  if (plan.priced && unit === "month") {
-    // A month in which a price period of the model (or API) starts is cut only if it has usage of
-    // it before that start: a model's first period usually starts inside the month of its first
-    // use, before any of it, and cutting that month read its ~30 days from the daily level (the
-    // cost report at scale: bench/SCALE.md). Asked of a finer level that has the model without
-    // the agent (at most a month of its index range; a day or slot holding the start counts as
-    // before it). An uncut month's rows all come at or after every start inside it, so its row
-    // stands at the last one, priced by that period.
-    const { key: k, table: periods } = PERIODS[plan.table];
-    const finer = plan.table === "modelUsage" ? { table: MODEL_LEVEL.modelUsage, start: "slot_start" } : { table: AGENT_DAY_LEVEL.externalApiUsage, start: "day_start" };
-    ctes.push(Prisma.raw(`month_priced AS MATERIALIZED (
-      SELECT key, u, max(effective_from) AS last_start, bool_or(used_before) AS cut FROM (
-        SELECT p.${k} AS key, ${unitOf("p.effective_from")} AS u, p.effective_from,
-          EXISTS (SELECT 1 FROM ${finer.table} f WHERE f.${k} = p.${k} AND f.${finer.start} >= ${unitOf("p.effective_from")} AND f.${finer.start} < p.effective_from) AS used_before
-        FROM ${periods} p WHERE p.effective_from <> ${unitOf("p.effective_from")}) s
-      GROUP BY key, u)`));
-    cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (SELECT key, u FROM month_priced WHERE cut)`);
-    const at = `COALESCE((SELECT mp.last_start FROM month_priced mp WHERE mp.key = r.${k} AND mp.u = r.month_start), r.month_start) AS created_at`;
-    columns = Prisma.raw([...COLUMNS[plan.table].map((c) => (c === "created_at" ? at : rollupColumn(c, level))), "r.event_count"].join(", "));
-  } else if (plan.priced) {
-    // Periods that start inside a unit are few: one hashed lookup per row.
+  const columns = Prisma.raw([...COLUMNS[plan.table].map((c) => rollupColumn(c, level)), "r.event_count"].join(", "));
+  if (plan.priced && unit !== "slot") {
+    // Units in which periods start: whole at ref, corrected at the finer level (pricedUnitsCte).
+    ctes.push(pricedUnitsCte(plan.table, unit));
+    const join = Prisma.raw(`LEFT JOIN ${unit}_priced pr ON pr.key = r.${k} AND pr.u = r.${start}`);
+    const placed = Prisma.raw(
+      [...COLUMNS[plan.table].map((c) => (c === "created_at" ? `COALESCE(pr.ref, r.${start}) AS created_at` : rollupColumn(c, level))), "r.event_count"].join(", "),
+    );
+    const bucketCut = cutConditions.length > 0 ? cutConditions[0] : Prisma.sql`FALSE`;
+    ctes.push(Prisma.sql`${Prisma.raw(cut)} AS MATERIALIZED (
+      SELECT DISTINCT ${startColumn} AS cut_start, ${key} AS cut_key,
+        CASE WHEN ${bucketCut} THEN ${startColumn} ELSE pr.lo END AS lo,
+        CASE WHEN ${bucketCut} THEN ${end(startColumn)} ELSE pr.hi END AS hi,
+        CASE WHEN ${bucketCut} THEN NULL ELSE pr.ref END AS ref
+      FROM (${source}) r ${join} WHERE ${bucketCut} OR pr.correct)`);
+    return { ctes, whole: Prisma.sql`SELECT ${placed} FROM (${source}) r ${join} ${cutConditions.length > 0 ? Prisma.sql`WHERE NOT (${bucketCut})` : Prisma.empty}`, cut };
+  }
+  if (plan.priced) {
+    // Periods that start inside a slot are few: one hashed lookup per row.
     cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
   }
   if (cutConditions.length === 0) return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r`, cut: null };
   const isCut = Prisma.join(cutConditions, " OR ");
-  const cut = `${unit}_cut`;
-  ctes.push(Prisma.sql`${Prisma.raw(cut)} AS MATERIALIZED (SELECT DISTINCT ${startColumn} AS cut_start, ${key} AS cut_key FROM (${source}) r WHERE ${isCut})`);
+  ctes.push(Prisma.sql`${Prisma.raw(cut)} AS MATERIALIZED (SELECT DISTINCT ${startColumn} AS cut_start, ${key} AS cut_key,
+    ${startColumn} AS lo, ${end(startColumn)} AS hi, NULL::timestamptz AS ref FROM (${source}) r WHERE ${isCut})`);
   return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r WHERE NOT (${isCut})`, cut };
 }
 
