@@ -30,7 +30,15 @@
  *   migration), for the same reports: a month is read from it when the range holds all of it, no
  *   bucket cuts it and no price period of its model starts inside it; the other days (the range's
  *   part months, and every day of a cut month, by model) go to the daily level and its rules. Over
- *   90 days with 1,000 agents that is one row per month, agent and model instead of one per day.
+ *   90 days with 1,000 agents that is one row per month, agent and model instead of one per day;
+ * - per user, UTC day and model or API (`…_user_day_rollup`), and per connector, UTC day and model
+ *   or API (`…_connector_day_rollup`, connector 0 for none; the usage_rollup_user_connector
+ *   migration), for reports and budgets that filter or group by the user (or the connector) and by
+ *   neither of the other two: the daily rules above, by the same code (no month level: a user's
+ *   month is 30 rows per model). Their keys start with the user (connector), so one user's days
+ *   are one index range however many users there are. Without them such a report read the
+ *   full-key 15-minute rollup, about a row per event with many agents (the busiest user's month:
+ *   1.9 s at 30M rows, bench/BUDGETS.md).
  */
 import type { FieldIssue } from "../errors";
 import { Prisma } from "../generated/prisma/client";
