@@ -85,7 +85,7 @@ CREATE TABLE "ps_external_api_usage_connector_day_rollup" (
 --
 -- Why the key starts with the user (connector), not the day as in the agent levels: the read that
 -- matters is one user's days ("this user, this month"). User first, that is one index range of
--- about 30 days x models rows; day first, it is either 30 ranges (PostgreSQL 15 has no skip scan)
+-- about 30 days x models rows. Day first, it is either 30 ranges (PostgreSQL 15 has no skip scan)
 -- or one range over every user's rows of those days with the others filtered out, which grows
 -- with the number of users (thousands). A report over every user and a range of days reads the
 -- whole level either way, sequentially: the level is small (users x days x models). Writes are
@@ -839,7 +839,7 @@ END
 -- twice or missed: the functions above are in place before the lock (a writer that committed
 -- before it is in the 15-minute rollups, one after it runs the new functions), the levels are
 -- emptied and refilled under it. One DO block: one statement and one transaction however the
--- migration is run (our migrate runs the whole migration in one transaction; an executor that
+-- migration is run (our migrate runs the whole migration in one transaction, an executor that
 -- runs each statement on its own still gets the lock, the delete and the fill together).
 -- Written in key order, as the triggers write them over time. Readers are not blocked.
 DO E'
