@@ -105,10 +105,19 @@ async function main(): Promise<void> {
     // budgetStatus against the cost report of the same scope and period (its base), and the same
     // report from the ledger alone. Repeated REPEAT times, interleaved; medians.
     const root = universe.rootAgentId;
+    // The connector with the most September events (read from the per-connector level, untimed).
+    const busiest = await pool.query<{ id: number }>(
+      `SELECT connector_id AS id FROM ps_model_usage_connector_day_rollup WHERE connector_id <> 0 AND day_start >= $1 AND day_start < $2 GROUP BY 1 ORDER BY sum(event_count) DESC LIMIT 1`,
+      [month.from, month.to],
+    );
+    const connectorId = busiest.rows[0]?.id;
     const cases = [
       { name: "everything, month", scope: {}, period: "month" as const, report: (r: boolean) => costReport(db, { where: month, rollups: r }) },
       { name: "agent tree (1,000 agents), month", scope: { agentId: root }, period: "month" as const, report: (r: boolean) => agentTreeCostReport(db, root, { where: month, rollups: r }) },
       { name: "user 1, month", scope: { userId: 1 }, period: "month" as const, report: (r: boolean) => costReport(db, { where: { ...month, userId: 1 }, rollups: r }) },
+      ...(connectorId === undefined
+        ? []
+        : [{ name: `connector ${connectorId} (the busiest), month`, scope: { connectorId }, period: "month" as const, report: (r: boolean) => costReport(db, { where: { ...month, connectorId }, rollups: r }) }]),
       { name: "model 1, day Europe/Berlin", scope: { modelId: universe.modelIds[0] }, period: "day" as const, timeZone: "Europe/Berlin", at: new Date(Date.UTC(2026, 8, 30, 12)),
         report: (r: boolean) => costReport(db, { where: { from: new Date(Date.UTC(2026, 8, 29, 22)), to: new Date(Date.UTC(2026, 8, 30, 22)), modelId: universe.modelIds[0] }, rollups: r }) },
     ];

@@ -417,7 +417,7 @@ async function ingest(): Promise<void> {
       log(`ingest ${rows} rows ${arrival}, ${repeat} x ABBA, load ${load().join(" ")}`);
       await runOnce(true); // warm-up
       const rollupRows = Object.fromEntries(
-        await Promise.all(["ps_model_usage_rollup", "ps_model_usage_model_rollup", "ps_model_usage_agent_day_rollup", "ps_model_usage_agent_month_rollup"].map(async (t) => [t, await count(pool, t)] as const)),
+        await Promise.all(["ps_model_usage_rollup", "ps_model_usage_model_rollup", "ps_model_usage_agent_day_rollup", "ps_model_usage_agent_month_rollup", "ps_model_usage_user_day_rollup", "ps_model_usage_connector_day_rollup"].map(async (t) => [t, await count(pool, t)] as const)),
       );
       const withMs: number[] = [];
       const withoutMs: number[] = [];

@@ -233,6 +233,37 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     "event_count bigint NOT NULL",
     "call_count bigint NOT NULL",
   ],
+  // Migration 20261208100000: per user (connector), UTC day and model or API, same triggers.
+  ps_model_usage_user_day_rollup: [
+    "user_id integer NOT NULL",
+    `day_start ${TIMESTAMPTZ} NOT NULL`,
+    "model_id integer NOT NULL",
+    "service_tier character varying(17) NOT NULL",
+    "regional_processing character varying(17) NOT NULL",
+    ...MODEL_ROLLUP_SUMS,
+  ],
+  ps_external_api_usage_user_day_rollup: [
+    "user_id integer NOT NULL",
+    `day_start ${TIMESTAMPTZ} NOT NULL`,
+    "external_api_id integer NOT NULL",
+    "event_count bigint NOT NULL",
+    "call_count bigint NOT NULL",
+  ],
+  ps_model_usage_connector_day_rollup: [
+    "connector_id integer NOT NULL",
+    `day_start ${TIMESTAMPTZ} NOT NULL`,
+    "model_id integer NOT NULL",
+    "service_tier character varying(17) NOT NULL",
+    "regional_processing character varying(17) NOT NULL",
+    ...MODEL_ROLLUP_SUMS,
+  ],
+  ps_external_api_usage_connector_day_rollup: [
+    "connector_id integer NOT NULL",
+    `day_start ${TIMESTAMPTZ} NOT NULL`,
+    "external_api_id integer NOT NULL",
+    "event_count bigint NOT NULL",
+    "call_count bigint NOT NULL",
+  ],
   ps_usage_prune_state: [
     "table_name character varying(64) NOT NULL",
     `pruned_before ${TIMESTAMPTZ} NOT NULL`,
@@ -327,6 +358,10 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
   ps_external_api_usage_agent_day_rollup: ["UNIQUE ps_external_api_usage_agent_day_rollup_pkey (day_start, agent_id, external_api_id)"],
   ps_model_usage_agent_month_rollup: ["UNIQUE ps_model_usage_agent_month_rollup_pkey (month_start, agent_id, model_id, service_tier, regional_processing)"],
   ps_external_api_usage_agent_month_rollup: ["UNIQUE ps_external_api_usage_agent_month_rollup_pkey (month_start, agent_id, external_api_id)"],
+  ps_model_usage_user_day_rollup: ["UNIQUE ps_model_usage_user_day_rollup_pkey (user_id, day_start, model_id, service_tier, regional_processing)"],
+  ps_external_api_usage_user_day_rollup: ["UNIQUE ps_external_api_usage_user_day_rollup_pkey (user_id, day_start, external_api_id)"],
+  ps_model_usage_connector_day_rollup: ["UNIQUE ps_model_usage_connector_day_rollup_pkey (connector_id, day_start, model_id, service_tier, regional_processing)"],
+  ps_external_api_usage_connector_day_rollup: ["UNIQUE ps_external_api_usage_connector_day_rollup_pkey (connector_id, day_start, external_api_id)"],
   ps_usage_prune_state: ["UNIQUE ps_usage_prune_state_pkey (table_name)"],
   ps_usage_budgets: ["ps_usage_budgets_user_id (user_id)", "UNIQUE ps_usage_budgets_name (name)", "UNIQUE ps_usage_budgets_pkey (id)"],
   ps_usage_budget_alerts: [
@@ -416,6 +451,10 @@ test("primary keys are on id (key for idempotency keys, the slot and key columns
     ps_external_api_usage_agent_day_rollup: "day_start, agent_id, external_api_id",
     ps_model_usage_agent_month_rollup: "month_start, agent_id, model_id, service_tier, regional_processing",
     ps_external_api_usage_agent_month_rollup: "month_start, agent_id, external_api_id",
+    ps_model_usage_user_day_rollup: "user_id, day_start, model_id, service_tier, regional_processing",
+    ps_external_api_usage_user_day_rollup: "user_id, day_start, external_api_id",
+    ps_model_usage_connector_day_rollup: "connector_id, day_start, model_id, service_tier, regional_processing",
+    ps_external_api_usage_connector_day_rollup: "connector_id, day_start, external_api_id",
     ps_usage_prune_state: "table_name",
   };
   const expected = Object.keys(EXPECTED_COLUMNS)

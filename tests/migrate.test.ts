@@ -8,7 +8,7 @@ import { MigrationError, migrate, migrationStatus, openDatabase, type Database }
 import { backend, openTestDatabase, type TestDatabase } from "./support/testDatabase";
 
 const SHIPPED_DIR = path.resolve(__dirname, "..", "prisma", "migrations");
-const SHIPPED = ["20261125083500_init", "20261125090000_idempotency_keys_and_price_periods", "20261125140000_idempotency_key_user", "20261125170000_model_usage_item", "20261125171000_service_tiers_margins_web_searches", "20261125200000_usage_rollups", "20261207100000_usage_rollup_levels", "20261207200000_budgets", "20261207230000_usage_rollup_months"];
+const SHIPPED = ["20261125083500_init", "20261125090000_idempotency_keys_and_price_periods", "20261125140000_idempotency_key_user", "20261125170000_model_usage_item", "20261125171000_service_tiers_margins_web_searches", "20261125200000_usage_rollups", "20261207100000_usage_rollup_levels", "20261207200000_budgets", "20261207230000_usage_rollup_months", "20261208100000_usage_rollup_user_connector"];
 
 // One database for the file (opening an embedded PGlite costs seconds); each test empties it.
 let t: TestDatabase;

@@ -13,11 +13,14 @@ import {
   UsageValidationError,
   agentTreeCostReport,
   costReport,
+  budgetStatus,
   migrate,
+  prune,
   rebuildRollups,
   recordExternalApiUsageBatch,
   recordModelUsage,
   recordModelUsageBatch,
+  setBudget,
   setExternalApiPrice,
   setModelPrice,
   sumAgentTreeUsage,
@@ -80,9 +83,12 @@ beforeAll(async () => {
   await setModelPrice(t.db, models[0], price(3, { longContextTokenThreshold: 5000, longContextCostInTokensPerMillion: 6, flexTokensIn: 0.5, regionalProcessingMargin: 10, costPerThousandWebSearches: 25 }), new Date("2026-03-29T01:07:30Z"));
   await setModelPrice(t.db, models[0], price(5), new Date("2026-11-24T18:15:10Z"));
   await setModelPrice(t.db, models[1], price(7, { priorityTokensIn: 14 }), new Date("2026-01-01T00:00:00Z"));
+  // On a slot boundary inside a UTC day: the day is cut (read by slot), no slot is.
+  await setModelPrice(t.db, models[1], price(9), new Date("2026-04-04T15:00:00Z"));
   await setExternalApiPrice(t.db, apis[0], { unitType: "call", pricePerUnit: "0.01", currency: "USD" }, new Date("1970-01-01T00:00:00Z"));
   await setExternalApiPrice(t.db, apis[0], { unitType: "call", pricePerUnit: "0.02", currency: "USD" }, new Date("2026-11-01T06:03:00Z"));
   await setExternalApiPrice(t.db, apis[1], { unitType: "call", pricePerUnit: "0.5", currency: "EUR" }, new Date("2026-01-01T00:00:00Z"));
+  await setExternalApiPrice(t.db, apis[1], { unitType: "call", pricePerUnit: "0.75", currency: "EUR" }, new Date("2026-10-25T10:30:00Z"));
 
   const rnd = random(20261125);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)];
@@ -192,6 +198,31 @@ test("cost reports from the rollups equal the ledger's, with price periods start
   );
 }, 300_000);
 
+test("sums and cost reports by user or by connector alone (the per-user and per-connector daily levels) equal the ledger's, in zones 30 and 45 minutes off UTC, with price periods starting inside a day", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      rangeArb,
+      fc.constantFrom("userId" as const, "connectorId" as const),
+      fc.constantFrom("group", "filter", "both"),
+      fc.boolean(),
+      fc.option(fc.constantFrom(...BUCKETS), { nil: undefined }),
+      fc.constantFrom(...ZONES, "Asia/Kolkata", "Australia/Eucla", "Australia/Adelaide"),
+      fc.integer({ min: 0, max: 2 }),
+      async (r, key, how, byModel, bucket, timeZone, i) => {
+        const id = key === "userId" ? 1 + i : connectors[i % 2];
+        const where = { ...range(r), ...(how !== "group" ? { [key]: id } : {}) };
+        const keys = how !== "filter" ? [key] : [];
+        const options = { where, groupBy: [...keys, ...(byModel ? (["modelId"] as const) : [])], bucket, timeZone };
+        expect(await sumModelUsage(t.db, options)).toEqual(await sumModelUsage(t.db, { ...options, rollups: false }));
+        const apiOptions = { where, groupBy: [...keys, ...(byModel ? (["externalApiId"] as const) : [])], bucket, timeZone };
+        expect(await sumExternalApiUsage(t.db, apiOptions)).toEqual(await sumExternalApiUsage(t.db, { ...apiOptions, rollups: false }));
+        expect(await costReport(t.db, options)).toEqual(await costReport(t.db, { ...options, rollups: false }));
+      },
+    ),
+    { numRuns: 2 * RUNS, seed: 56 },
+  );
+}, 600_000);
+
 test("the agent tree's sums and cost report from the rollups equal the ledger's", async () => {
   for (const [i, where] of [{}, range({ from: [CENTRES[2], -10, true], length: 300, to: true, offsetMs: 123_456 }), { userId: 2 }].entries()) {
     const options = { where, ...(i === 1 ? {} : {}) };
@@ -272,10 +303,12 @@ test("rebuildRollups finds a rollup that went wrong, names the slot, and rewrite
   await t.db.prisma.$executeRaw`UPDATE ps_model_usage_rollup SET token_out_count = token_out_count + 5
     WHERE (slot_start, user_id, model_id) = (${victim.slot_start}::timestamptz, ${victim.user_id}, ${victim.model_id})`;
   await t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage_rollup WHERE slot_start = (SELECT max(slot_start) FROM ps_external_api_usage_rollup)`;
-  // By user: a report the 15-minute level answers (a total reads the per-model level, which the corruption did not touch).
-  const ofVictim = { where: { userId: victim.user_id } };
-  const wrongTotal = (await sumModelUsage(t.db, ofVictim))[0].tokenOutCount;
-  const rightTotal = (await sumModelUsage(t.db, { ...ofVictim, rollups: false }))[0].tokenOutCount;
+  // By user and agent: a report the 15-minute level answers (a total reads the per-model level,
+  // one by user alone the per-user level, which the corruption did not touch).
+  const ofVictim = { where: { userId: victim.user_id }, groupBy: ["agentId" as const] };
+  const tokenOut = async (options: { rollups?: boolean }) => (await sumModelUsage(t.db, { ...ofVictim, ...options })).reduce((sum, r) => sum + r.tokenOutCount, 0n);
+  const wrongTotal = await tokenOut({});
+  const rightTotal = await tokenOut({ rollups: false });
   expect(wrongTotal).not.toBe(rightTotal);
 
   const check = await rebuildRollups(t.db, { dryRun: true });
@@ -284,12 +317,12 @@ test("rebuildRollups finds a rollup that went wrong, names the slot, and rewrite
   expect(check.externalApiUsage.differences).toBeGreaterThanOrEqual(1);
   expect(check.externalApiUsage.samples[0].rollupEvents).toBe(0n);
   expect(check.rebuilt).toBe(false);
-  expect((await sumModelUsage(t.db, ofVictim))[0].tokenOutCount).toBe(wrongTotal); // the dry run changed nothing
+  expect(await tokenOut({})).toBe(wrongTotal); // the dry run changed nothing
 
   const fixed = await rebuildRollups(t.db);
   expect(fixed.rebuilt).toBe(true);
   expect(fixed.modelUsage.differences).toBe(check.modelUsage.differences);
-  expect((await sumModelUsage(t.db, ofVictim))[0].tokenOutCount).toBe(rightTotal);
+  expect(await tokenOut({})).toBe(rightTotal);
   const after = await rebuildRollups(t.db, { dryRun: true });
   expect([after.modelUsage.differences, after.externalApiUsage.differences]).toEqual([0, 0]);
 });
@@ -430,6 +463,117 @@ test("reports that need no user or connector read the per-model, per-agent-day a
   }
 }, 120_000);
 
+test("reports and budgets on one user or one connector read the per-user or per-connector daily level for whole days, not a row per slot and key", async () => {
+  // Its own database: 7 users, 3 connectors (and none), 2 models, one call a minute for 14 days
+  // (20,160 calls, every slot's rows in about 15 full-key rollup rows), a price change of model 1
+  // 7.5 minutes into a slot and one of model 2 on a slot boundary inside a day.
+  const own = await openTestDatabase();
+  try {
+    const db = own.db;
+    const m = [await createModel(db, "a"), await createModel(db, "b")];
+    const c = [await createConnector(db), await createConnector(db), await createConnector(db)];
+    await setModelPrice(db, m[0], { currency: "USD", costInTokensPerMillion: 1, costOutTokensPerMillion: 1 }, new Date("2026-01-01T00:00:00Z"));
+    await setModelPrice(db, m[0], { currency: "USD", costInTokensPerMillion: 2, costOutTokensPerMillion: 2 }, new Date("2026-03-04T12:07:30Z"));
+    await setModelPrice(db, m[1], { currency: "USD", costInTokensPerMillion: 3, costOutTokensPerMillion: 3 }, new Date("2026-01-01T00:00:00Z"));
+    await setModelPrice(db, m[1], { currency: "USD", costInTokensPerMillion: 4, costOutTokensPerMillion: 4 }, new Date("2026-03-06T09:00:00Z"));
+    await db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, connector_id, token_in_count, created_at, updated_at)
+      SELECT 1 + g % 7, (${m}::int[])[1 + g % 2], (${c}::int[])[1 + g % 4], 1000 + g % 10, t, t
+      FROM generate_series(0, 20159) g, LATERAL (SELECT timestamptz '2026-02-25 00:00:00+00' + g * interval '1 minute' AS t) s`;
+    await db.prisma.$executeRaw`ANALYZE`;
+    const tables = ["ps_model_usage", "ps_model_usage_rollup", "ps_model_usage_user_day_rollup", "ps_model_usage_connector_day_rollup"];
+    const explain = async (relation: Prisma.Sql) => {
+      const [row] = await db.prisma.$queryRaw<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }[]>`
+        EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(event_count) FROM ${relation} AS u`;
+      return tables.map((table) => rowsRead(row["QUERY PLAN"][0].Plan, table));
+    };
+    const days = { from: new Date("2026-02-26T00:00:00Z"), to: new Date("2026-03-08T00:00:00Z") };
+    // One user's 11 whole days: the user level alone (at most its 7 x 14 x 2 rows: on so small a
+    // table the planner may well scan it all), nothing of the 15-minute level or the ledger.
+    const user = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: [], where: { ...days, userId: 3 } }));
+    expect(user.slice(0, 2)).toEqual([0, 0]);
+    expect(user[2]).toBeGreaterThan(0);
+    expect(user[2]).toBeLessThanOrEqual(7 * 14 * 2);
+    // One connector's, priced: the day of model 1's change (2026-03-04) and of model 2's (03-06)
+    // from the 15-minute level for that model (one day's index range each), model 1's cut slot from
+    // the ledger (its 15 minutes), the other days from the connector level.
+    const connector = await explain(usageRelationSql({ table: "modelUsage", rollups: true, priced: true, uses: [], where: { ...days, connectorId: c[1] } }));
+    expect(connector[0]).toBeLessThanOrEqual(15);
+    expect(connector[1]).toBeLessThanOrEqual(3 * 96 * 15);
+    expect(connector[3]).toBeLessThanOrEqual(4 * 14 * 2);
+    // Grouped by user over every user: the user level (7 users x 11 days x 2 models at most).
+    const everyUser = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: ["user_id"], where: days }));
+    expect(everyUser.slice(0, 2)).toEqual([0, 0]);
+    expect(everyUser[2]).toBeLessThanOrEqual(7 * 14 * 2);
+    // Range edges inside a day: that day's slots from the 15-minute level, its cut slot from the ledger.
+    const edges = await explain(usageRelationSql({ table: "modelUsage", rollups: true, uses: [], where: { from: new Date("2026-02-26T05:37:00Z"), to: new Date("2026-03-07T13:30:00Z"), userId: 2 } }));
+    expect(edges[0]).toBeLessThanOrEqual(15);
+    expect(edges[1]).toBeLessThanOrEqual(2 * 96 * 15);
+    expect(edges[2]).toBeLessThanOrEqual(7 * 14 * 2);
+    // And what they report agrees with the ledger: sums, cost reports in zones 30 and 45 minutes off UTC, budgets.
+    for (const options of [
+      { where: { ...days, userId: 3 }, bucket: "day" as const, timeZone: "Asia/Kolkata" },
+      { where: { connectorId: c[2] }, groupBy: ["modelId" as const], bucket: "hour" as const, timeZone: "Asia/Kathmandu" },
+      { where: { from: new Date("2026-02-26T05:37:00Z") }, groupBy: ["userId" as const], bucket: "week" as const, timeZone: "America/St_Johns" },
+    ]) {
+      expect(await sumModelUsage(db, options)).toEqual(await sumModelUsage(db, { ...options, rollups: false }));
+      expect(await costReport(db, options)).toEqual(await costReport(db, { ...options, rollups: false }));
+    }
+    await setBudget(db, { name: "user 3", scope: { userId: 3 }, period: "month", timeZone: "Asia/Kolkata", amount: 1, currency: "USD" });
+    await setBudget(db, { name: "connector", scope: { connectorId: c[1] }, period: "month", timeZone: "UTC", amount: 1, currency: "USD" });
+    const at = new Date("2026-03-05T00:00:00Z");
+    const user3 = await budgetStatus(db, "user 3", { at });
+    const march = { from: user3.periodStart, to: user3.periodEnd };
+    expect(user3.spent).toBe((await costReport(db, { where: { ...march, userId: 3 }, rollups: false })).totals[0].cost);
+    const conn = await budgetStatus(db, "connector", { at });
+    expect(conn.spent).toBe((await costReport(db, { where: { from: conn.periodStart, to: conn.periodEnd, connectorId: c[1] }, rollups: false })).totals[0].cost);
+  } finally {
+    await own.dispose();
+  }
+}, 120_000);
+
+test("the per-user and per-connector levels are filled from the 15-minute rollups, which keep what a prune deleted from the ledger", async () => {
+  const fresh = await openTestDatabase({ migrate: false });
+  try {
+    // Every migration up to the month level, rows, a prune, then the migration of the new levels.
+    const all = fs.readdirSync(path.join(PACKAGE_ROOT, "prisma", "migrations")).filter((n) => /^\d{14}_/.test(n)).sort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ps-usage-rollup-migrations-"));
+    for (const name of all.filter((n) => n <= "20261207230000_usage_rollup_months")) fs.cpSync(path.join(PACKAGE_ROOT, "prisma", "migrations", name), path.join(dir, name), { recursive: true });
+    fs.copyFileSync(path.join(PACKAGE_ROOT, "prisma", "migrations", "migration_lock.toml"), path.join(dir, "migration_lock.toml"));
+    await migrate(fresh.db, { migrationsDir: dir });
+    const model = await createModel(fresh.db, "old");
+    const api = await createExternalApi(fresh.db, "old api");
+    const connector = await createConnector(fresh.db);
+    await fresh.db.prisma.$executeRaw`INSERT INTO ps_model_usage (user_id, model_id, connector_id, token_in_count, token_out_count, created_at, updated_at)
+      SELECT 1 + g % 3, ${model}, CASE WHEN g % 2 = 0 THEN ${connector}::int END, g, 2 * g, timestamptz '2026-05-01 00:00:00+00' + g * interval '7 minutes', now() FROM generate_series(1, 500) g`;
+    await fresh.db.prisma.$executeRaw`INSERT INTO ps_external_api_usage (user_id, external_api_id, connector_id, call_count, created_at, updated_at)
+      SELECT 1 + g % 3, ${api}, CASE WHEN g % 3 = 0 THEN ${connector}::int END, g, timestamptz '2026-05-01 00:00:00+00' + g * interval '11 minutes', now() FROM generate_series(1, 300) g`;
+    const reports = async () => [
+      await sumModelUsage(fresh.db, { groupBy: ["userId"], bucket: "day" }),
+      await sumModelUsage(fresh.db, { groupBy: ["connectorId"] }),
+      await sumExternalApiUsage(fresh.db, { groupBy: ["userId"] }),
+      await sumExternalApiUsage(fresh.db, { groupBy: ["connectorId"], bucket: "day" }),
+    ];
+    // What the ledger gives before the prune (the new levels do not exist yet).
+    const before = [
+      await sumModelUsage(fresh.db, { groupBy: ["userId"], bucket: "day", rollups: false }),
+      await sumModelUsage(fresh.db, { groupBy: ["connectorId"], rollups: false }),
+      await sumExternalApiUsage(fresh.db, { groupBy: ["userId"], rollups: false }),
+      await sumExternalApiUsage(fresh.db, { groupBy: ["connectorId"], bucket: "day", rollups: false }),
+    ];
+    const pruned = await prune(fresh.db, { before: new Date("2026-05-02T12:00:00Z") });
+    expect([pruned.modelUsage.deleted > 0, pruned.externalApiUsage.deleted > 0]).toEqual([true, true]);
+    const status = await migrate(fresh.db);
+    expect(status.applied).toEqual(["20261208100000_usage_rollup_user_connector"]);
+    expect(await reports()).toEqual(before);
+    const check = await rebuildRollups(fresh.db, { dryRun: true });
+    expect(check.levels.map((l) => l.differences)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(check.levels.slice(5).every((l) => l.rows > 0)).toBe(true);
+    fs.rmSync(dir, { recursive: true, force: true });
+  } finally {
+    await fresh.dispose();
+  }
+}, 120_000);
+
 test("rebuildRollups writes the rollups in slot order, as the triggers do over time (a report reading one day reads adjacent pages)", async () => {
   const own = await openTestDatabase();
   try {
@@ -539,6 +683,10 @@ test("rebuildRollups checks the per-model, per-agent-day and per-agent-month lev
     ["ps_model_usage_agent_month_rollup", 0],
     ["ps_external_api_usage_agent_day_rollup", 0],
     ["ps_external_api_usage_agent_month_rollup", 0],
+    ["ps_model_usage_user_day_rollup", 0],
+    ["ps_model_usage_connector_day_rollup", 0],
+    ["ps_external_api_usage_user_day_rollup", 0],
+    ["ps_external_api_usage_connector_day_rollup", 0],
   ]);
   expect(clean.levels.every((l) => l.rows > 0)).toBe(true);
   const right = await sumModelUsage(t.db, { groupBy: ["agentId"] });
@@ -547,11 +695,66 @@ test("rebuildRollups checks the per-model, per-agent-day and per-agent-month lev
   await t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage_agent_day_rollup WHERE day_start = (SELECT max(day_start) FROM ps_external_api_usage_agent_day_rollup)`;
   expect(await sumModelUsage(t.db, { groupBy: ["agentId"] })).not.toEqual(right);
   const check = await rebuildRollups(t.db, { dryRun: true });
-  expect(check.levels.map((l) => l.differences > 0)).toEqual([false, true, true, true, false]);
+  expect(check.levels.map((l) => l.differences > 0)).toEqual([false, true, true, true, false, false, false, false, false]);
   const fixed = await rebuildRollups(t.db);
   expect(fixed.rebuilt).toBe(true);
   expect(await sumModelUsage(t.db, { groupBy: ["agentId"] })).toEqual(right);
-  expect((await rebuildRollups(t.db, { dryRun: true })).levels.map((l) => l.differences)).toEqual([0, 0, 0, 0, 0]);
+  expect((await rebuildRollups(t.db, { dryRun: true })).levels.map((l) => l.differences)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0]);
+});
+
+test("rebuildRollups finds a damaged row of each per-user and per-connector daily level and rewrites it", async () => {
+  const reports = async () => [
+    await sumModelUsage(t.db, { groupBy: ["userId"] }),
+    await sumModelUsage(t.db, { groupBy: ["connectorId"] }),
+    await sumExternalApiUsage(t.db, { groupBy: ["userId"] }),
+    await sumExternalApiUsage(t.db, { groupBy: ["connectorId"] }),
+  ];
+  const right = await reports();
+  expect(right).toEqual([
+    await sumModelUsage(t.db, { groupBy: ["userId"], rollups: false }),
+    await sumModelUsage(t.db, { groupBy: ["connectorId"], rollups: false }),
+    await sumExternalApiUsage(t.db, { groupBy: ["userId"], rollups: false }),
+    await sumExternalApiUsage(t.db, { groupBy: ["connectorId"], rollups: false }),
+  ]);
+  await t.db.prisma.$executeRaw`UPDATE ps_model_usage_user_day_rollup SET token_in_count = token_in_count + 5 WHERE (user_id, day_start) = (SELECT user_id, max(day_start) FROM ps_model_usage_user_day_rollup WHERE user_id = 2 GROUP BY 1)`;
+  await t.db.prisma.$executeRaw`DELETE FROM ps_model_usage_connector_day_rollup WHERE (connector_id, day_start) IN (SELECT connector_id, min(day_start) FROM ps_model_usage_connector_day_rollup WHERE connector_id = 0 GROUP BY 1)`;
+  await t.db.prisma.$executeRaw`UPDATE ps_external_api_usage_user_day_rollup SET event_count = event_count + 1 WHERE (user_id, day_start) IN (SELECT user_id, min(day_start) FROM ps_external_api_usage_user_day_rollup WHERE user_id = 3 GROUP BY 1)`;
+  await t.db.prisma.$executeRaw`UPDATE ps_external_api_usage_connector_day_rollup SET call_count = call_count + 2 WHERE (connector_id, day_start) IN (SELECT connector_id, max(day_start) FROM ps_external_api_usage_connector_day_rollup WHERE connector_id = ${connectors[1]} GROUP BY 1)`;
+  const damaged = await reports();
+  for (let i = 0; i < 4; i++) expect(damaged[i]).not.toEqual(right[i]);
+  const check = await rebuildRollups(t.db, { dryRun: true });
+  expect(check.levels.map((l) => [l.table, l.differences])).toEqual([
+    ["ps_model_usage_model_rollup", 0],
+    ["ps_model_usage_agent_day_rollup", 0],
+    ["ps_model_usage_agent_month_rollup", 0],
+    ["ps_external_api_usage_agent_day_rollup", 0],
+    ["ps_external_api_usage_agent_month_rollup", 0],
+    ["ps_model_usage_user_day_rollup", expect.any(Number)],
+    ["ps_model_usage_connector_day_rollup", expect.any(Number)],
+    ["ps_external_api_usage_user_day_rollup", expect.any(Number)],
+    ["ps_external_api_usage_connector_day_rollup", expect.any(Number)],
+  ]);
+  expect(check.levels.slice(5).every((l) => l.differences > 0)).toBe(true);
+  expect((await rebuildRollups(t.db)).rebuilt).toBe(true);
+  expect(await reports()).toEqual(right);
+  expect((await rebuildRollups(t.db, { dryRun: true })).levels.map((l) => l.differences)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0]);
+});
+
+test("deletes and updates of ledger rows by SQL (user, connector, time and counters changed) keep the per-user and per-connector levels exact", async () => {
+  const byUser = { groupBy: ["userId" as const, "modelId" as const], bucket: "day" as const, timeZone: "Asia/Kathmandu" };
+  const byConnector = { groupBy: ["connectorId" as const], bucket: "hour" as const, timeZone: "America/St_Johns" };
+  await t.db.prisma.$transaction([
+    t.db.prisma.$executeRaw`UPDATE ps_model_usage SET user_id = 1 + user_id % 3, connector_id = CASE WHEN connector_id IS NULL THEN ${connectors[0]}::int END WHERE id % 7 = 1`,
+    t.db.prisma.$executeRaw`UPDATE ps_model_usage SET created_at = created_at - interval '1 day 3 hours', token_out_count = token_out_count + 5 WHERE id % 29 = 2`,
+    t.db.prisma.$executeRaw`DELETE FROM ps_model_usage WHERE id % 31 = 3`,
+    t.db.prisma.$executeRaw`UPDATE ps_external_api_usage SET user_id = 1 + user_id % 3, connector_id = NULL, created_at = created_at + interval '13 hours' WHERE id % 5 = 1`,
+    t.db.prisma.$executeRaw`DELETE FROM ps_external_api_usage WHERE id % 37 = 4`,
+  ]);
+  expect(await sumModelUsage(t.db, byUser)).toEqual(await sumModelUsage(t.db, { ...byUser, rollups: false }));
+  expect(await sumModelUsage(t.db, byConnector)).toEqual(await sumModelUsage(t.db, { ...byConnector, rollups: false }));
+  expect(await sumExternalApiUsage(t.db, { groupBy: ["userId"] })).toEqual(await sumExternalApiUsage(t.db, { groupBy: ["userId"], rollups: false }));
+  expect(await sumExternalApiUsage(t.db, { groupBy: ["connectorId"] })).toEqual(await sumExternalApiUsage(t.db, { groupBy: ["connectorId"], rollups: false }));
+  expect((await rebuildRollups(t.db, { dryRun: true })).levels.map((l) => [l.table, l.differences]).filter(([, n]) => n !== 0)).toEqual([]);
 });
 
 test("rebuildRollups gives up on a write lock it cannot get, as a DatabaseTimeoutError, changing nothing", async () => {
@@ -594,7 +797,9 @@ test("ps-usage rebuild-rollups: a dry run exits 1 on a difference and names it, 
       "ps_model_usage_rollup: 3 rows, equal to the ledger\nps_external_api_usage_rollup: 0 rows, equal to the ledger\n" +
         "ps_model_usage_model_rollup: 3 rows, equal to the 15-minute rollups\nps_model_usage_agent_day_rollup: 1 rows, equal to the 15-minute rollups\n" +
         "ps_model_usage_agent_month_rollup: 1 rows, equal to the 15-minute rollups\n" +
-        "ps_external_api_usage_agent_day_rollup: 0 rows, equal to the 15-minute rollups\nps_external_api_usage_agent_month_rollup: 0 rows, equal to the 15-minute rollups\nNothing to rebuild.\n",
+        "ps_external_api_usage_agent_day_rollup: 0 rows, equal to the 15-minute rollups\nps_external_api_usage_agent_month_rollup: 0 rows, equal to the 15-minute rollups\n" +
+        "ps_model_usage_user_day_rollup: 1 rows, equal to the 15-minute rollups\nps_model_usage_connector_day_rollup: 1 rows, equal to the 15-minute rollups\n" +
+        "ps_external_api_usage_user_day_rollup: 0 rows, equal to the 15-minute rollups\nps_external_api_usage_connector_day_rollup: 0 rows, equal to the 15-minute rollups\nNothing to rebuild.\n",
     ]);
   } finally {
     await target.drop();

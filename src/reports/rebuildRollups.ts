@@ -44,7 +44,7 @@ export interface RollupTableCheck {
 }
 
 /**
- * The check of one coarser level (per model, per agent and day, per agent and month: see src/reports/rollups.ts)
+ * The check of one coarser level (per model; per agent and day or month; per user or connector and day: see src/reports/rollups.ts)
  * against the 15-minute rollups it sums (which, before a prune point, are the only record).
  */
 export interface RollupLevelCheck {
@@ -53,7 +53,11 @@ export interface RollupLevelCheck {
     | "ps_model_usage_agent_day_rollup"
     | "ps_model_usage_agent_month_rollup"
     | "ps_external_api_usage_agent_day_rollup"
-    | "ps_external_api_usage_agent_month_rollup";
+    | "ps_external_api_usage_agent_month_rollup"
+    | "ps_model_usage_user_day_rollup"
+    | "ps_model_usage_connector_day_rollup"
+    | "ps_external_api_usage_user_day_rollup"
+    | "ps_external_api_usage_connector_day_rollup";
   /** Rows (after a rebuild: the rebuilt ones). */
   readonly rows: number;
   /** Keys where any sum differed from the 15-minute rollups (before a rebuild). */
@@ -147,6 +151,35 @@ const LEVELS: readonly { table: RollupLevelCheck["table"]; from: string; keys: r
     from: SPEC.externalApiUsage.rollup,
     keys: ["month_start", "agent_id", "external_api_id"],
     keyExpressions: [monthOfSql("r.slot_start"), "r.agent_id", "r.external_api_id"],
+    sums: SPEC.externalApiUsage.sums,
+  },
+  // The usage_rollup_user_connector migration: keys in the level's primary key order.
+  {
+    table: "ps_model_usage_user_day_rollup",
+    from: SPEC.modelUsage.rollup,
+    keys: ["user_id", "day_start", "model_id", "service_tier", "regional_processing"],
+    keyExpressions: ["r.user_id", dayOfSql("r.slot_start"), "r.model_id", "r.service_tier", "r.regional_processing"],
+    sums: SPEC.modelUsage.sums,
+  },
+  {
+    table: "ps_model_usage_connector_day_rollup",
+    from: SPEC.modelUsage.rollup,
+    keys: ["connector_id", "day_start", "model_id", "service_tier", "regional_processing"],
+    keyExpressions: ["r.connector_id", dayOfSql("r.slot_start"), "r.model_id", "r.service_tier", "r.regional_processing"],
+    sums: SPEC.modelUsage.sums,
+  },
+  {
+    table: "ps_external_api_usage_user_day_rollup",
+    from: SPEC.externalApiUsage.rollup,
+    keys: ["user_id", "day_start", "external_api_id"],
+    keyExpressions: ["r.user_id", dayOfSql("r.slot_start"), "r.external_api_id"],
+    sums: SPEC.externalApiUsage.sums,
+  },
+  {
+    table: "ps_external_api_usage_connector_day_rollup",
+    from: SPEC.externalApiUsage.rollup,
+    keys: ["connector_id", "day_start", "external_api_id"],
+    keyExpressions: ["r.connector_id", dayOfSql("r.slot_start"), "r.external_api_id"],
     sums: SPEC.externalApiUsage.sums,
   },
 ];

@@ -30,7 +30,15 @@
  *   migration), for the same reports: a month is read from it when the range holds all of it and no
  *   bucket cuts it; the other days (the range's part months, and every day of a month a bucket cuts)
  *   go to the daily level and its rules. Over 90 days with 1,000 agents that is one row per month,
- *   agent and model instead of one per day.
+ *   agent and model instead of one per day;
+ * - per user, UTC day and model or API (`…_user_day_rollup`), and per connector, UTC day and model
+ *   or API (`…_connector_day_rollup`, connector 0 for none; the usage_rollup_user_connector
+ *   migration), for reports and budgets that filter or group by the user (or the connector) and by
+ *   neither of the other two: the daily rules above, by the same code (no month level: a user's
+ *   month is 30 rows per model). Their keys start with the user (connector), so one user's days
+ *   are one index range however many users there are. Without them such a report read the
+ *   full-key 15-minute rollup, about a row per event with many agents (the busiest user's month:
+ *   1.9 s at 30M rows, bench/BUDGETS.md).
  *
  * A cost report prices a day or month in which price periods of its model start as a whole at one
  * instant plus a correction read at the next finer level for the shorter side only (see
@@ -81,8 +89,22 @@ const ROLLUP = { modelUsage: "ps_model_usage_rollup", externalApiUsage: "ps_exte
 const MODEL_LEVEL = { modelUsage: "ps_model_usage_model_rollup", externalApiUsage: null } as const;
 const AGENT_DAY_LEVEL = { modelUsage: "ps_model_usage_agent_day_rollup", externalApiUsage: "ps_external_api_usage_agent_day_rollup" } as const;
 const AGENT_MONTH_LEVEL = { modelUsage: "ps_model_usage_agent_month_rollup", externalApiUsage: "ps_external_api_usage_agent_month_rollup" } as const;
+/** The daily levels, each keeping one of the user, agent and connector columns. */
+const DAY_LEVELS = {
+  agentDay: AGENT_DAY_LEVEL,
+  userDay: { modelUsage: "ps_model_usage_user_day_rollup", externalApiUsage: "ps_external_api_usage_user_day_rollup" },
+  connectorDay: { modelUsage: "ps_model_usage_connector_day_rollup", externalApiUsage: "ps_external_api_usage_connector_day_rollup" },
+} as const;
+type DayLevel = keyof typeof DAY_LEVELS;
 /** The key columns each narrower level lacks (read back as NULL: the report does not use them). */
-const LACKS = { model: ["user_id", "agent_id", "connector_id"], agentDay: ["user_id", "connector_id"], agentMonth: ["user_id", "connector_id"], full: [] } as const;
+const LACKS = {
+  model: ["user_id", "agent_id", "connector_id"],
+  agentDay: ["user_id", "connector_id"],
+  agentMonth: ["user_id", "connector_id"],
+  userDay: ["agent_id", "connector_id"],
+  connectorDay: ["user_id", "agent_id"],
+  full: [],
+} as const;
 
 type Level = keyof typeof LACKS;
 const PERIODS = {
@@ -95,7 +117,7 @@ function rollupColumn(column: string, level: Level = "full"): string {
   if ((LACKS[level] as readonly string[]).includes(column)) return `NULL::integer AS ${column}`;
   switch (column) {
     case "created_at":
-      return `r.${level === "agentMonth" ? "month_start" : level === "agentDay" ? "day_start" : "slot_start"} AS created_at`;
+      return `r.${level === "agentMonth" ? "month_start" : level === "model" || level === "full" ? "slot_start" : "day_start"} AS created_at`;
     case "agent_id":
     case "connector_id":
       return `NULLIF(r.${column}, 0) AS ${column}`;
@@ -166,15 +188,23 @@ export function keyColumnsOf(columns: readonly string[]): KeyColumn[] {
   return columns.filter((c): c is KeyColumn => c === "user_id" || c === "agent_id" || c === "connector_id");
 }
 
-/** The narrowest level that has every key column the plan filters or groups by. */
-function levelOf(plan: UsageRelationPlan): "model" | "agentDay" | "full" {
+/**
+ * The narrowest level that has every key column the plan filters or groups by: the 15-minute
+ * rollup for two or more of user, agent and connector, the daily level of the one used, the
+ * per-model level (the agent's daily level for external API usage, which has no per-model one)
+ * for none.
+ */
+function levelOf(plan: UsageRelationPlan): "model" | DayLevel | "full" {
   const where = (plan.where ?? {}) as Readonly<Record<string, unknown>>;
   const uses = new Set<string>(plan.uses ?? ["user_id", "agent_id", "connector_id"]);
   if (where.userId !== undefined) uses.add("user_id");
   if (where.agentId !== undefined) uses.add("agent_id");
   if (where.connectorId !== undefined) uses.add("connector_id");
-  if (uses.has("user_id") || uses.has("connector_id")) return "full";
-  if (uses.has("agent_id") || MODEL_LEVEL[plan.table] === null) return "agentDay";
+  const used = (["user_id", "agent_id", "connector_id"] as const).filter((c) => uses.has(c));
+  if (used.length > 1) return "full";
+  if (used[0] === "user_id") return "userDay";
+  if (used[0] === "connector_id") return "connectorDay";
+  if (used[0] === "agent_id" || MODEL_LEVEL[plan.table] === null) return "agentDay";
   return "model";
 }
 
@@ -216,7 +246,7 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
     ...(lo ? [Prisma.sql`slot_start >= ${lo}::timestamptz`] : []),
     ...(hi ? [Prisma.sql`slot_start < ${hi}::timestamptz`] : []),
   ];
-  if (level !== "agentDay") {
+  if (level === "model" || level === "full") {
     const table = Prisma.raw(level === "model" ? MODEL_LEVEL[plan.table]! : ROLLUP[plan.table]);
     return slotLevelSql(plan, level, Prisma.sql`SELECT * FROM ${table} r ${whereSql([...ids, ...slotRange(first, last)])}`, [], branches);
   }
@@ -228,13 +258,14 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
     ...(lo ? [Prisma.sql`day_start >= ${lo}::timestamptz`] : []),
     ...(hi ? [Prisma.sql`day_start < ${hi}::timestamptz`] : []),
   ];
-  const dayLevel = Prisma.raw(AGENT_DAY_LEVEL[plan.table]);
+  const dayLevel = Prisma.raw(DAY_LEVELS[level][plan.table]);
   // Whole months in [firstDay, lastDay): [firstMonth, lastMonth); the daily level answers the rest.
+  // Only the agent has a month level: the user's and the connector's days are all read by day.
   const firstMonth = firstDay && ceilMonth(firstDay);
   const lastMonth = lastDay && floorMonth(lastDay);
   const ctes: Prisma.Sql[] = [];
   const daySources: Prisma.Sql[] = [];
-  if (firstMonth && lastMonth && firstMonth >= lastMonth) {
+  if (level !== "agentDay" || (firstMonth && lastMonth && firstMonth >= lastMonth)) {
     daySources.push(Prisma.sql`SELECT * FROM ${dayLevel} r ${whereSql([...ids, ...dayRange(firstDay, lastDay)])}`);
   } else {
     const monthRange = [
@@ -254,7 +285,7 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
       branches.push(Prisma.sql`SELECT ${negatedColumns(plan.table, "agentDay")} ${finer(true)}`);
     }
   }
-  const days = daySources.length === 0 ? { ctes: [] as Prisma.Sql[], whole: null, cut: null } : splitUnits(plan, "agentDay", "day", Prisma.join(daySources, " UNION ALL "));
+  const days = daySources.length === 0 ? { ctes: [] as Prisma.Sql[], whole: null, cut: null } : splitUnits(plan, level, "day", Prisma.join(daySources, " UNION ALL "));
   ctes.push(...days.ctes);
   if (days.whole) branches.unshift(days.whole);
   // The slots of [first, last) outside the whole-day range, and of every cut day (by model or API).
