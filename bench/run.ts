@@ -13,6 +13,11 @@
  * - BENCH_SLOW_REPEAT (default 1): timed runs of Prisma createMany and Sequelize bulkCreate at
  *   each size (minutes each). BENCH_ORMS_LARGE=0 leaves them out at the large size (where they
  *   take 2.5–40 minutes a run on a 2-core machine); nothing is extrapolated.
+ * - BENCH_INGEST_KINDS and BENCH_INGEST_SIZES: an ingest slice, for the long ORM runs at 1M (25 minutes
+ *   of Prisma createMany on PostgreSQL) without re-running everything else: only the contenders of
+ *   these kinds (from unnest, copy, orm, or a contender's name such as "Prisma createMany"; ours always runs, the ratios are taken within the slice)
+ *   at these sizes (small, large). Its rows replace those contenders' rows at those sizes and are
+ *   marked with the slice's time and load; the other ingest rows keep their figures.
  * - BENCH_RSS_REPEAT (default 3): runs of the NDJSON import at the large size in the peak-RSS section.
  * - BENCH_CHUNK (default: the package's DEFAULT_BATCH_CHUNK_SIZE): rows per statement for every
  *   chunked contender. Ours gets one recordModelUsageBatch call with all rows (it splits them
@@ -52,7 +57,7 @@ import { collectGarbage, human, median, percentile, timed } from "./stats";
 import { openPgliteBackend, openPostgresBackend, tableTotals, truncateUsage, type Backend } from "./setup";
 import { defineSequelizeModels, type SequelizeModels } from "./sequelizeModel";
 import { measureRss, type RssResult } from "./rss";
-import { OURS_SINGLE_KEYED, describeMachine, writeReports, type BenchResults, type BackendResults, type IngestKind, type SectionRun } from "./report";
+import { OURS_INGEST, OURS_SINGLE_KEYED, describeMachine, writeReports, type BenchResults, type BackendResults, type IngestKind, type IngestResult, type SectionRun } from "./report";
 import { PACKAGE_ROOT } from "../src/schema/migrate";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? "1");
@@ -62,6 +67,11 @@ const BACKENDS = (process.env.BENCH_BACKENDS ?? "postgresql,pglite").split(",").
 const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT ?? "3"));
 const SLOW_REPEAT = Math.max(1, Number(process.env.BENCH_SLOW_REPEAT ?? "1"));
 const ORMS_LARGE = process.env.BENCH_ORMS_LARGE !== "0";
+/** Kinds (unnest, copy, orm) or contenders' names ("Prisma createMany"). */
+const INGEST_SLICE_KINDS = process.env.BENCH_INGEST_KINDS?.split(",").map((s) => s.trim());
+const INGEST_SLICE_SIZES = process.env.BENCH_INGEST_SIZES?.split(",").map((s) => s.trim());
+for (const size of INGEST_SLICE_SIZES ?? []) if (size !== "small" && size !== "large") throw new Error(`BENCH_INGEST_SIZES: unknown size "${size}" (use small, large)`);
+const INGEST_SLICE = INGEST_SLICE_KINDS !== undefined || INGEST_SLICE_SIZES !== undefined;
 const RSS_REPEAT = Math.max(1, Number(process.env.BENCH_RSS_REPEAT ?? "3"));
 const SECTIONS = ["ingest", "single", "sums", "tree", "treecost", "rss"] as const;
 type SectionName = (typeof SECTIONS)[number];
@@ -161,10 +171,20 @@ function rotated<T>(items: readonly T[], by: number): T[] {
  * (each run takes minutes). The figure is the median run.
  */
 async function benchIngest(backend: Backend, events: EventColumns, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
-  const names = Object.keys(INGEST_KINDS) as IngestName[];
+  const startedAt = new Date().toISOString();
+  const loadStart = describeMachine().loadAverage;
+  const names = (Object.keys(INGEST_KINDS) as IngestName[]).filter(
+    (name) => INGEST_SLICE_KINDS === undefined || name === OURS_INGEST || INGEST_SLICE_KINDS.includes(INGEST_KINDS[name]) || INGEST_SLICE_KINDS.includes(name),
+  );
+  for (const kind of INGEST_SLICE_KINDS ?? []) {
+    if (!["unnest", "copy", "orm", ...Object.keys(INGEST_KINDS)].includes(kind)) throw new Error(`BENCH_INGEST_KINDS: unknown "${kind}" (use unnest, copy, orm or a contender's name)`);
+  }
+  const sizes = [SMALL, LARGE].filter((size, i) => INGEST_SLICE_SIZES === undefined || INGEST_SLICE_SIZES.includes(i === 0 ? "small" : "large"));
   const runnable = names.filter((name) => ingestRunner(name, backend, models, CHUNK_OVERRIDE) !== undefined);
+  const previous = results.ingest;
+  results.ingest = [];
   for (const name of names.filter((n) => !runnable.includes(n))) {
-    for (const size of [SMALL, LARGE]) {
+    for (const size of sizes) {
       results.ingest.push({ contender: name, kind: INGEST_KINDS[name], rows: size, ms: null, runsMs: [], rowsPerSec: null, verified: false, note: "n/a on PGlite" });
     }
   }
@@ -173,7 +193,7 @@ async function benchIngest(backend: Backend, events: EventColumns, models: Seque
     await freshTable(backend);
     await ingestRunner(name, backend, models, Math.min(CHUNK, 500))!(toInputs(events, backend.ids, events.count - WARM_UP_ROWS, events.count));
   }
-  for (const size of [SMALL, LARGE]) {
+  for (const size of sizes) {
     const inputs = toInputs(events, backend.ids, 0, size);
     const runs = new Map<IngestName, number[]>(runnable.map((name) => [name, []]));
     const repeats = (name: IngestName) => (INGEST_KINDS[name] !== "orm" ? REPEAT : size === LARGE && !ORMS_LARGE ? 0 : Math.min(SLOW_REPEAT, REPEAT));
@@ -198,7 +218,18 @@ async function benchIngest(backend: Backend, events: EventColumns, models: Seque
       results.ingest.push({ contender: name, kind: INGEST_KINDS[name], rows: size, ms, runsMs: runs.get(name)!, rowsPerSec: size / (ms / 1000), verified: true, note });
     }
   }
-  results.ingest.sort((a, b) => a.rows - b.rows || names.indexOf(a.contender as IngestName) - names.indexOf(b.contender as IngestName));
+  if (INGEST_SLICE) {
+    // A slice: its rows carry when it ran; ours of the slice is kept beside ours of the full run
+    // (the reference of the rows that did not run now), the other contenders' rows are replaced.
+    const kinds = (INGEST_SLICE_KINDS ?? ["unnest", "copy", "orm"]).join(",");
+    const slice = { kinds, startedAt, finishedAt: new Date().toISOString(), loadAverageStart: loadStart, loadAverageEnd: describeMachine().loadAverage };
+    const fresh = results.ingest.map((i) => ({ ...i, slice }));
+    const replaced = (old: IngestResult) =>
+      sizes.includes(old.rows) && (old.contender === OURS_INGEST ? old.slice?.kinds === kinds : names.includes(old.contender as IngestName));
+    results.ingest = [...previous.filter((old) => !replaced(old)), ...fresh];
+  }
+  const order = Object.keys(INGEST_KINDS);
+  results.ingest.sort((a, b) => a.rows - b.rows || Number(a.slice !== undefined) - Number(b.slice !== undefined) || order.indexOf(a.contender) - order.indexOf(b.contender));
 }
 
 async function benchSingle(backend: Backend, events: EventColumns, models: SequelizeModels | undefined, results: BackendResults): Promise<void> {
@@ -383,10 +414,15 @@ async function runBackend(kind: string, events: EventColumns, results: BenchResu
     results.sections![`${backend.kind}: ${name}`] = sectionRun(startedAt, load);
   };
   try {
-    await section("ingest", async () => {
-      backendResults.ingest = [];
+    if (INGEST_SLICE && runs("ingest")) {
+      // A slice keeps the section's date: its rows carry their own.
       await benchIngest(backend, events, models, backendResults);
-    });
+    } else {
+      await section("ingest", async () => {
+        backendResults.ingest = [];
+        await benchIngest(backend, events, models, backendResults);
+      });
+    }
     await section("single", async () => {
       backendResults.single = [];
       await benchSingle(backend, events, models, backendResults);

@@ -6,7 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { agentTreeCostReport, costReport, type CostReportGroupBy, type CostReportOptions } from "./costs";
 import { isTimeZone, parseIsoDateTime, toInstant, type IsoDateTime } from "./cli/dates";
 import { limitHeapGrowthForImport } from "./cli/importHeap";
-import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, isPostgresUrl, openDatabase, redactUrl, splitReplicaUrls, type Database } from "./db";
+import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, isPostgresUrl, IMPORT_EMBEDDED_SHARED_BUFFERS_MB, openDatabase, redactUrl, splitReplicaUrls, type Database, type OpenDatabaseOptions } from "./db";
 import { seedDemo } from "./demo";
 import { PsUsageError, UsageValidationError } from "./errors";
 import { recordExternalApiUsage } from "./externalApiUsage";
@@ -112,15 +112,15 @@ function replicaUrls(opts: DbOptions): string[] {
   return urls;
 }
 
-async function open(opts: DbOptions, mode: OpenMode): Promise<Database> {
+async function open(opts: DbOptions, mode: OpenMode, embedded?: Pick<OpenDatabaseOptions, "embeddedSharedBuffersMb">): Promise<Database> {
   const { value, kind } = dbTarget(opts);
   // Only the read commands take --replica; the others never route a read, so they open none.
   if (kind === "postgresql") return openDatabase({ url: value, migrate: mode === "migrate", replicaUrls: opts.replica === undefined ? [] : opts.replica });
-  return openDatabase({ dataDir: value, migrate: mode === "migrate", create: mode !== "existing", lockWaitMs: Math.round((opts.wait ?? 0) * 1000) });
+  return openDatabase({ dataDir: value, migrate: mode === "migrate", create: mode !== "existing", lockWaitMs: Math.round((opts.wait ?? 0) * 1000), ...embedded });
 }
 
-async function withDb<T>(opts: DbOptions, fn: (db: Database) => Promise<T>, mode: OpenMode = "existing"): Promise<T> {
-  const db = await open(opts, mode);
+async function withDb<T>(opts: DbOptions, fn: (db: Database) => Promise<T>, mode: OpenMode = "existing", embedded?: Pick<OpenDatabaseOptions, "embeddedSharedBuffersMb">): Promise<T> {
+  const db = await open(opts, mode, embedded);
   try {
     return await fn(db);
   } finally {
@@ -357,7 +357,9 @@ export function buildProgram(): Command {
     .option("--regional-processing <region>", "the regional processing the provider applied, e.g. eu (model usage)");
   record.action(async (opts: DbOptions & Record<string, unknown>) => {
     const prepared = prepareRecord(opts);
-    await withDb(opts, (db) => withFlagNames(RECORD_FLAGS, () => prepared(db)));
+    // A long import into an embedded database: a smaller buffer cache keeps the process smaller.
+    const embedded = opts.ndjson ? { embeddedSharedBuffersMb: IMPORT_EMBEDDED_SHARED_BUFFERS_MB } : undefined;
+    await withDb(opts, (db) => withFlagNames(RECORD_FLAGS, () => prepared(db)), "existing", embedded);
   });
 
   addBudgetCommands(program.command("budgets"), {
