@@ -8,7 +8,7 @@ import { DatabaseConnectionError, UsageValidationError, type FieldIssue } from "
 import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
-import { pgliteTransactionWithin } from "./db/pgliteWait";
+import { pgliteTransactionWithin, trackTransactions } from "./db/pgliteWait";
 import { retryDeadlocks } from "./db/retryDeadlocks";
 import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
@@ -724,10 +724,13 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean, 
       return run;
     },
   };
-  // A single statement too runs in a transaction of its own: PGlite's plain query queues behind a
-  // running transaction without a bound and cannot be taken back (see db/pgliteWait).
+  // While a transaction is pending or running, a single statement too runs in a transaction of its
+  // own: PGlite's plain query would queue behind it without a bound and cannot be taken back (see
+  // db/pgliteWait); with none, it runs as it is.
+  const transactionPending = trackTransactions(pglite);
   const direct: DirectDriver = {
-    query(text, values) {
+    async query(text, values) {
+      if (!transactionPending()) return (await pglite.query(text, [...values])).rows as never[];
       return pgliteTransactionWithin(pglite, target, writeTimeoutMs, async (tx) => (await tx.query(text, [...values])).rows as never[]);
     },
     transaction(fn) {

@@ -42,3 +42,21 @@ export function pgliteTransactionWithin<T>(pglite: PGlite, target: string, waitM
       .finally(() => clearTimeout(timer));
   });
 }
+
+/**
+ * Counts the transactions of `pglite` asked for and not yet ended (Prisma's adapter, the package and
+ * any other caller all go through `pglite.transaction`), so that a single statement can tell whether
+ * it could be queued behind one. None pending: a plain query waits at most for the plain statements
+ * ahead of it, and runs without the BEGIN and COMMIT of {@link pgliteTransactionWithin} (about a
+ * tenth of a single record's time on PGlite: bench/NOTES.md).
+ */
+export function trackTransactions(pglite: PGlite): () => boolean {
+  let pending = 0;
+  const transaction = pglite.transaction.bind(pglite);
+  pglite.transaction = ((fn: Parameters<PGlite["transaction"]>[0]) => {
+    pending++;
+    return transaction(fn).finally(() => pending--);
+  }) as PGlite["transaction"];
+  // A transaction begun by a plain "BEGIN" statement is seen by the server's own state.
+  return () => pending > 0 || pglite.isInTransaction();
+}
