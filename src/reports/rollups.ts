@@ -150,12 +150,12 @@ export function monthOfSql(column: string): string {
 
 /**
  * @internal The (model or API id, slot) pairs in which a price period starts inside the slot (SQL
- * text): reports read those slots from the ledger, and prune keeps their rows. With `unitOf`
- * ({@link dayOfSql}), the same for days.
+ * text): reports read those slots from the ledger, and prune keeps their rows. (Days and months
+ * in which periods start are priced whole plus a correction instead: see pricedUnitsCte.)
  */
-export function pricedCutSlotsSql(table: UsageTable, unitOf: (column: string) => string = slotOfSql): string {
+export function pricedCutSlotsSql(table: UsageTable): string {
   const { key, table: periods } = PERIODS[table];
-  return `SELECT ${key}, ${unitOf("effective_from")} FROM ${periods} WHERE effective_from <> ${unitOf("effective_from")}`;
+  return `SELECT ${key}, ${slotOfSql("effective_from")} FROM ${periods} WHERE effective_from <> ${slotOfSql("effective_from")}`;
 }
 
 /** What a report reads: the filter, and what must be whole in a rollup slot. */
@@ -282,7 +282,7 @@ export function usageRelationSql(plan: UsageRelationPlan): Prisma.Sql {
       // and where the month is priced whole at ref, the same days negated at ref.
       const finer = finerRows(plan, months.cut, dayLevel, "day_start", ids);
       daySources.push(Prisma.sql`SELECT r.* ${finer(false)}`);
-      branches.push(Prisma.sql`SELECT ${negatedColumns(plan.table, "agentDay")} ${finer(true)}`);
+      branches.push(Prisma.sql`SELECT ${negatedColumns(plan.table, level)} ${finer(true)}`);
     }
   }
   const days = daySources.length === 0 ? { ctes: [] as Prisma.Sql[], whole: null, cut: null } : splitUnits(plan, level, "day", Prisma.join(daySources, " UNION ALL "));
@@ -396,7 +396,7 @@ function pricedUnitsCte(table: UsageTable, unit: "day" | "month"): Prisma.Sql {
  * unit, then looked up by hash per row; deciding it per row took 0.3-10 s at 3M rows (bench/SCALE.md).
  */
 function splitUnits(plan: UsageRelationPlan, level: Level, unit: keyof typeof UNITS, source: Prisma.Sql): { ctes: Prisma.Sql[]; whole: Prisma.Sql; cut: string | null } {
-  const { start, end, unitOf } = UNITS[unit];
+  const { start, end } = UNITS[unit];
   const startColumn = Prisma.raw(`r.${start}`);
   const k = PERIODS[plan.table].key;
   const key = Prisma.raw(`r.${k}`);
@@ -433,7 +433,7 @@ function splitUnits(plan: UsageRelationPlan, level: Level, unit: keyof typeof UN
   }
   if (plan.priced) {
     // Periods that start inside a slot are few: one hashed lookup per row.
-    cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (${Prisma.raw(pricedCutSlotsSql(plan.table, unitOf))})`);
+    cutConditions.push(Prisma.sql`(${key}, ${startColumn}) IN (${Prisma.raw(pricedCutSlotsSql(plan.table))})`);
   }
   if (cutConditions.length === 0) return { ctes, whole: Prisma.sql`SELECT ${columns} FROM (${source}) r`, cut: null };
   const isCut = Prisma.join(cutConditions, " OR ");
