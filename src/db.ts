@@ -69,7 +69,7 @@ export interface OpenDatabaseOptions {
    * after this (`statement_timeout`), and the client gives up waiting for a server that stopped
    * answering a few seconds later. Either way a {@link DatabaseTimeoutError}. Default: 30,000 ms.
    * On an embedded (PGlite) database, which runs one transaction at a time, it bounds instead how
-   * long a record or batch waits for a transaction already running in this process (a
+   * long a record or batch (guarded or not) waits for a transaction already running in this process (a
    * `db.prisma.$transaction`, another batch): past it, a {@link DatabaseTimeoutError} of phase
    * `"connect"`, and nothing was written.
    */
@@ -198,6 +198,13 @@ export interface Database {
   readonly driver: SqlDriver;
   /** @internal Single-record writes (see {@link DirectDriver}); tracked for close() like `prisma`. */
   readonly direct: DirectDriver;
+  /**
+   * @internal How long a write waits for its transaction to start, the `maxWait` of the Prisma
+   * transactions the package runs (src/ledger/writeSession.ts): on PostgreSQL `connectTimeoutMs`
+   * (the pool's wait for a connection), on PGlite `writeTimeoutMs` (its wait for a transaction
+   * already running, as {@link DirectDriver.transaction} waits).
+   */
+  readonly transactionWaitMs: number;
   /**
    * The same database with every find, sum and report read on the primary: for a read that
    * must see what the caller has just written (a replica may lag). Closing either closes both.
@@ -665,6 +672,7 @@ async function openPostgres(url: string, limits: PoolLimits, replicaUrls: readon
     prisma,
     reportPrisma,
     direct,
+    transactionWaitMs: limits.connectTimeoutMs,
     kind: "postgresql",
     target,
     driver,
@@ -742,6 +750,7 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean, 
     prisma,
     reportPrisma: prisma,
     direct,
+    transactionWaitMs: writeTimeoutMs,
     kind: "pglite",
     target,
     pglite,

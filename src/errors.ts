@@ -101,7 +101,8 @@ export class InputLineError extends PsUsageError {
  * A call gave up waiting on PostgreSQL: for a connection (`phase: "connect"`, the pool was busy or
  * the server did not accept one within `connectTimeoutMs`; on PGlite, another transaction of the
  * process held the database longer than `writeTimeoutMs`: nothing was written), for a statement the server cancelled
- * after `writeTimeoutMs` / `reportTimeoutMs` (`"statement"`: it wrote nothing), or for a server that
+ * after `writeTimeoutMs` / `reportTimeoutMs`, or for a record's transaction that ran past its
+ * limit and was rolled back (`"statement"`: it wrote nothing), or for a server that
  * stopped answering altogether (`"response"`: the connection is dropped; a write may or may not have
  * been committed, so retry it with an idempotency key), or for a table lock another transaction
  * held longer than `lockTimeoutMs` (`"lock"`: nothing changed). The same `Database` keeps working.

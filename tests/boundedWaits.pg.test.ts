@@ -6,8 +6,10 @@ import { Client } from "pg";
 import {
   DatabaseTimeoutError,
   UsageValidationError,
+  forUser,
   openDatabase,
   recordModelUsage,
+  recordModelUsageBatch,
   sumModelUsage,
   type Database,
 } from "../src";
@@ -141,6 +143,55 @@ test("a call queued behind a busy pool ends in a DatabaseTimeoutError after conn
     expect((queued.error as DatabaseTimeoutError).phase).toBe("connect");
     await holder;
     await recordModelUsage(db, { userId: 78, modelId, tokenInCount: 1 });
+  } finally {
+    await db.close();
+  }
+});
+
+test("records that run in a Prisma transaction (a reference check, enforceBudgets) are bounded as plain ones: busy pool, row lock", async () => {
+  const db = await openDatabase({ url: scratch.url, poolSize: 1, connectTimeoutMs: 300, writeTimeoutMs: 500 });
+  const count = async () => (await sumModelUsage(db, { where: { userId: 1, agentId } }))[0].events;
+  const calls: Record<string, () => Promise<unknown>> = {
+    // A view's record naming an agent checks the agent's owner (FOR SHARE) in the insert's transaction.
+    checkedRecord: () => forUser(db, 1).recordModelUsage({ modelId, agentId, tokenInCount: 1 }),
+    guardedRecord: () => recordModelUsage(db, { userId: 1, modelId, agentId, tokenInCount: 1 }, { enforceBudgets: true }),
+    guardedBatch: () => recordModelUsageBatch(db, [{ userId: 1, modelId, agentId, tokenInCount: 1 }], { enforceBudgets: true }),
+  };
+  const errorOf = async (call: () => Promise<unknown>) => (await settlesWithin(call(), 20_000)).error;
+  try {
+    const before = await count();
+    // An interactive transaction holds the pool's only connection for 2 s.
+    const holder = db.prisma.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT 1`;
+      await sleep(2_000);
+    }, { timeout: 10_000 });
+    await sleep(100);
+    const queued = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, await errorOf(call)] as const));
+    for (const [name, error] of queued) {
+      expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
+      expect(error).toMatchObject({ phase: "connect" });
+    }
+    await holder;
+    // Another session holds the agent's row FOR UPDATE: the check (or the guard) waits, and the
+    // server cancels it after writeTimeoutMs.
+    const locker = new Client({ connectionString: scratch.url });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT id FROM ps_agents WHERE id = $1 FOR UPDATE", [agentId]);
+      // One at a time: the pool has one connection.
+      for (const [name, call] of Object.entries(calls)) {
+        const error = await errorOf(call);
+        expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
+        expect(error).toMatchObject({ phase: "statement" });
+      }
+      await locker.query("ROLLBACK");
+    } finally {
+      await locker.end();
+    }
+    expect(await count()).toBe(before);
+    for (const call of Object.values(calls)) await call();
+    expect(await count()).toBe(before + 3n);
   } finally {
     await db.close();
   }

@@ -1,8 +1,8 @@
 // PGlite runs one transaction at a time. A write that finds one running in the same process (here
 // an interactive transaction on db.prisma, the public client) waits for it at most writeTimeoutMs,
 // then fails with a DatabaseTimeoutError and writes nothing; the Database works afterwards.
-import { DatabaseTimeoutError, recordModelUsage, recordModelUsageBatch } from "../src";
-import { createModel } from "./support/fixtures";
+import { DatabaseTimeoutError, forUser, recordModelUsage, recordModelUsageBatch } from "../src";
+import { createAgent, createModel } from "./support/fixtures";
 import { settlesWithin } from "./support/settles";
 import { backend, openTestDatabase, type TestDatabase } from "./support/testDatabase";
 
@@ -62,4 +62,35 @@ pgliteTest("batches and records waiting behind a running transaction fail after 
   expect(await recordModelUsageBatch(t.db, [event(3)], { idempotencyKey: "wait-1" })).toMatchObject({ count: 1 });
   expect(await recordModelUsageBatch(t.db, [event(1), event(2)])).toMatchObject({ count: 2 });
   expect(await t.db.prisma.psModelUsage.count()).toBe(4);
+});
+
+pgliteTest("records that run in a Prisma transaction (a reference check, enforceBudgets) fail after writeTimeoutMs too, nothing written", async () => {
+  const agentId = await createAgent(t.db); // user 1's
+  const event = (tokens: number) => ({ userId: 1, modelId, tokenInCount: tokens });
+  // In use already, as above (the view's first record reads the foreign keys through db.prisma).
+  await forUser(t.db, 1).recordModelUsage({ modelId, agentId, tokenInCount: 0 });
+  const before = await t.db.prisma.psModelUsage.count();
+  const holder = await holdTransaction();
+  const calls = {
+    // A view's record naming an agent checks the agent's owner in the insert's transaction.
+    checkedRecord: forUser(t.db, 1).recordModelUsage({ modelId, agentId, tokenInCount: 6 }),
+    guardedRecord: recordModelUsage(t.db, event(7), { enforceBudgets: true }),
+    guardedBatch: recordModelUsageBatch(t.db, [event(8), event(9)], { enforceBudgets: true }),
+  };
+  // 10 s: before, each waited for Prisma's maxWait (a minute), then failed with Prisma's P2028.
+  const settled = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, (await settlesWithin(call as Promise<unknown>, 10_000)).error] as const));
+  for (const [name, error] of settled) {
+    expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
+    expect(error).toMatchObject({ phase: "connect", code: "PS_USAGE_TIMEOUT" });
+    expect((error as Error).message).toContain("writeTimeoutMs (300 ms)");
+    expect((error as Error).message).toContain("nothing was written");
+  }
+  holder.release();
+  await holder.done;
+  expect(await t.db.prisma.psModelUsage.count()).toBe(before);
+  // The same Database writes them once the transaction has ended.
+  await forUser(t.db, 1).recordModelUsage({ modelId, agentId, tokenInCount: 6 });
+  await recordModelUsage(t.db, event(7), { enforceBudgets: true });
+  await recordModelUsageBatch(t.db, [event(8), event(9)], { enforceBudgets: true });
+  expect(await t.db.prisma.psModelUsage.count()).toBe(before + 4);
 });

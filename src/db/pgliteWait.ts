@@ -7,6 +7,11 @@
 import type { PGlite, Transaction } from "@electric-sql/pglite";
 import { DatabaseTimeoutError } from "../errors";
 
+/** What a {@link DatabaseTimeoutError} of a write that waited `waitMs` for PGlite says. */
+export function pgliteWaitDetail(waitMs: number): string {
+  return `another transaction in this process held the embedded database (PGlite runs one at a time) for more than writeTimeoutMs (${waitMs} ms); nothing was written`;
+}
+
 /**
  * Runs `fn` in a PGlite transaction once the running one (if any) has ended, waiting at most
  * `waitMs` for that. Past it, a {@link DatabaseTimeoutError} (phase `"connect"`, as a busy pool's
@@ -19,13 +24,7 @@ export function pgliteTransactionWithin<T>(pglite: PGlite, target: string, waitM
     const timer = setTimeout(() => {
       if (state !== "waiting") return;
       state = "given up";
-      reject(
-        new DatabaseTimeoutError(
-          target,
-          "connect",
-          `another transaction in this process held the embedded database (PGlite runs one at a time) for more than writeTimeoutMs (${waitMs} ms); nothing was written`,
-        ),
-      );
+      reject(new DatabaseTimeoutError(target, "connect", pgliteWaitDetail(waitMs)));
     }, waitMs);
     pglite
       .transaction(async (tx) => {
