@@ -197,6 +197,32 @@ test("records that run in a Prisma transaction (a reference check, enforceBudget
   }
 });
 
+test("a record's transaction that runs past its limit (a minute) is rolled back: a DatabaseTimeoutError, nothing written", async () => {
+  // A statement may wait longer than the record's transaction may last: the lock below outlasts the latter.
+  const db = await openDatabase({ url: scratch.url, writeTimeoutMs: 120_000 });
+  const locker = new Client({ connectionString: scratch.url });
+  await locker.connect();
+  try {
+    const before = (await sumModelUsage(db, { where: { userId: 1, agentId } }))[0].events;
+    await locker.query("BEGIN");
+    await locker.query("SELECT id FROM ps_agents WHERE id = $1 FOR UPDATE", [agentId]);
+    // The view's ownership check waits for the agent's row past Prisma's timeout of the transaction.
+    const record = settlesWithin(forUser(db, 1).recordModelUsage({ modelId, agentId, tokenInCount: 1 }), 100_000);
+    await sleep(61_000);
+    await locker.query("ROLLBACK");
+    const { error } = await record;
+    expect(error).toBeInstanceOf(DatabaseTimeoutError);
+    expect(error).toMatchObject({ phase: "statement", code: "PS_USAGE_TIMEOUT" });
+    expect((error as Error).message).toMatch(/ran longer than its limit \(60000 ms\).*nothing was written/);
+    expect((await sumModelUsage(db, { where: { userId: 1, agentId } }))[0].events).toBe(before);
+    await forUser(db, 1).recordModelUsage({ modelId, agentId, tokenInCount: 1 });
+    expect((await sumModelUsage(db, { where: { userId: 1, agentId } }))[0].events).toBe(before + 1n);
+  } finally {
+    await locker.end();
+    await db.close();
+  }
+});
+
 test("pool limits are options, checked", async () => {
   await expect(openDatabase({ url: scratch.url, poolSize: 0 })).rejects.toThrow(UsageValidationError);
   await expect(openDatabase({ url: scratch.url, reportTimeoutMs: 1.5 })).rejects.toThrow(/reportTimeoutMs: must be a positive integer/);
