@@ -11,8 +11,16 @@ import type { Database } from "./db";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma, type PrismaClient } from "./generated/prisma/client";
 import { MAX_INT32 } from "./types";
+import { prismaWriteTransaction } from "./ledger/writeSession";
 import { translateDatabaseError } from "./usageShared";
 import { dateProblem, describeValue } from "./validation";
+
+/**
+ * How long a price write's transaction may run. It waits to start as a usage write does (the
+ * Database's bound: src/ledger/writeSession.ts), not Prisma's default two seconds, and either bound
+ * passed is a DatabaseTimeoutError, nothing written.
+ */
+const PRICE_TRANSACTION_MS = 60_000;
 
 /** A price given as a number (`0.075`) or a decimal string (`"0.075"`). */
 export type DecimalInput = number | string;
@@ -500,11 +508,15 @@ export async function setModelPrice(
   const row = validateModelPrice(prices, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
   return withTypedErrors(db, "ps_ai_models", modelId, () =>
-    db.prisma.$transaction(async (tx) => {
-      const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
-      if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
-      return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
-    }),
+    prismaWriteTransaction(
+      db,
+      async (tx) => {
+        const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
+        if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
+        return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
+      },
+      PRICE_TRANSACTION_MS,
+    ),
   );
 }
 
@@ -531,11 +543,15 @@ export async function setExternalApiPrice(
   const row = validateExternalApiPrice(priceAdapter, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
   return withTypedErrors(db, "ps_external_apis", externalApiId, () =>
-    db.prisma.$transaction(async (tx) => {
-      const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
-      if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
-      return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
-    }),
+    prismaWriteTransaction(
+      db,
+      async (tx) => {
+        const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
+        if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
+        return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
+      },
+      PRICE_TRANSACTION_MS,
+    ),
   );
 }
 
@@ -586,7 +602,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
   checkDate(options.effectiveFrom, "effectiveFrom", issues);
   checkDate(options.firstPeriodFrom, "firstPeriodFrom", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return withTypedErrors(db, "ps_ai_models", null, () => db.prisma.$transaction(async (tx) => {
+  return withTypedErrors(db, "ps_ai_models", null, () => prismaWriteTransaction(db, async (tx) => {
     const [models, apis] = await Promise.all([
       tx.psAiModel.findMany({ select: { id: true, configuration: true }, orderBy: { id: "asc" } }),
       tx.psExternalApi.findMany({ select: { id: true, priceAdapter: true }, orderBy: { id: "asc" } }),
@@ -645,7 +661,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
       externalApiPeriods.push(await writeApiPeriod(tx, id, price, any ? at : first));
     }
     return { modelPeriods, externalApiPeriods, unchanged, modelsWithoutPrices, externalApisWithoutPrices };
-  }));
+  }, PRICE_TRANSACTION_MS));
 }
 
 /** Pairs each period with the start of the next one of the same owner (rows sorted by owner, time). */
@@ -721,7 +737,7 @@ export async function inModelPriceTransaction<T>(
   fn: (tx: Prisma.TransactionClient, at: Date) => Promise<T>,
 ): Promise<T> {
   return withTypedErrors(db, "ps_ai_models", null, () =>
-    db.prisma.$transaction(async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx)))),
+    prismaWriteTransaction(db, async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx))), PRICE_TRANSACTION_MS),
   );
 }
 

@@ -1,8 +1,20 @@
 // PGlite runs one transaction at a time. A write that finds one running in the same process (here
 // an interactive transaction on db.prisma, the public client) waits for it at most writeTimeoutMs,
 // then fails with a DatabaseTimeoutError and writes nothing; the Database works afterwards.
-import { DatabaseTimeoutError, forUser, recordModelUsage, recordModelUsageBatch } from "../src";
-import { createAgent, createModel } from "./support/fixtures";
+import {
+  DatabaseTimeoutError,
+  forUser,
+  listBudgets,
+  listExternalApiPrices,
+  listModelPrices,
+  recordModelUsage,
+  recordModelUsageBatch,
+  setBudget,
+  setExternalApiPrice,
+  setModelPrice,
+  syncPricesFromConfiguration,
+} from "../src";
+import { createAgent, createExternalApi, createModel } from "./support/fixtures";
 import { settlesWithin } from "./support/settles";
 import { backend, openTestDatabase, type TestDatabase } from "./support/testDatabase";
 
@@ -93,4 +105,33 @@ pgliteTest("records that run in a Prisma transaction (a reference check, enforce
   await recordModelUsage(t.db, event(7), { enforceBudgets: true });
   await recordModelUsageBatch(t.db, [event(8), event(9)], { enforceBudgets: true });
   expect(await t.db.prisma.psModelUsage.count()).toBe(before + 4);
+});
+
+pgliteTest("price and budget writes (Prisma transactions too) fail after writeTimeoutMs behind a running transaction, nothing written", async () => {
+  const apiId = await createExternalApi(t.db);
+  const price = { currency: "USD", costInTokensPerMillion: "1", costOutTokensPerMillion: "2" };
+  const budget = { name: "wait-budget", scope: {}, period: "day" as const, amount: "5", currency: "USD" };
+  const before = { models: await listModelPrices(t.db), apis: await listExternalApiPrices(t.db), budgets: await listBudgets(t.db) };
+  const holder = await holdTransaction();
+  const calls = {
+    modelPrice: setModelPrice(t.db, modelId, price),
+    apiPrice: setExternalApiPrice(t.db, apiId, { unitType: "search", pricePerUnit: "0.005", currency: "USD" }),
+    sync: syncPricesFromConfiguration(t.db),
+    budget: setBudget(t.db, budget),
+  };
+  // 10 s: before, each waited Prisma's default maxWait (2 s), then failed with Prisma's raw P2028.
+  const settled = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, (await settlesWithin(call as Promise<unknown>, 10_000)).error] as const));
+  for (const [name, error] of settled) {
+    expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
+    expect(error).toMatchObject({ phase: "connect", code: "PS_USAGE_TIMEOUT" });
+    expect((error as Error).message).toContain("writeTimeoutMs (300 ms)");
+  }
+  holder.release();
+  await holder.done;
+  expect({ models: await listModelPrices(t.db), apis: await listExternalApiPrices(t.db), budgets: await listBudgets(t.db) }).toEqual(before);
+  // Once the transaction has ended they write.
+  await setModelPrice(t.db, modelId, price);
+  await setBudget(t.db, budget);
+  expect((await listModelPrices(t.db, { modelId })).length).toBe(before.models.filter((p) => p.modelId === modelId).length + 1);
+  expect((await listBudgets(t.db)).map((b) => b.name)).toContain("wait-budget");
 });

@@ -12,6 +12,7 @@ import { dateProblem, describeValue, idProblem } from "../validation";
 import { forgetBudgets } from "./registry";
 import { translateDatabaseError } from "../usageShared";
 import { closedError, isClosing } from "../db/closing";
+import { prismaWriteTransaction } from "../ledger/writeSession";
 
 /**
  * @internal Runs a budget call with the package's typed errors: a missing table is
@@ -257,18 +258,23 @@ async function setChecked(db: Database, input: BudgetInput, owner: number | null
     issues.push({ field: "scope.userId", reason: `must be ${owner} or left out (this view is confined to user ${owner})` });
   }
   if (checked === null || issues.length > 0) throw new UsageValidationError(issues);
-  const row = await db.prisma.$transaction(async (tx) => {
-    await checkScopeExists(tx, checked.data);
-    const existing = await tx.psUsageBudget.findUnique({ where: { name: checked.name } });
-    if (owner !== null && existing !== null && existing.userId !== owner) {
-      throw new UsageValidationError([{ field: "name", reason: "is the name of a budget of another user" }]);
-    }
-    return tx.psUsageBudget.upsert({
-      where: { name: checked.name },
-      create: { name: checked.name, ...checked.data },
-      update: checked.data,
-    });
-  });
+  // Waits to start as long as a usage write does (the Database's bound), not Prisma's two seconds.
+  const row = await prismaWriteTransaction(
+    db,
+    async (tx) => {
+      await checkScopeExists(tx, checked.data);
+      const existing = await tx.psUsageBudget.findUnique({ where: { name: checked.name } });
+      if (owner !== null && existing !== null && existing.userId !== owner) {
+        throw new UsageValidationError([{ field: "name", reason: "is the name of a budget of another user" }]);
+      }
+      return tx.psUsageBudget.upsert({
+        where: { name: checked.name },
+        create: { name: checked.name, ...checked.data },
+        update: checked.data,
+      });
+    },
+    60_000,
+  );
   forgetBudgets(db);
   return toBudget(row);
 }
