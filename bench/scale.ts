@@ -323,6 +323,13 @@ const CLUSTERED_FILE = path.join(OUT_DIR, "scale-results-clustered.json");
  */
 const CORRECTION_FILE = path.join(OUT_DIR, "scale-results-correction.json");
 
+/**
+ * The three sizes measured again in one session with the code of 2026-12-07 afternoon (the
+ * correction and the per-user and per-connector levels), SCALE_OUT elsewhere, SCALE_WALK_MAX=0 at
+ * 3M and 10M, SCALE_LEDGER_RUNS=1: kept apart, merged in by hand.
+ */
+const CURRENT_CODE_FILE = path.join(OUT_DIR, "scale-results-current-code.json");
+
 function writeResults(results: ScaleResults): void {
   fs.writeFileSync(JSON_FILE, JSON.stringify(results, null, 2) + "\n");
   let md = renderScale(results);
@@ -337,6 +344,14 @@ function writeResults(results: ScaleResults): void {
       `The same databases right after the runs above, each rollup table rewritten in key order (\`CLUSTER … USING …_pkey\`: slot, day or month first, ` +
       `as the triggers lay rows out over time and as rebuildRollups now writes them; the runs above read tables rebuilt in hash order). ` +
       `The machine was busier (load 6-7 for most runs against 2.4-4 above): compare the load columns.\n\n${again.replace(/^## /gm, "### ")}`;
+  }
+  if (fs.existsSync(CURRENT_CODE_FILE)) {
+    const again = renderScale(JSON.parse(fs.readFileSync(CURRENT_CODE_FILE, "utf8")) as ScaleResults).split("\n").slice(7).join("\n");
+    md +=
+      `\n# All three sizes again with the correction and the per-user and per-connector levels (one session)\n\n` +
+      `One database grown 0 -> 3M -> 10M -> 30M in one session (13:42-14:36 UTC) with the code of main after the correction and the ` +
+      `per-user and per-connector levels; PolicySynth's walk not run, one ledger-alone run per report (SCALE_WALK_MAX=0 at 3M and 10M, ` +
+      `SCALE_LEDGER_RUNS=1). Other work ran beside it (load 1.9-4.7, a helper's tests and builds): compare the load columns.\n\n${again.replace(/^## /gm, "### ")}`;
   }
   if (fs.existsSync(CORRECTION_FILE)) {
     const again = renderScale(JSON.parse(fs.readFileSync(CORRECTION_FILE, "utf8")) as ScaleResults).split("\n").slice(7).join("\n");
