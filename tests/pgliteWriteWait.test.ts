@@ -49,6 +49,20 @@ async function holdTransaction(): Promise<{ release(): void; done: Promise<unkno
   return { release, done };
 }
 
+/**
+ * Each of `calls` fails within 10 s (a hang, not slowness: before, each waited until the
+ * transaction ended, never here, or for Prisma's own maxWait) with the wait's DatabaseTimeoutError.
+ */
+async function expectEachTimedOut(calls: Record<string, Promise<unknown>>): Promise<void> {
+  const settled = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, (await settlesWithin(call, 10_000)).error] as const));
+  for (const [name, error] of settled) {
+    expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
+    expect(error).toMatchObject({ phase: "connect", code: "PS_USAGE_TIMEOUT" });
+    expect((error as Error).message).toContain("writeTimeoutMs (300 ms)");
+    expect((error as Error).message).toContain("nothing was written");
+  }
+}
+
 pgliteTest("batches and records waiting behind a running transaction fail after writeTimeoutMs with nothing written", async () => {
   const event = (tokens: number) => ({ userId: 1, modelId, tokenInCount: tokens });
   // A Database in use: what the first write reads once (the foreign keys, through db.prisma) is read.
@@ -61,12 +75,7 @@ pgliteTest("batches and records waiting behind a running transaction fail after 
     record: recordModelUsage(t.db, event(5)),
   };
   // 10 s: a hang, not slowness (before, each waited until the transaction ended: never, here).
-  const settled = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, (await settlesWithin(call as Promise<unknown>, 10_000)).error] as const));
-  for (const [name, error] of settled) {
-    expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
-    expect(error).toMatchObject({ phase: "connect", code: "PS_USAGE_TIMEOUT" });
-    expect((error as Error).message).toContain("writeTimeoutMs (300 ms)");
-  }
+  await expectEachTimedOut(calls);
   holder.release();
   await holder.done;
   expect(await t.db.prisma.psModelUsage.count()).toBe(1);
@@ -90,13 +99,7 @@ pgliteTest("records that run in a Prisma transaction (a reference check, enforce
     guardedBatch: recordModelUsageBatch(t.db, [event(8), event(9)], { enforceBudgets: true }),
   };
   // 10 s: before, each waited for Prisma's maxWait (a minute), then failed with Prisma's P2028.
-  const settled = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, (await settlesWithin(call as Promise<unknown>, 10_000)).error] as const));
-  for (const [name, error] of settled) {
-    expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
-    expect(error).toMatchObject({ phase: "connect", code: "PS_USAGE_TIMEOUT" });
-    expect((error as Error).message).toContain("writeTimeoutMs (300 ms)");
-    expect((error as Error).message).toContain("nothing was written");
-  }
+  await expectEachTimedOut(calls);
   holder.release();
   await holder.done;
   expect(await t.db.prisma.psModelUsage.count()).toBe(before);
@@ -120,12 +123,7 @@ pgliteTest("price and budget writes (Prisma transactions too) fail after writeTi
     budget: setBudget(t.db, budget),
   };
   // 10 s: before, each waited Prisma's default maxWait (2 s), then failed with Prisma's raw P2028.
-  const settled = await Promise.all(Object.entries(calls).map(async ([name, call]) => [name, (await settlesWithin(call as Promise<unknown>, 10_000)).error] as const));
-  for (const [name, error] of settled) {
-    expect([name, error]).toEqual([name, expect.any(DatabaseTimeoutError)]);
-    expect(error).toMatchObject({ phase: "connect", code: "PS_USAGE_TIMEOUT" });
-    expect((error as Error).message).toContain("writeTimeoutMs (300 ms)");
-  }
+  await expectEachTimedOut(calls);
   holder.release();
   await holder.done;
   expect({ models: await listModelPrices(t.db), apis: await listExternalApiPrices(t.db), budgets: await listBudgets(t.db) }).toEqual(before);
