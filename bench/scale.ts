@@ -626,8 +626,8 @@ async function ingest(): Promise<void> {
         : undefined;
       // Throughput ratio: rows/s with maintenance over rows/s without.
       all[key] = { rows, chunk: "recordModelUsageBatch default chunks", arrival, withTriggersMs: withMs, withoutTriggersMs: withoutMs, ratio: median(withoutMs) / median(withMs), rollupRows, load: loads, measuredAt: new Date().toISOString(), ...(aggregator ? { aggregator } : {}) };
+      writeResults(all); // after each arrival, so that a run cut short keeps what it measured
     }
-    writeResults(all);
   } finally {
     await db.close();
     await pool.end();
