@@ -379,15 +379,14 @@ function writeResults(results: ScaleResults): void {
   log(`wrote ${JSON_FILE} and SCALE.md`);
 }
 
-/** CPU milliseconds (user + system) of the database backends serving `database`, from /proc (the server is on this machine); null elsewhere. */
-function dbBackendCpuMs(database: string): number | null {
-  let ticks = 0;
-  let found = false;
+/** CPU milliseconds (user + system) of each database backend serving `database`, by pid, from /proc (the server is on this machine); empty elsewhere. */
+function dbBackendCpu(database: string): Map<string, number> {
+  const out = new Map<string, number>();
   let pids: string[];
   try {
     pids = fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d));
   } catch {
-    return null;
+    return out;
   }
   for (const pid of pids) {
     try {
@@ -395,13 +394,22 @@ function dbBackendCpuMs(database: string): number | null {
       if (!cmd.startsWith("postgres: ") || !cmd.includes(` ${database} `)) continue;
       const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
-      found = true;
+      out.set(pid, (Number(fields[11]) + Number(fields[12])) * 10); // utime, stime (fields 14 and 15 of stat), CLK_TCK 100
     } catch {
       // the process ended meanwhile
     }
   }
-  return found ? ticks * 10 : null; // CLK_TCK 100
+  return out;
+}
+
+/**
+ * Backend CPU between two samples, per pid (a backend that ended in between is left out rather
+ * than subtracted: an undercount of its last moments, not a negative figure).
+ */
+function cpuSince(before: Map<string, number>, after: Map<string, number>): number {
+  let ms = 0;
+  for (const [pid, v] of after) ms += v - (before.get(pid) ?? 0);
+  return ms;
 }
 
 /**
@@ -536,13 +544,13 @@ async function ingest(): Promise<void> {
         // The aggregator design: only the INSERT trigger off (UPDATE, DELETE and TRUNCATE keep theirs).
         if (mode === "onePass" || mode === "passes") await pool.query(`ALTER TABLE ps_model_usage DISABLE TRIGGER ps_model_usage_rollup_insert`);
         const node0 = process.cpuUsage();
-        const db0 = dbBackendCpuMs(name) ?? 0;
+        const db0 = dbBackendCpu(name);
         const t = process.hrtime.bigint();
         await recordModelUsageBatch(db, inputs);
         const ingestMs = Number(process.hrtime.bigint() - t) / 1e6;
         const node1 = process.cpuUsage(node0);
-        const db1 = dbBackendCpuMs(name) ?? 0;
-        const cpu: CpuSample = { ingestNodeMs: (node1.user + node1.system) / 1000, ingestDbMs: db1 - db0 };
+        const db1 = dbBackendCpu(name);
+        const cpu: CpuSample = { ingestNodeMs: (node1.user + node1.system) / 1000, ingestDbMs: cpuSince(db0, db1) };
         if ((await count(pool, "ps_model_usage")) !== rows) throw new Error("ingest lost rows");
         if (mode === "with" || mode === "without") {
           if (on && (await count(pool, "ps_model_usage_rollup")) === 0) throw new Error("no rollups with triggers on");
@@ -552,14 +560,14 @@ async function ingest(): Promise<void> {
         const maxId = Number((await pool.query<{ m: string }>(`SELECT max(id)::text AS m FROM ps_model_usage`)).rows[0].m);
         const step = mode === "onePass" ? maxId : passRows;
         const passMs: number[] = [];
-        const f0 = dbBackendCpuMs(name) ?? 0;
+        const f0 = dbBackendCpu(name);
         for (let horizon = Math.min(step, maxId); ; horizon = Math.min(horizon + step, maxId)) {
           const tp = process.hrtime.bigint();
           await aggregatorPass(pool, statements, horizon);
           passMs.push(Number(process.hrtime.bigint() - tp) / 1e6);
           if (horizon >= maxId) break;
         }
-        const foldDbMs = (dbBackendCpuMs(name) ?? 0) - f0;
+        const foldDbMs = cpuSince(f0, dbBackendCpu(name));
         if ((await count(pool, "ps_model_usage_rollup")) === 0) throw new Error("no rollups after the aggregator");
         return { ingestMs, foldMs: passMs.reduce((a, b) => a + b, 0), passMs, cpu: { ...cpu, foldDbMs } };
       };
