@@ -9,7 +9,7 @@ import { from as copyFrom } from "pg-copy-streams";
 import { rowWriter, type BinaryField } from "pg-copy-streams-binary";
 import { fn, col, literal, QueryTypes } from "sequelize";
 import type { ModelUsageInput } from "../src/types";
-import type { Backend } from "./setup";
+import { poolTransaction, type Backend } from "./setup";
 import { COUNTER_COLUMNS, COUNTER_FIELDS } from "./data";
 import type { SequelizeModels } from "./sequelizeModel";
 
@@ -47,17 +47,9 @@ function toColumnArrays(chunk: readonly ModelUsageInput[]): unknown[][] {
 /** Hand-written `pg` (or PGlite) unnest insert: one statement per chunk, one transaction in all. */
 export async function ingestUnnest(backend: Backend, inputs: readonly ModelUsageInput[], chunkSize: number): Promise<void> {
   if (backend.pool) {
-    const client = await backend.pool.connect();
-    try {
-      await client.query("BEGIN");
+    await poolTransaction(backend.pool, async (client) => {
       for (const chunk of chunks(inputs, chunkSize)) await client.query(UNNEST_SQL, toColumnArrays(chunk));
-      await client.query("COMMIT");
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
     return;
   }
   const pglite = backend.db.pglite!;
@@ -105,17 +97,9 @@ function toArrayLiterals(chunk: readonly ModelUsageInput[]): string[] {
  */
 export async function ingestUnnestLiterals(backend: Backend, inputs: readonly ModelUsageInput[], chunkSize: number): Promise<void> {
   if (backend.pool) {
-    const client = await backend.pool.connect();
-    try {
-      await client.query("BEGIN");
+    await poolTransaction(backend.pool, async (client) => {
       for (const chunk of chunks(inputs, chunkSize)) await client.query(UNNEST_SQL, toArrayLiterals(chunk));
-      await client.query("COMMIT");
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
     return;
   }
   const pglite = backend.db.pglite!;

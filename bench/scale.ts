@@ -35,7 +35,7 @@ import {
 import { agentCostsPolicySynthPlain, treePolicySynthPlain } from "./baselines";
 import { agentForest, generateEvents, MODEL_PROFILES, toInputs, WINDOW_END } from "./data";
 import { createScaleUniverse, growLedger, WINDOW_START, type ScaleUniverse } from "./scaleData";
-import { admin, urlFor, type Backend } from "./setup";
+import { admin, poolTransaction, urlFor, type Backend } from "./setup";
 import { median, percentile } from "./stats";
 import { MODEL_USAGE_ALL_COUNTERS, type ModelUsageInput } from "../src/types";
 
@@ -458,21 +458,13 @@ async function aggregatorStatements(pool: Pool): Promise<string[]> {
  * is given (the benchmark has no concurrent writer; see the note in ingest() on what a real one needs).
  */
 async function aggregatorPass(pool: Pool, statements: readonly string[], horizon: number): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
+  await poolTransaction(pool, async (client) => {
     const watermark = Number((await client.query<{ last_id: string }>(`SELECT last_id::text FROM bench_rollup_watermark WHERE ledger = 'ps_model_usage' FOR UPDATE`)).rows[0].last_id);
     if (horizon > watermark) {
       for (const statement of statements) await client.query(statement, [watermark, horizon]);
       await client.query(`UPDATE bench_rollup_watermark SET last_id = $1 WHERE ledger = 'ps_model_usage'`, [horizon]);
     }
-    await client.query("COMMIT");
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Events a second at a billion events a month (issue 12): 1e9 / (30 x 86,400). */

@@ -3,7 +3,7 @@
  * creating the rows usage points at (models, the agent forest, connectors).
  */
 import { randomBytes } from "node:crypto";
-import { Client, Pool } from "pg";
+import { Client, Pool, type PoolClient } from "pg";
 import { openDatabase, type Database } from "../src";
 import { agentForest, CONNECTOR_COUNT, MODEL_PROFILES, type IdMap } from "./data";
 
@@ -135,4 +135,20 @@ export async function tableTotals(backend: Backend): Promise<{ rows: number; tok
     `SELECT COUNT(*)::text AS rows, COALESCE(SUM(token_in_count), 0)::text AS token_in FROM ps_model_usage`,
   );
   return { rows: Number(row.rows), tokenIn: BigInt(row.token_in ?? 0) };
+}
+
+/** Runs `fn` on one client of `pool` inside BEGIN … COMMIT, rolled back if it throws. */
+export async function poolTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }
