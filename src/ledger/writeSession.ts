@@ -7,7 +7,7 @@ import type { Database, DirectSession } from "../db";
 import { closedError, isClosing } from "../db/closing";
 import { pgliteWaitDetail } from "../db/pgliteWait";
 import { retryDeadlocks } from "../db/retryDeadlocks";
-import { DatabaseTimeoutError } from "../errors";
+import { DatabaseTimeoutError, type DatabaseConnectionError } from "../errors";
 import type { Prisma } from "../generated/prisma/client";
 
 /** Runs statements built with Prisma.sql (values bound, never concatenated) in one session. */
@@ -61,9 +61,12 @@ export async function prismaWriteTransaction<T>(db: Database, fn: (tx: Prisma.Tr
  * nothing was written: Prisma rolls an expired transaction back, and its timer waits for a commit
  * already under way rather than cutting it off, so a commit that failed so never began.
  */
-function transactionTimeoutError(db: Database, err: unknown, timeoutMs: number): DatabaseTimeoutError | null {
+function transactionTimeoutError(db: Database, err: unknown, timeoutMs: number): DatabaseTimeoutError | DatabaseConnectionError | null {
   const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
   if (code !== "P2028" || typeof message !== "string") return null;
+  // close() was called while it waited or ran: the closed database is the cause, as for any call
+  // in flight then (src/db/closing.ts).
+  if (isClosing(db)) return closedError(db.target, err);
   if (/Unable to start a transaction in the given time/.test(message)) {
     const detail =
       db.kind === "pglite"
