@@ -698,7 +698,7 @@ async function pruneBench(): Promise<void> {
       inserts: latencies.length,
       insertP50Ms: percentile(latencies, 50),
       insertP99Ms: percentile(latencies, 99),
-      insertMaxMs: Math.max(...latencies),
+      insertMaxMs: percentile(latencies, 100),
       sizes,
       load: loads,
       measuredAt: new Date().toISOString(),
