@@ -157,7 +157,7 @@ async function main(): Promise<void> {
         inserts: latencies.length,
         insertP50Ms: percentile(latencies, 50),
         insertP99Ms: percentile(latencies, 99),
-        insertMaxMs: Math.max(...latencies),
+        insertMaxMs: percentile(latencies, 100),
         load: [l0, load()],
       };
       log(`${s.name}: ${JSON.stringify(retention[s.name])}`);
