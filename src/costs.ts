@@ -51,6 +51,8 @@ import { Prisma } from "./generated/prisma/client";
 import { MAX_INT32, MODEL_USAGE_COUNTERS, type ModelUsageCounter, type TimeBucket, type UsageFilter } from "./types";
 import {
   agentTreeCte,
+  anyIdSql,
+  columnSql,
   checkOptionNames,
   resolveTimeZone,
   timeBucketKeySql,
@@ -236,7 +238,7 @@ function usageRows(side: Side, p: ReportPlan, treeIds: readonly number[] | undef
     where: side === "model" ? { ...shared, modelId } : { ...shared, externalApiId },
     // The ids as a parameter: a constant array the planner hashes and counts (from a subquery,
     // each row scanned the whole array and the planner guessed its size).
-    conditions: agentTree ? [Prisma.sql`agent_id = ANY(${treeIds}::int[])`] : [],
+    conditions: agentTree ? [anyIdSql(columnSql("agent_id"), treeIds)] : [],
     bucket: p.bucket ? { bucket: p.bucket, timeZone: p.timeZone } : undefined,
     priced: true,
     rollups: p.rollups,

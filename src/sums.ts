@@ -27,6 +27,7 @@ import {
   checkFilledRange,
   filledBucketCount,
   filledRowsProblem,
+  anyIdSql,
   checkOptionNames,
   columnSql,
   modelUsageSumColumnsSql,
@@ -469,7 +470,7 @@ export async function sumAgentTreeUsage(db: Database, agentId: number, options: 
   const rows = await reading(db, async (on) => {
     const tree = await on.reportPrisma.$queryRaw<{ id: number }[]>`WITH RECURSIVE ${agentTreeCte(agentId)} SELECT id FROM tree`;
     if (tree.length === 0) return [];
-    const inTree = Prisma.sql`agent_id = ANY(${tree.map((a) => a.id)}::int[])`;
+    const inTree = anyIdSql(columnSql("agent_id"), tree.map((a) => a.id));
     const modelRows = usageRelationSql({ table: "modelUsage", where: { ...common, modelId }, conditions: [inTree], rollups, source: options.source, uses });
     const apiRows = usageRelationSql({ table: "externalApiUsage", where: { ...common, externalApiId }, conditions: [inTree], rollups, uses });
     // The walk again, for the rows' order and depths (agents only; one added since the first walk shows no usage).
