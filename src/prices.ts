@@ -11,16 +11,9 @@ import type { Database } from "./db";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma, type PrismaClient } from "./generated/prisma/client";
 import { MAX_INT32 } from "./types";
-import { prismaWriteTransaction } from "./ledger/writeSession";
+import { CONFIGURATION_TRANSACTION_MS, prismaWriteTransaction } from "./ledger/writeSession";
 import { translateDatabaseError } from "./usageShared";
 import { dateProblem, describeValue } from "./validation";
-
-/**
- * How long a price write's transaction may run. It waits to start as a usage write does (the
- * Database's bound: src/ledger/writeSession.ts), not Prisma's default two seconds, and either bound
- * passed is a DatabaseTimeoutError, nothing written.
- */
-const PRICE_TRANSACTION_MS = 60_000;
 
 /** A price given as a number (`0.075`) or a decimal string (`"0.075"`). */
 export type DecimalInput = number | string;
@@ -515,7 +508,7 @@ export async function setModelPrice(
         if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
         return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
       },
-      PRICE_TRANSACTION_MS,
+      CONFIGURATION_TRANSACTION_MS,
     ),
   );
 }
@@ -550,7 +543,7 @@ export async function setExternalApiPrice(
         if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
         return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
       },
-      PRICE_TRANSACTION_MS,
+      CONFIGURATION_TRANSACTION_MS,
     ),
   );
 }
@@ -661,7 +654,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
       externalApiPeriods.push(await writeApiPeriod(tx, id, price, any ? at : first));
     }
     return { modelPeriods, externalApiPeriods, unchanged, modelsWithoutPrices, externalApisWithoutPrices };
-  }, PRICE_TRANSACTION_MS));
+  }, CONFIGURATION_TRANSACTION_MS));
 }
 
 /** Pairs each period with the start of the next one of the same owner (rows sorted by owner, time). */
@@ -737,7 +730,7 @@ export async function inModelPriceTransaction<T>(
   fn: (tx: Prisma.TransactionClient, at: Date) => Promise<T>,
 ): Promise<T> {
   return withTypedErrors(db, "ps_ai_models", null, () =>
-    prismaWriteTransaction(db, async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx))), PRICE_TRANSACTION_MS),
+    prismaWriteTransaction(db, async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx))), CONFIGURATION_TRANSACTION_MS),
   );
 }
 
