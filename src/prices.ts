@@ -472,6 +472,11 @@ async function writeApiPeriod(tx: Tx, externalApiId: number, p: ExternalApiPrice
   return toApiPeriod(row, await nextApiPeriodStart(tx, externalApiId, effectiveFrom));
 }
 
+/** Runs `fn` in one price write's transaction (all or nothing) with the package's typed errors, naming `table` and `id`. */
+function priceTransaction<T>(db: Database, table: string, id: number | null, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+  return withTypedErrors(db, table, id, () => prismaWriteTransaction(db, fn, CONFIGURATION_TRANSACTION_MS));
+}
+
 /**
  * Sets a model's prices from `effectiveFrom` (default: now, by the database's clock) until the
  * model's next price period. Usage before `effectiveFrom` keeps the price it had. Setting a price
@@ -500,17 +505,11 @@ export async function setModelPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateModelPrice(prices, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return withTypedErrors(db, "ps_ai_models", modelId, () =>
-    prismaWriteTransaction(
-      db,
-      async (tx) => {
-        const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
-        if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
-        return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
-      },
-      CONFIGURATION_TRANSACTION_MS,
-    ),
-  );
+  return priceTransaction(db, "ps_ai_models", modelId, async (tx) => {
+    const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
+    if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
+    return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
+  });
 }
 
 /**
@@ -535,17 +534,11 @@ export async function setExternalApiPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateExternalApiPrice(priceAdapter, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return withTypedErrors(db, "ps_external_apis", externalApiId, () =>
-    prismaWriteTransaction(
-      db,
-      async (tx) => {
-        const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
-        if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
-        return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
-      },
-      CONFIGURATION_TRANSACTION_MS,
-    ),
-  );
+  return priceTransaction(db, "ps_external_apis", externalApiId, async (tx) => {
+    const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
+    if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
+    return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
+  });
 }
 
 function sameDecimal(a: string | null, b: Prisma.Decimal | null): boolean {
@@ -595,7 +588,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
   checkDate(options.effectiveFrom, "effectiveFrom", issues);
   checkDate(options.firstPeriodFrom, "firstPeriodFrom", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return withTypedErrors(db, "ps_ai_models", null, () => prismaWriteTransaction(db, async (tx) => {
+  return priceTransaction(db, "ps_ai_models", null, async (tx) => {
     const [models, apis] = await Promise.all([
       tx.psAiModel.findMany({ select: { id: true, configuration: true }, orderBy: { id: "asc" } }),
       tx.psExternalApi.findMany({ select: { id: true, priceAdapter: true }, orderBy: { id: "asc" } }),
@@ -654,7 +647,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
       externalApiPeriods.push(await writeApiPeriod(tx, id, price, any ? at : first));
     }
     return { modelPeriods, externalApiPeriods, unchanged, modelsWithoutPrices, externalApisWithoutPrices };
-  }, CONFIGURATION_TRANSACTION_MS));
+  });
 }
 
 /** Pairs each period with the start of the next one of the same owner (rows sorted by owner, time). */
@@ -729,9 +722,7 @@ export async function inModelPriceTransaction<T>(
   effectiveFrom: Date | undefined,
   fn: (tx: Prisma.TransactionClient, at: Date) => Promise<T>,
 ): Promise<T> {
-  return withTypedErrors(db, "ps_ai_models", null, () =>
-    prismaWriteTransaction(db, async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx))), CONFIGURATION_TRANSACTION_MS),
-  );
+  return priceTransaction(db, "ps_ai_models", null, async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx))));
 }
 
 /** @internal What {@link setModelPriceUnlessUnchanged} did (or, on a dry run, would do). */
