@@ -472,9 +472,37 @@ async function writeApiPeriod(tx: Tx, externalApiId: number, p: ExternalApiPrice
   return toApiPeriod(row, await nextApiPeriodStart(tx, externalApiId, effectiveFrom));
 }
 
+/** What a price period belongs to: a model or an external API. */
+interface PriceOwner<R, P> {
+  /** The owner's table, as typed errors name it. */
+  readonly table: string;
+  exists(tx: Tx, id: number): Promise<boolean>;
+  write(tx: Tx, id: number, price: R, effectiveFrom: Date): Promise<P>;
+}
+
+const MODEL_PRICES: PriceOwner<ModelPriceRow, ModelPricePeriod> = {
+  table: "ps_ai_models",
+  exists: async (tx, id) => (await tx.psAiModel.findUnique({ where: { id }, select: { id: true } })) !== null,
+  write: writeModelPeriod,
+};
+
+const EXTERNAL_API_PRICES: PriceOwner<ExternalApiPriceRow, ExternalApiPricePeriod> = {
+  table: "ps_external_apis",
+  exists: async (tx, id) => (await tx.psExternalApi.findUnique({ where: { id }, select: { id: true } })) !== null,
+  write: writeApiPeriod,
+};
+
 /** Runs `fn` in one price write's transaction (all or nothing) with the package's typed errors, naming `table` and `id`. */
 function priceTransaction<T>(db: Database, table: string, id: number | null, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
   return withTypedErrors(db, table, id, () => prismaWriteTransaction(db, fn, CONFIGURATION_TRANSACTION_MS));
+}
+
+/** Writes a checked price of `owner`'s row `id` from `effectiveFrom` (default: now), once the row is found. */
+function setPricePeriod<R, P>(db: Database, owner: PriceOwner<R, P>, id: number, price: R, effectiveFrom: Date | undefined): Promise<P> {
+  return priceTransaction(db, owner.table, id, async (tx) => {
+    if (!(await owner.exists(tx, id))) throw new UnknownReferenceError(owner.table, id);
+    return owner.write(tx, id, price, effectiveFrom ?? (await databaseNow(tx)));
+  });
 }
 
 /**
@@ -505,11 +533,7 @@ export async function setModelPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateModelPrice(prices, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return priceTransaction(db, "ps_ai_models", modelId, async (tx) => {
-    const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
-    if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
-    return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
-  });
+  return setPricePeriod(db, MODEL_PRICES, modelId, row!, effectiveFrom);
 }
 
 /**
@@ -534,11 +558,7 @@ export async function setExternalApiPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateExternalApiPrice(priceAdapter, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return priceTransaction(db, "ps_external_apis", externalApiId, async (tx) => {
-    const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
-    if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
-    return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
-  });
+  return setPricePeriod(db, EXTERNAL_API_PRICES, externalApiId, row!, effectiveFrom);
 }
 
 function sameDecimal(a: string | null, b: Prisma.Decimal | null): boolean {
