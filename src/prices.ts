@@ -11,16 +11,9 @@ import type { Database } from "./db";
 import { UnknownReferenceError, UsageValidationError, type FieldIssue } from "./errors";
 import { Prisma, type PrismaClient } from "./generated/prisma/client";
 import { MAX_INT32 } from "./types";
-import { prismaWriteTransaction } from "./ledger/writeSession";
+import { CONFIGURATION_TRANSACTION_MS, prismaWriteTransaction } from "./ledger/writeSession";
 import { translateDatabaseError } from "./usageShared";
 import { dateProblem, describeValue } from "./validation";
-
-/**
- * How long a price write's transaction may run. It waits to start as a usage write does (the
- * Database's bound: src/ledger/writeSession.ts), not Prisma's default two seconds, and either bound
- * passed is a DatabaseTimeoutError, nothing written.
- */
-const PRICE_TRANSACTION_MS = 60_000;
 
 /** A price given as a number (`0.075`) or a decimal string (`"0.075"`). */
 export type DecimalInput = number | string;
@@ -479,6 +472,39 @@ async function writeApiPeriod(tx: Tx, externalApiId: number, p: ExternalApiPrice
   return toApiPeriod(row, await nextApiPeriodStart(tx, externalApiId, effectiveFrom));
 }
 
+/** What a price period belongs to: a model or an external API. */
+interface PriceOwner<R, P> {
+  /** The owner's table, as typed errors name it. */
+  readonly table: string;
+  exists(tx: Tx, id: number): Promise<boolean>;
+  write(tx: Tx, id: number, price: R, effectiveFrom: Date): Promise<P>;
+}
+
+const MODEL_PRICES: PriceOwner<ModelPriceRow, ModelPricePeriod> = {
+  table: "ps_ai_models",
+  exists: async (tx, id) => (await tx.psAiModel.findUnique({ where: { id }, select: { id: true } })) !== null,
+  write: writeModelPeriod,
+};
+
+const EXTERNAL_API_PRICES: PriceOwner<ExternalApiPriceRow, ExternalApiPricePeriod> = {
+  table: "ps_external_apis",
+  exists: async (tx, id) => (await tx.psExternalApi.findUnique({ where: { id }, select: { id: true } })) !== null,
+  write: writeApiPeriod,
+};
+
+/** Runs `fn` in one price write's transaction (all or nothing) with the package's typed errors, naming `table` and `id`. */
+function priceTransaction<T>(db: Database, table: string, id: number | null, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+  return withTypedErrors(db, table, id, () => prismaWriteTransaction(db, fn, CONFIGURATION_TRANSACTION_MS));
+}
+
+/** Writes a checked price of `owner`'s row `id` from `effectiveFrom` (default: now), once the row is found. */
+function setPricePeriod<R, P>(db: Database, owner: PriceOwner<R, P>, id: number, price: R, effectiveFrom: Date | undefined): Promise<P> {
+  return priceTransaction(db, owner.table, id, async (tx) => {
+    if (!(await owner.exists(tx, id))) throw new UnknownReferenceError(owner.table, id);
+    return owner.write(tx, id, price, effectiveFrom ?? (await databaseNow(tx)));
+  });
+}
+
 /**
  * Sets a model's prices from `effectiveFrom` (default: now, by the database's clock) until the
  * model's next price period. Usage before `effectiveFrom` keeps the price it had. Setting a price
@@ -507,17 +533,7 @@ export async function setModelPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateModelPrice(prices, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return withTypedErrors(db, "ps_ai_models", modelId, () =>
-    prismaWriteTransaction(
-      db,
-      async (tx) => {
-        const model = await tx.psAiModel.findUnique({ where: { id: modelId }, select: { id: true } });
-        if (!model) throw new UnknownReferenceError("ps_ai_models", modelId);
-        return writeModelPeriod(tx, modelId, row!, effectiveFrom ?? (await databaseNow(tx)));
-      },
-      PRICE_TRANSACTION_MS,
-    ),
-  );
+  return setPricePeriod(db, MODEL_PRICES, modelId, row!, effectiveFrom);
 }
 
 /**
@@ -542,17 +558,7 @@ export async function setExternalApiPrice(
   checkDate(effectiveFrom, "effectiveFrom", issues);
   const row = validateExternalApiPrice(priceAdapter, "", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return withTypedErrors(db, "ps_external_apis", externalApiId, () =>
-    prismaWriteTransaction(
-      db,
-      async (tx) => {
-        const api = await tx.psExternalApi.findUnique({ where: { id: externalApiId }, select: { id: true } });
-        if (!api) throw new UnknownReferenceError("ps_external_apis", externalApiId);
-        return writeApiPeriod(tx, externalApiId, row!, effectiveFrom ?? (await databaseNow(tx)));
-      },
-      PRICE_TRANSACTION_MS,
-    ),
-  );
+  return setPricePeriod(db, EXTERNAL_API_PRICES, externalApiId, row!, effectiveFrom);
 }
 
 function sameDecimal(a: string | null, b: Prisma.Decimal | null): boolean {
@@ -602,7 +608,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
   checkDate(options.effectiveFrom, "effectiveFrom", issues);
   checkDate(options.firstPeriodFrom, "firstPeriodFrom", issues);
   if (issues.length > 0) throw new UsageValidationError(issues);
-  return withTypedErrors(db, "ps_ai_models", null, () => prismaWriteTransaction(db, async (tx) => {
+  return priceTransaction(db, "ps_ai_models", null, async (tx) => {
     const [models, apis] = await Promise.all([
       tx.psAiModel.findMany({ select: { id: true, configuration: true }, orderBy: { id: "asc" } }),
       tx.psExternalApi.findMany({ select: { id: true, priceAdapter: true }, orderBy: { id: "asc" } }),
@@ -661,7 +667,7 @@ export async function syncPricesFromConfiguration(db: Database, options: SyncPri
       externalApiPeriods.push(await writeApiPeriod(tx, id, price, any ? at : first));
     }
     return { modelPeriods, externalApiPeriods, unchanged, modelsWithoutPrices, externalApisWithoutPrices };
-  }, PRICE_TRANSACTION_MS));
+  });
 }
 
 /** Pairs each period with the start of the next one of the same owner (rows sorted by owner, time). */
@@ -736,9 +742,7 @@ export async function inModelPriceTransaction<T>(
   effectiveFrom: Date | undefined,
   fn: (tx: Prisma.TransactionClient, at: Date) => Promise<T>,
 ): Promise<T> {
-  return withTypedErrors(db, "ps_ai_models", null, () =>
-    prismaWriteTransaction(db, async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx))), PRICE_TRANSACTION_MS),
-  );
+  return priceTransaction(db, "ps_ai_models", null, async (tx) => fn(tx, effectiveFrom ?? (await databaseNow(tx))));
 }
 
 /** @internal What {@link setModelPriceUnlessUnchanged} did (or, on a dry run, would do). */

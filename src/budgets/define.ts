@@ -12,7 +12,7 @@ import { dateProblem, describeValue, idProblem } from "../validation";
 import { forgetBudgets } from "./registry";
 import { translateDatabaseError } from "../usageShared";
 import { closedError, isClosing } from "../db/closing";
-import { prismaWriteTransaction } from "../ledger/writeSession";
+import { CONFIGURATION_TRANSACTION_MS, prismaWriteTransaction } from "../ledger/writeSession";
 
 /**
  * @internal Runs a budget call with the package's typed errors: a missing table is
@@ -273,7 +273,7 @@ async function setChecked(db: Database, input: BudgetInput, owner: number | null
         update: checked.data,
       });
     },
-    60_000,
+    CONFIGURATION_TRANSACTION_MS,
   );
   forgetBudgets(db);
   return toBudget(row);

@@ -34,6 +34,9 @@ export function writeTransaction<T>(db: Database, fn: (session: WriteSession) =>
   return db.direct.transaction((session) => fn(directSession(session)));
 }
 
+/** A configuration write's (prices, budgets) time limit: a price sync writes all models' periods in one, so more than Prisma's 5 s. */
+export const CONFIGURATION_TRANSACTION_MS = 60_000;
+
 /**
  * Runs `fn` in one Prisma interactive transaction (writes that must share it with Prisma queries:
  * the reference check of a single record, the budget guard). A closed Database refuses it as a
