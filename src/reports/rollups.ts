@@ -342,15 +342,17 @@ const NOT_COUNTERS = new Set(["created_at", "user_id", "model_id", "external_api
  */
 function negatedRows(table: UsageTable, level: Level, from: Prisma.Sql): Prisma.Sql {
   const columns = COLUMNS[table];
-  const keys: number[] = [];
-  const select = columns.map((c, i) => {
-    if (c === "created_at") return (keys.push(i + 1), "c.ref AS created_at");
-    if (NOT_COUNTERS.has(c)) return (keys.push(i + 1), rollupColumn(c, level));
-    // bigint, as the other branches' counters (sum of bigint is numeric).
-    return `(-sum(r.${c}))::bigint AS ${c}`;
-  });
-  return Prisma.sql`SELECT ${Prisma.raw([...select, "(-sum(r.event_count))::bigint AS event_count"].join(", "))} ${from}
-    GROUP BY ${Prisma.raw(keys.join(", "))}`;
+  const lacks = LACKS[level] as readonly string[];
+  // Summed per the level's own key columns (their statistics let the planner hash the few groups;
+  // per the relation's expressions it guessed a group a row and sorted), then read as the relation.
+  const keys = columns.filter((c) => c !== "created_at" && NOT_COUNTERS.has(c) && !lacks.includes(c));
+  const counters = [...columns.filter((c) => !NOT_COUNTERS.has(c)), "event_count"];
+  // bigint, as the other branches' counters (sum of bigint is numeric).
+  const sums = counters.map((c) => `(-sum(r.${c}))::bigint AS ${c}`);
+  const relation = [...columns.map((c) => (c === "created_at" ? "r.ref AS created_at" : rollupColumn(c, level))), "r.event_count"];
+  return Prisma.sql`SELECT ${Prisma.raw(relation.join(", "))} FROM (
+    SELECT ${Prisma.raw(["c.ref", ...keys.map((k) => `r.${k}`), ...sums].join(", "))} ${from}
+    GROUP BY ${Prisma.raw(["c.ref", ...keys.map((k) => `r.${k}`)].join(", "))}) r`;
 }
 
 /**
