@@ -322,6 +322,14 @@ test("rebuildRollups finds a rollup that went wrong, names the slot, and rewrite
   const fixed = await rebuildRollups(t.db);
   expect(fixed.rebuilt).toBe(true);
   expect(fixed.modelUsage.differences).toBe(check.modelUsage.differences);
+  // The rewritten tables are vacuumed and analyzed: the planner's row count is theirs, and every
+  // page is all-visible (index-only scans need not visit the heap; no first reader sets hint bits).
+  for (const table of ["ps_model_usage_rollup", "ps_external_api_usage_rollup"]) {
+    const [stats] = await t.db.prisma.$queryRawUnsafe<{ reltuples: number; relpages: number; relallvisible: number; rows: bigint }[]>(
+      `SELECT c.reltuples::float8 AS reltuples, c.relpages, c.relallvisible, (SELECT count(*) FROM ${table}) AS rows FROM pg_class c WHERE c.oid = '${table}'::regclass`,
+    );
+    expect({ table, reltuples: stats.reltuples, allVisible: stats.relallvisible }).toEqual({ table, reltuples: Number(stats.rows), allVisible: stats.relpages });
+  }
   expect(await tokenOut({})).toBe(rightTotal);
   const after = await rebuildRollups(t.db, { dryRun: true });
   expect([after.modelUsage.differences, after.externalApiUsage.differences]).toEqual([0, 0]);

@@ -192,9 +192,9 @@ function levelExpectedSql(level: (typeof LEVELS)[number]): string {
 }
 
 /** Compares each coarser level with the 15-minute rollups and, when `rewrite`, rewrites the ones that differ. */
-async function checkLevels(session: SqlSession, rewrite: boolean): Promise<{ checks: RollupLevelCheck[]; rebuilt: boolean }> {
+async function checkLevels(session: SqlSession, rewrite: boolean): Promise<{ checks: RollupLevelCheck[]; rewritten: string[] }> {
   const checks: RollupLevelCheck[] = [];
-  let rebuilt = false;
+  const rewritten: string[] = [];
   for (const level of LEVELS) {
     const on = level.keys.map((k) => `e.${k} = r.${k}`).join(" AND ");
     const differs = ["event_count", ...level.sums].map((c) => `e.${c} IS DISTINCT FROM r.${c}`).join(" OR ");
@@ -205,12 +205,12 @@ async function checkLevels(session: SqlSession, rewrite: boolean): Promise<{ che
       await session.query(
         `INSERT INTO ${level.table} (${[...level.keys, "event_count", ...level.sums].join(", ")}) ${levelExpectedSql(level)} ORDER BY ${level.keys.map((_, i) => i + 1).join(", ")}`,
       );
-      rebuilt = true;
+      rewritten.push(level.table);
     }
     const [count] = await session.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${level.table}`);
     checks.push({ table: level.table, rows: Number(count.n), differences });
   }
-  return { checks, rebuilt };
+  return { checks, rewritten };
 }
 
 /** SQL bounds on the slots compared: `from` (inclusive) and `before` (exclusive), as parameter references. */
@@ -326,7 +326,7 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
       // Before where the ledger was pruned, the rollups are the record: left as they are.
       const from = { modelUsage: await prunedBefore(session, SPEC.modelUsage.ledger), externalApiUsage: await prunedBefore(session, SPEC.externalApiUsage.ledger) };
       const found = { modelUsage: await check(session, SPEC.modelUsage, from.modelUsage), externalApiUsage: await check(session, SPEC.externalApiUsage, from.externalApiUsage) };
-      let rebuilt = false;
+      const rewritten: string[] = [];
       if (!dryRun) {
         for (const name of ["modelUsage", "externalApiUsage"] as const) {
           if (found[name].differences === 0) continue;
@@ -341,12 +341,13 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
             `INSERT INTO ${spec.rollup} (${[...spec.keys, "event_count", ...spec.sums].join(", ")}) ${expectedSql(spec, since ? { from: "$1::timestamptz" } : {})} ORDER BY ${spec.keys.map((_, i) => i + 1).join(", ")}`,
             params,
           );
-          rebuilt = true;
+          rewritten.push(spec.rollup);
         }
       }
       // The coarser levels, from the 15-minute rollups as they now are.
       const levels = await checkLevels(session, !dryRun);
-      rebuilt ||= levels.rebuilt;
+      rewritten.push(...levels.rewritten);
+      const rebuilt = rewritten.length > 0;
       const result = {
         levels: levels.checks,
         modelUsage: { table: SPEC.modelUsage.rollup, rows: await rowCount(session, SPEC.modelUsage), prunedBefore: from.modelUsage, ...found.modelUsage },
@@ -354,6 +355,11 @@ export async function rebuildRollups(db: Database, options: RebuildRollupsOption
         rebuilt,
       };
       await session.exec(dryRun ? "ROLLBACK" : "COMMIT");
+      // A rewritten table is all dead rows and new rows the planner has no statistics of, and
+      // whose pages are not yet all-visible (index-only scans go to the heap, the first reads set
+      // hint bits): vacuumed and analyzed now rather than whenever autovacuum comes by.
+      // SKIP_LOCKED: a table autovacuum is already on is left to it.
+      if (rebuilt) await session.exec(`VACUUM (ANALYZE, SKIP_LOCKED) ${rewritten.join(", ")}`);
       return result;
     } catch (err) {
       await session.exec("ROLLBACK").catch(() => undefined);
