@@ -192,6 +192,27 @@ pgliteTest("several processes at once on one directory: each succeeds with its r
   expect(refused).toBe(outcomes.filter((o) => o.code !== 0).length);
 });
 
+pgliteTest("a holder that stops answering for longer than the lock's stale time keeps the directory: a waiting opener gets it only once the holder is gone", async () => {
+  const { dir, modelId } = await preparedDir();
+  // The holder records 3 rows, then its event loop is blocked for 13 s (past LOCK_STALE_MS, so its
+  // lock's mtime is not refreshed: a loaded machine or a long synchronous call), then records 3 more.
+  const holder = libraryChild(dir, modelId, 3, 100, 0, "block:13000");
+  await new Promise<void>((resolve) => holder.child.stdout!.on("data", () => holder.output().includes('"recorded"') && resolve()));
+  let holderGone = false;
+  const holderDone = holder.done.then((o) => ((holderGone = true), o));
+  const db = await openDatabase({ dataDir: dir, lockWaitMs: 60_000 });
+  const openedAfterHolder = holderGone;
+  try {
+    await recordModelUsage(db, { userId: 1, modelId, tokenInCount: 200 });
+    const outcome = await holderDone;
+    expect({ openedAfterHolder, code: outcome.code, stderr: outcome.stderr }).toEqual({ openedAfterHolder: true, code: 0, stderr: "" });
+    expect((outcome.lines[outcome.lines.length - 1].acknowledged as Acknowledged[]).map((r) => r.tokenInCount)).toEqual([100, 101, 102, 103, 104, 105]);
+    expect((await readBack(db)).rows.map((r) => r.tokenInCount)).toEqual([100, 101, 102, 103, 104, 105, 200]);
+  } finally {
+    await db.close();
+  }
+}, 90_000);
+
 pgliteTest("a second opener is refused at once, naming the directory and the holder's pid and command line", async () => {
   const { dir, modelId } = await preparedDir();
   const holder = libraryChild(dir, modelId, 1, 100, 0, "stdin");

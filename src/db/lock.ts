@@ -6,7 +6,8 @@
 //
 // The lock itself is proper-lockfile's: an atomic mkdir of `<dir>.lock` whose mtime the holder
 // refreshes every LOCK_STALE_MS / 2, so a lock whose holder died (SIGKILL, power loss) goes stale
-// and is taken over after LOCK_STALE_MS. Who holds it is written next to it
+// and is taken over after LOCK_STALE_MS; a holder recorded as alive on this host is never taken
+// over, however long since it refreshed (its event loop may be blocked or starved of CPU). Who holds it is written next to it
 // (`<dir>.lock.holder.json`), for the error message and to settle a contested takeover.
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
@@ -95,6 +96,18 @@ function holderIsDead(holder: LockHolder): boolean {
   }
 }
 
+/** True when the lock's recorded holder is another process, on this host, still running. */
+function heldByAnotherLiveProcess(lockPath: string): boolean {
+  const holder = readHolder(lockPath);
+  return holder !== undefined && holder.pid !== process.pid && holder.hostname === os.hostname() && !holderIsDead(holder);
+}
+
+/** `stat` with its mtime now (see the lock's `stat` above). */
+function freshened(stat: fs.Stats): fs.Stats {
+  const now = new Date();
+  return Object.assign(Object.create(Object.getPrototypeOf(stat) as object) as fs.Stats, stat, { mtime: now, mtimeMs: now.getTime() });
+}
+
 function describeHolder(lockPath: string, holder: LockHolder | undefined): string {
   if (!holder) {
     return `another process holds its lock ${lockPath} and has not recorded who it is (it is starting, or died before it could: a lock not refreshed for ${LOCK_STALE_MS / 1000} s is taken over; pass --wait <seconds> / lockWaitMs to wait for that)`;
@@ -156,6 +169,13 @@ export async function lockDirectory(dir: string, options: LockOptions): Promise<
       ...fs,
       rmdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => (disowned ? cb(null) : fs.rmdir(p, cb)),
       rmdirSync: (p: string) => (disowned ? undefined : fs.rmdirSync(p)),
+      // proper-lockfile judges a lock stale by its mtime alone. A holder whose event loop was
+      // blocked or starved of CPU past LOCK_STALE_MS (a loaded machine, a long synchronous call in
+      // PGlite) has not refreshed it, yet still has the directory open: taking its lock over let
+      // two processes write one directory and lose acknowledged rows. So a lock whose recorded
+      // holder is another process alive on this host is never stale: its mtime reads as now.
+      stat: (p: string, cb: (err: NodeJS.ErrnoException | null, stat?: fs.Stats) => void) =>
+        fs.stat(p, (err, stat) => cb(err, err || !heldByAnotherLiveProcess(lockPath) ? stat : freshened(stat))),
     };
     // A lock directory already there may be a stale one that lock() takes over (see below).
     if (fs.existsSync(lockPath)) contended = true;

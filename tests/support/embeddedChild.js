@@ -3,7 +3,9 @@
 //   node embeddedChild.js <dataDir> <modelId> <rows> <tokenBase> <lockWaitMs> <hold>
 // It opens the directory, prints {"opened":pid}, records <rows> model usage rows one by one
 // (tokenInCount tokenBase, tokenBase+1, ...), prints {"recorded":rows}, then keeps the database open for <hold> ms, or,
-// when <hold> is "stdin", until a line arrives on stdin; closes it and prints one JSON line
+// when <hold> is "stdin", until a line arrives on stdin, or, when <hold> is "block:<ms>", blocks its
+// event loop for <ms> (a process starved of CPU, or in a long synchronous call) and then records
+// <rows> more (tokenBase+rows, ...); closes it and prints one JSON line
 // with the rows it was acknowledged. A failed open prints {"error":name,"message":...}, exit 2.
 require("./tsRegister");
 const readline = require("node:readline");
@@ -29,7 +31,13 @@ async function main() {
     }
     // Its rows are committed: a test may now kill it and expect them kept.
     process.stdout.write(`${JSON.stringify({ recorded: acknowledged.length })}\n`);
-    if (hold === "stdin") {
+    if (hold.startsWith("block:")) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(hold.slice(6)));
+      for (let i = 0; i < Number(rows); i++) {
+        const row = await recordModelUsage(db, { userId: 1, modelId: Number(modelId), tokenInCount: Number(tokenBase) + Number(rows) + i });
+        acknowledged.push({ id: row.id, tokenInCount: row.tokenInCount });
+      }
+    } else if (hold === "stdin") {
       await new Promise((resolve) => readline.createInterface({ input: process.stdin }).once("line", resolve));
     } else {
       await new Promise((resolve) => setTimeout(resolve, Number(hold)));
