@@ -9,6 +9,7 @@ import { migrate } from "./schema/migrate";
 import { lockDirectory, type DirectoryLock } from "./db/lock";
 import { SESSION_SETTINGS_SQL } from "./db/sessionSettings";
 import { pgliteTransactionWithin, trackTransactions } from "./db/pgliteWait";
+import { pglitePreparedStatements } from "./db/pglitePrepared";
 import { retryDeadlocks } from "./db/retryDeadlocks";
 import { markClosing, trackedClient, trackedDirect, workEnded } from "./db/closing";
 import { primaryView, ReplicaSet, type Replica } from "./db/replicas";
@@ -169,7 +170,7 @@ export interface DirectSession {
  * more than the statement itself for a single record, and turns a batch's parameters into JSON
  * and back): the write pool (pinned sessions, `writeTimeoutMs`) on PostgreSQL, PGlite's own
  * query on PGlite (which waits for a running transaction). A `name` keeps the statement prepared
- * on each PostgreSQL connection (the text must be fixed for that name).
+ * on each PostgreSQL connection and on PGlite's session (the text must be fixed for that name).
  */
 export interface DirectDriver {
   query<T = Record<string, unknown>>(text: string, values: readonly unknown[], name?: string): Promise<T[]>;
@@ -736,9 +737,12 @@ async function openPglite(dataDir: string, lockWaitMs: number, create: boolean, 
   // own: PGlite's plain query would queue behind it without a bound and cannot be taken back (see
   // db/pgliteWait); with none, it runs as it is.
   const transactionPending = trackTransactions(pglite);
+  // A named statement is prepared once on PGlite's session too (see db/pglitePrepared), outside
+  // transactions, where a vanished one can be prepared again and retried.
+  const prepared = pglitePreparedStatements(pglite);
   const direct: DirectDriver = {
-    async query(text, values) {
-      if (!transactionPending()) return (await pglite.query(text, [...values])).rows as never[];
+    async query(text, values, name) {
+      if (!transactionPending()) return name === undefined ? ((await pglite.query(text, [...values])).rows as never[]) : prepared(name, text, values);
       return pgliteTransactionWithin(pglite, target, writeTimeoutMs, async (tx) => (await tx.query(text, [...values])).rows as never[]);
     },
     transaction(fn) {

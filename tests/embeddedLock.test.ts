@@ -411,6 +411,33 @@ pgliteTest("Studio's socket: several clients with prepared and parameterized que
   }
 });
 
+pgliteTest("a served client's DEALLOCATE ALL does not break single records: their statements are prepared again", async () => {
+  const db = await openDatabase({ dataDir: "memory://", migrate: true });
+  const modelId = await createModel(db);
+  const server = await serveEmbeddedDatabase(db);
+  const client = new Client({ connectionString: server.url });
+  try {
+    await client.connect();
+    const first = await recordModelUsage(db, { userId: 3, modelId, tokenInCount: 1 }, { idempotencyKey: "dealloc-1" });
+    await recordModelUsage(db, { userId: 3, modelId, tokenInCount: 2 });
+    expect(await recordModelUsage(db, { userId: 3, modelId, tokenInCount: 9 }, { idempotencyKey: "dealloc-1" })).toEqual(first);
+    // PGlite is one session: the client's DEALLOCATE ALL drops the package's statements too.
+    await client.query("DEALLOCATE ALL");
+    const keyed = await recordModelUsage(db, { userId: 3, modelId, tokenInCount: 3 }, { idempotencyKey: "dealloc-2" });
+    const plain = await recordModelUsage(db, { userId: 3, modelId, tokenInCount: 4 });
+    expect([keyed.tokenInCount, plain.tokenInCount]).toEqual([3, 4]);
+    await client.query("DEALLOCATE ALL");
+    // A replay reads the stored row (the key-reading statement, prepared again as well).
+    expect(await recordModelUsage(db, { userId: 3, modelId, tokenInCount: 9 }, { idempotencyKey: "dealloc-1" })).toEqual(first);
+    const stored = await db.driver.query<{ n: number; tokens: number }>("SELECT count(*)::int AS n, sum(token_in_count)::int AS tokens FROM ps_model_usage");
+    expect(stored).toEqual([{ n: 4, tokens: 10 }]);
+  } finally {
+    await client.end().catch(() => undefined);
+    await server.stop();
+    await db.close();
+  }
+});
+
 pgliteTest("while `ps-usage studio` serves a directory, other CLI commands get the lock error naming the studio process", async () => {
   const { dir, modelId } = await preparedDir();
   const port = 20000 + Math.floor(Math.random() * 20000);

@@ -3,8 +3,8 @@
  * through Prisma's client runtime, which cost about half of each call (bench/RESULTS.md, single
  * records): a named, prepared `INSERT … RETURNING`, and with an idempotency key one statement
  * that claims the key and inserts the row.
- * The texts are fixed per table (every column is always sent), so each connection prepares them
- * once.
+ * The texts are fixed per table (every column is always sent), so each connection (PGlite's one
+ * session too) prepares them once.
  */
 import type { Database } from "../db";
 import { DatabaseNotMigratedError } from "../errors";
@@ -23,7 +23,7 @@ export interface SingleInsertSpec {
   readonly columns: readonly SingleColumn[];
 }
 
-/** A statement of a fixed text, kept prepared under its name on each PostgreSQL connection. */
+/** A statement of a fixed text, kept prepared under its name on each PostgreSQL connection and on PGlite's session. */
 export interface DirectStatement {
   readonly name: string;
   readonly text: string;
@@ -49,9 +49,9 @@ export interface SingleInsertStatements {
 export function singleInsertStatements(spec: SingleInsertSpec): SingleInsertStatements {
   const columns = spec.columns.map(([column]) => column).join(", ");
   const returning = ["id", ...spec.columns.map(([column, , field]) => `${column} AS "${field}"`)].join(", ");
-  // Plain, the columns type the parameters: casts there cost about 15% of the statement on PGlite,
-  // which parses and plans every call (bench/NOTES.md, single records). Keyed, they are values of
-  // a SELECT, which the columns do not type: cast.
+  // Plain, the columns type the parameters: casts there cost about 15% of the statement on PGlite
+  // where it parses and plans every call (unprepared, while a transaction is pending: bench/NOTES.md,
+  // single records). Keyed, they are values of a SELECT, which the columns do not type: cast.
   const untyped = spec.columns.map((_, i) => `$${i + 1}`).join(", ");
   const params = spec.columns.map(([, type], i) => `$${i + 1}::${type}`).join(", ");
   const plain = `INSERT INTO ${spec.table} (${columns}) VALUES (${untyped}) RETURNING ${returning}`;
