@@ -5,7 +5,7 @@ import { SingleBar, Presets } from "cli-progress";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { agentTreeCostReport, costReport, type CostReportGroupBy, type CostReportOptions } from "./costs";
 import { isTimeZone, parseIsoDateTime, toInstant, type IsoDateTime } from "./cli/dates";
-import { limitHeapGrowthForImport } from "./cli/importHeap";
+import { compileWasmForImport, limitHeapGrowthForImport } from "./cli/importHeap";
 import { classifyDatabaseTarget, DATABASE_TARGET_FORMS, DEFAULT_DATA_DIR, isPostgresUrl, IMPORT_EMBEDDED_SHARED_BUFFERS_MB, openDatabase, redactUrl, splitReplicaUrls, type Database, type OpenDatabaseOptions } from "./db";
 import { seedDemo } from "./demo";
 import { PsUsageError, UsageValidationError } from "./errors";
@@ -357,8 +357,10 @@ export function buildProgram(): Command {
     .option("--regional-processing <region>", "the regional processing the provider applied, e.g. eu (model usage)");
   record.action(async (opts: DbOptions & Record<string, unknown>) => {
     const prepared = prepareRecord(opts);
-    // A long import into an embedded database: a smaller buffer cache keeps the process smaller.
+    // A long import into an embedded database: a smaller buffer cache and WebAssembly compiled
+    // once (before PGlite compiles its module) keep the process smaller.
     const embedded = opts.ndjson ? { embeddedSharedBuffersMb: IMPORT_EMBEDDED_SHARED_BUFFERS_MB } : undefined;
+    if (opts.ndjson) compileWasmForImport();
     await withDb(opts, (db) => withFlagNames(RECORD_FLAGS, () => prepared(db)), "existing", embedded);
   });
 

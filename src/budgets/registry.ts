@@ -5,27 +5,46 @@
  * background budget failure (`onBudgetError`).
  */
 import type { Database } from "../db";
-import type { BudgetRow } from "./define";
+import { Prisma } from "../generated/prisma/client";
+import { directStatement } from "../ledger/writeSession";
 import type { BudgetAlert } from "./alerts";
 
 /** How long a Database trusts its list of budgets (budgets set through it refresh it at once). */
 export const BUDGET_CACHE_MS = 5_000;
 
-const cache = new WeakMap<Database, { readonly at: number; readonly rows: Promise<readonly BudgetRow[]> }>();
+const cache = new WeakMap<Database, { readonly at: number; readonly rows: Promise<readonly BudgetScopeRow[]> }>();
 
 /** Forgets the cached budgets of `db` (after it set or removed one). */
 export function forgetBudgets(db: Database): void {
   cache.delete(db);
 }
 
+/** What the background check needs of a budget to tell whether an event may count toward it. */
+export interface BudgetScopeRow {
+  readonly id: number;
+  readonly thresholdCount: number;
+  readonly userId: number | null;
+  readonly agentId: number | null;
+  readonly connectorId: number | null;
+  readonly modelId: number | null;
+  readonly externalApiId: number | null;
+}
+
 /**
- * The budgets, at most {@link BUDGET_CACHE_MS} old: one query per Database and period, none in
- * between. A database without the budget table (not migrated to this version) has none.
+ * The budgets' scopes, at most {@link BUDGET_CACHE_MS} old: one query per Database and period,
+ * none in between. A database without the budget table (not migrated to this version) has none.
+ * Read on the driver, as the writes that call for it: a batch import never loads Prisma's query
+ * compiler (about 50 MB of WASM, bench/RESULTS.md) unless a budget's scope may hold its events.
  */
-export function cachedBudgets(db: Database): Promise<readonly BudgetRow[]> {
+export function cachedBudgets(db: Database): Promise<readonly BudgetScopeRow[]> {
   const hit = cache.get(db);
   if (hit !== undefined && Date.now() - hit.at < BUDGET_CACHE_MS) return hit.rows;
-  const rows = db.prisma.psUsageBudget.findMany().catch(() => [] as BudgetRow[]);
+  const rows = directStatement(db)
+    .query<BudgetScopeRow>(
+      Prisma.sql`SELECT id, cardinality(thresholds) AS "thresholdCount", user_id AS "userId", agent_id AS "agentId",
+        connector_id AS "connectorId", model_id AS "modelId", external_api_id AS "externalApiId" FROM ps_usage_budgets`,
+    )
+    .catch(() => [] as BudgetScopeRow[]);
   cache.set(db, { at: Date.now(), rows });
   return rows;
 }

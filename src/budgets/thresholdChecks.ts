@@ -14,10 +14,9 @@
  */
 import type { Database } from "../db";
 import { isClosing, owner } from "../db/closing";
-import type { BudgetRow } from "./define";
 import { deliverAlerts, deliverPendingAlerts } from "./alerts";
 import type { BudgetEvent } from "./guard";
-import { cachedBudgets, markUndelivered, reportBudgetFailure, takeUndelivered } from "./registry";
+import { cachedBudgets, markUndelivered, type BudgetScopeRow, reportBudgetFailure, takeUndelivered } from "./registry";
 import { UnknownReferenceError } from "../errors";
 import { translateDatabaseError } from "../usageShared";
 import { budgetsInPeriods, statusOf } from "./status";
@@ -44,9 +43,9 @@ function checksOf(db: Database): Checks {
 }
 
 /** Could `row`'s scope hold `event`? (An agent budget: any event with an agent; the read decides.) */
-function mayHold(row: BudgetRow, event: BudgetEvent): boolean {
+function mayHold(row: BudgetScopeRow, event: BudgetEvent): boolean {
   return (
-    row.thresholds.length > 0 &&
+    row.thresholdCount > 0 &&
     (row.userId === null || row.userId === event.userId) &&
     (row.agentId === null || event.agentId !== null) &&
     (row.connectorId === null || row.connectorId === event.connectorId) &&

@@ -12,6 +12,8 @@
  * `--max-old-space-size`: the limit follows the live size, so a larger `--batch-size` still gets
  * the heap it needs instead of running out of memory.
  *
+ * Also how V8 compiles WebAssembly (PGlite's, see {@link importWasmFlag}).
+ *
  * Only the CLI does this, for its own process: a library leaves V8's settings to the application.
  */
 import v8 from "node:v8";
@@ -34,5 +36,27 @@ export function importHeapFlag(execArgv: readonly string[]): string | null {
  */
 export function limitHeapGrowthForImport(): void {
   const flag = importHeapFlag(process.execArgv);
+  if (flag !== null) v8.setFlagsFromString(flag);
+}
+
+/**
+ * The V8 flag that has WebAssembly compiled by the optimizing tier (TurboFan) only, or null when
+ * the user started node with a tiering flag of their own. By default V8 compiles each function of
+ * PGlite's PostgreSQL with its baseline compiler (Liftoff) first and again with TurboFan once it
+ * is hot, keeping both codes and compiling in the background while the import runs: about 75 MB
+ * more at an embedded import's peak, for no more speed (bench/RESULTS.md). Liftoff alone would
+ * save as much but runs the import about a third slower.
+ */
+export function importWasmFlag(execArgv: readonly string[]): string | null {
+  if (execArgv.some((arg) => /^--(no[-_])?(liftoff|liftoff[-_]only|wasm[-_]tier[-_]up|wasm[-_]dynamic[-_]tiering)(=|$)/.test(arg))) return null;
+  return "--no-liftoff";
+}
+
+/**
+ * Sets {@link importWasmFlag} for this process. V8 reads it when it compiles a module, so it must
+ * be set before the database is opened (PGlite compiles its module then).
+ */
+export function compileWasmForImport(): void {
+  const flag = importWasmFlag(process.execArgv);
   if (flag !== null) v8.setFlagsFromString(flag);
 }

@@ -10,7 +10,7 @@ import type { Database } from "../db";
 import { UnknownReferenceError } from "../errors";
 import { retryDeadlocks } from "../db/retryDeadlocks";
 import { Prisma } from "../generated/prisma/client";
-import { prismaSession, prismaWriteTransaction, type WriteSession } from "./writeSession";
+import { directStatement, prismaSession, prismaWriteTransaction, type WriteSession } from "./writeSession";
 import { namesAgentOrConnector, refuseOthersReferences, type OwnedReferences, type Owner } from "../scope/ownership";
 
 /** A usage column that references another table, and that table. */
@@ -65,8 +65,9 @@ export function forgetGuardedReferences(db: Database): void {
 }
 
 async function readCatalog(db: Database): Promise<Catalog> {
-  // The tables as the inserts name them: resolved through the session's search_path.
-  const rows = await db.prisma.$queryRaw<{ tables: boolean; keys: string[] }[]>`
+  // The tables as the inserts name them: resolved through the session's search_path. Read on the
+  // driver, as the writes it serves: a batch import never loads Prisma's query compiler (bench/RESULTS.md).
+  const rows = await directStatement(db).query<{ tables: boolean; keys: string[] }>(Prisma.sql`
     SELECT to_regclass('ps_model_usage') IS NOT NULL AND to_regclass('ps_external_api_usage') IS NOT NULL AS tables,
       ARRAY(
         SELECT rel.relname || '.' || att.attname || '>' || ref.relname
@@ -76,7 +77,7 @@ async function readCatalog(db: Database): Promise<Catalog> {
         JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = con.conkey[1]
         WHERE con.contype = 'f' AND cardinality(con.conkey) = 1
           AND con.conrelid IN (to_regclass('ps_model_usage'), to_regclass('ps_external_api_usage'))
-      ) AS keys`;
+      ) AS keys`);
   const guarded = new Set<string>();
   for (const key of rows[0].keys) {
     const [reference, referenced] = key.split(">");
