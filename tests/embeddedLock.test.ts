@@ -82,7 +82,7 @@ function run(args: readonly string[]): Run {
 }
 
 /** A library child (tests/support/embeddedChild.js). */
-function libraryChild(dir: string, modelId: number, rows: number, tokenBase: number, lockWaitMs: number, hold: number | "stdin"): Run {
+function libraryChild(dir: string, modelId: number, rows: number, tokenBase: number, lockWaitMs: number, hold: number | "stdin" | `block:${number}`): Run {
   return run([CHILD, dir, String(modelId), String(rows), String(tokenBase), String(lockWaitMs), String(hold)]);
 }
 
