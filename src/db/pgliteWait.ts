@@ -56,6 +56,8 @@ export function trackTransactions(pglite: PGlite): () => boolean {
     pending++;
     return transaction(fn).finally(() => pending--);
   }) as PGlite["transaction"];
-  // A transaction begun by a plain "BEGIN" statement is seen by the server's own state.
-  return () => pending > 0 || pglite.isInTransaction();
+  // A transaction begun by a plain "BEGIN" statement is seen by the server's own state. A closed
+  // PGlite has none (and its isInTransaction throws a TypeError): the statement then gets PGlite's
+  // own "PGlite is closed", which is a DatabaseConnectionError.
+  return () => pending > 0 || (!pglite.closed && pglite.isInTransaction());
 }
