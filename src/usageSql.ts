@@ -28,10 +28,10 @@ export const USAGE_TABLE_NAMES: Readonly<Record<UsageTable, string>> = {
 
 /**
  * `ids = ANY(…)` for a list of validated integer ids: the list goes in as one bound `int[]`
- * literal (`{1,2,3}`), not a JS array, which Prisma serializes element by element (a 1,000-agent
- * tree's ids, bound once per branch that filters by them, took 24 ms of a 207 ms tree cost
- * report: docs/scale.md). The planner sees the array's values either way (an unnamed statement is
- * planned with its parameters).
+ * literal (`{1,2,3}`), not a JS array, which Prisma serializes element by element (as
+ * intArrayLiteral's batches: a 1,000-agent tree's ids are bound once per branch that filters by
+ * them). The planner sees a constant array either way (an unnamed statement is planned with its
+ * parameters; EXPLAIN through Prisma shows it folded).
  */
 export function anyIdSql(column: Prisma.Sql, ids: readonly number[]): Prisma.Sql {
   return Prisma.sql`${column} = ANY(${`{${ids.join(",")}}`}::int[])`;

@@ -7,8 +7,9 @@
 // The lock itself is proper-lockfile's: an atomic mkdir of `<dir>.lock` whose mtime the holder
 // refreshes every LOCK_STALE_MS / 2, so a lock whose holder died (SIGKILL, power loss) goes stale
 // and is taken over after LOCK_STALE_MS; a holder recorded as alive on this host is never taken
-// over, however long since it refreshed (its event loop may be blocked or starved of CPU). Who holds it is written next to it
-// (`<dir>.lock.holder.json`), for the error message and to settle a contested takeover.
+// over, however long since it refreshed (its event loop may be blocked or starved of CPU). Who
+// holds it is written next to it (`<dir>.lock.holder.json`), for the error message, to tell a
+// live holder from a dead one, and to settle a contested takeover.
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";

@@ -343,8 +343,8 @@ const NOT_COUNTERS = new Set(["created_at", "user_id", "model_id", "external_api
 function negatedRows(table: UsageTable, level: Level, from: Prisma.Sql): Prisma.Sql {
   const columns = COLUMNS[table];
   const lacks = LACKS[level] as readonly string[];
-  // Summed per the level's own key columns (their statistics let the planner hash the few groups;
-  // per the relation's expressions it guessed a group a row and sorted), then read as the relation.
+  // Summed per the level's own key columns, plain columns with statistics (grouped by the
+  // relation's expressions, the planner guessed a group a row), then read as the relation.
   const keys = columns.filter((c) => c !== "created_at" && NOT_COUNTERS.has(c) && !lacks.includes(c));
   const counters = [...columns.filter((c) => !NOT_COUNTERS.has(c)), "event_count"];
   // bigint, as the other branches' counters (sum of bigint is numeric).
