@@ -136,8 +136,6 @@ interface ScaleResults {
   ingestDense?: IngestResult;
   /** Prunes of 30 days, by the ledger's model usage rows before (a size measured again replaces its entry). */
   prunes?: Record<string, PruneResult>;
-  /** @deprecated The one prune the results held before `prunes` (moved there on read). */
-  prune?: PruneResult;
 }
 
 interface PruneResult {
@@ -155,12 +153,7 @@ interface PruneResult {
 }
 
 function readResults(): ScaleResults {
-  const results = fs.existsSync(JSON_FILE) ? (JSON.parse(fs.readFileSync(JSON_FILE, "utf8")) as ScaleResults) : { sizes: {} };
-  if (results.prune) {
-    results.prunes = { [String(results.prune.modelRowsBefore)]: results.prune, ...results.prunes };
-    delete results.prune;
-  }
-  return results;
+  return fs.existsSync(JSON_FILE) ? (JSON.parse(fs.readFileSync(JSON_FILE, "utf8")) as ScaleResults) : { sizes: {} };
 }
 
 /** JSON with bigints as strings and Dates as ISO text, for comparing results. */
